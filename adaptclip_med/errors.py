@@ -1,0 +1,40 @@
+"""Exception types of adaptclip_med.
+
+Every message follows one template: what was received (file, value), what was expected, and what to
+do about it. User input is checked with ``raise``, never ``assert``.
+"""
+
+from __future__ import annotations
+
+
+class AdaptCLIPError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class WeightsNotFoundError(AdaptCLIPError, FileNotFoundError):
+    """Backbone or adapter weights are neither local nor downloadable (e.g. offline)."""
+
+
+class CheckpointMismatchError(AdaptCLIPError, ValueError):
+    """A checkpoint was made for another backbone or configuration than the model it is loaded into."""
+
+
+class ImageReadError(AdaptCLIPError, ValueError):
+    """An image, scan or mask cannot be read or has unusable content (NaN, wrong shape, ...)."""
+
+    def __init__(self, path: object, problem: str, fix: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        msg = f"{self.path}: {problem}"
+        if fix:
+            msg += f". {fix}"
+        super().__init__(msg)
+
+
+class DataValidationError(AdaptCLIPError, ValueError):
+    """A data set folder does not hold the expected tree, or holds inconsistent files."""
+
+
+class PromptError(AdaptCLIPError, ValueError):
+    """Few-shot prompts cannot be drawn (no normal images, too few, ...)."""

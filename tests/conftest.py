@@ -1,0 +1,54 @@
+"""Shared pytest fixtures: the ../shared folder and a seeded tiny AdaptCLIP on random weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_root() -> Path:
+    env = os.environ.get("ADAPTCLIP_SHARED")
+    return Path(env) if env else REPO_ROOT.parent / "shared"
+
+
+def _require_shared(sub: str) -> Path:
+    path = _shared_root() / sub
+    if path.exists():
+        return path
+    reason = f"{path} is absent: these tests need the ../shared folder beside the checkout"
+    if os.environ.get("ADAPTCLIP_REQUIRE_SHARED") == "1":
+        pytest.fail(f"{reason} (ADAPTCLIP_REQUIRE_SHARED=1, as in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` (or ``$ADAPTCLIP_SHARED``); skips when absent, fails in CI."""
+    return _require_shared("")
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets``; skips when absent, fails in CI."""
+    return _require_shared("datasets")
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    """``../shared/conformance``; skips when absent, fails in CI."""
+    return _require_shared("conformance")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """AdaptCLIP on the registered tiny backbone (random weights, seed 0) at 224 px, eval mode."""
+    from adaptclip_med import load_model
+
+    return load_model(
+        backbone="adaptclip-tiny", pretrained=None, image_size=224, device="cpu",
+        allow_random_backbone=True, seed=0,
+    )
