@@ -1,0 +1,35 @@
+"""Anomaly-detection metrics: pure functions, accumulators, clinical operating points.
+
+Canonical names: I-AUROC, I-AUPR, I-F1max, P-AUROC, P-AUPR, P-F1max, AUPRO (paper), I-AP, P-AP (extra).
+"""
+
+from __future__ import annotations
+
+from adaptclip_med.metrics.accumulators import Evaluator, ImageAccumulator, PixelAccumulator
+from adaptclip_med.metrics.binned import BinnedPixelHistogram
+from adaptclip_med.metrics.clinical import (
+    BootstrapResult,
+    bootstrap_ci,
+    sensitivity_at_specificity,
+    specificity_at_sensitivity,
+)
+from adaptclip_med.metrics.functional import aupr, aupro, auroc, average_precision, f1_max, region_weights
+from adaptclip_med.metrics.operating_point import OperatingPoint, calibrate_threshold, decision_metrics
+from adaptclip_med.metrics.result import (
+    ALL_METRICS,
+    EXTRA_METRICS,
+    IMAGE_METRICS,
+    PAPER_METRICS,
+    PIXEL_METRICS,
+    MetricUndefinedError,
+    MetricValue,
+    canonical_metric,
+)
+
+__all__ = [
+    "ALL_METRICS", "EXTRA_METRICS", "IMAGE_METRICS", "PAPER_METRICS", "PIXEL_METRICS",
+    "BinnedPixelHistogram", "BootstrapResult", "Evaluator", "ImageAccumulator", "MetricUndefinedError",
+    "MetricValue", "OperatingPoint", "PixelAccumulator", "aupr", "aupro", "auroc", "average_precision",
+    "bootstrap_ci", "calibrate_threshold", "canonical_metric", "decision_metrics", "f1_max", "region_weights",
+    "sensitivity_at_specificity", "specificity_at_sensitivity",
+]

@@ -1,0 +1,162 @@
+"""Stateful accumulators: add batches, then ``compute()`` every metric as a :class:`MetricValue`.
+
+``ImageAccumulator`` keeps the image scores (small). ``PixelAccumulator`` keeps maps exactly while they
+fit a pixel budget (``mode="auto"``), then folds them into a :class:`BinnedPixelHistogram` and
+streams; ``mode="exact"`` never bins, ``mode="binned"`` always does. ``Evaluator`` combines both and
+returns the paper's keys (``I-AUROC`` ... ``AUPRO``) plus the labelled extras (``I-AP``, ``P-AP``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adaptclip_med.metrics import functional as F
+from adaptclip_med.metrics.binned import DEFAULT_BINS, BinnedPixelHistogram
+from adaptclip_med.metrics.result import IMAGE_METRICS, PIXEL_METRICS, MetricUndefinedError, MetricValue
+
+PIXEL_MODES = ("auto", "exact", "binned")
+#: Pixels kept exactly in ``auto`` mode before switching to binning (~ 150 maps of 518 × 518).
+DEFAULT_EXACT_MAX_PIXELS = 40_000_000
+
+
+def _safe(fn: object, *args: object) -> MetricValue:
+    try:
+        return MetricValue(float(fn(*args)))  # type: ignore[operator]
+    except MetricUndefinedError as err:
+        return MetricValue.na(str(err).split(": ", 1)[-1])
+
+
+class ImageAccumulator:
+    """Image-level scores and labels; computes I-AUROC, I-AUPR, I-AP, I-F1max."""
+
+    def __init__(self) -> None:
+        self.scores: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+
+    def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        """Add ``scores (B,)`` and 0/1 ``labels (B,)``."""
+        self.scores.append(np.asarray(scores, dtype=np.float64).ravel())
+        self.labels.append(np.asarray(labels).astype(np.int64).ravel())
+
+    def compute(self) -> dict[str, MetricValue]:
+        """The image metrics; N/A with the reason when only one label is present."""
+        s = np.concatenate(self.scores) if self.scores else np.zeros(0)
+        y = np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.int64)
+        if y.size and not np.any(y == 0):
+            return {k: MetricValue.na("no normal images in this set") for k in IMAGE_METRICS}
+        if not np.any(y == 1):
+            return {k: MetricValue.na("no anomalous images in this set") for k in IMAGE_METRICS}
+        return {
+            "I-AUROC": _safe(F.auroc, s, y), "I-AUPR": _safe(F.aupr, s, y),
+            "I-F1max": _safe(F.f1_max, s, y), "I-AP": _safe(F.average_precision, s, y),
+        }
+
+
+class PixelAccumulator:
+    """Pixel metrics over all maps of a class (pooled), exact or binned.
+
+    Args:
+        mode: ``"auto"`` (exact up to ``exact_max_pixels``, then binned), ``"exact"`` or ``"binned"``.
+        n_bins: bins of the streaming histogram.
+        value_range: score range of the bins (values outside are clipped into the end bins).
+        exact_max_pixels: pixel budget of the exact store in ``auto`` mode.
+        fpr_limit: AUPRO integration limit.
+    """
+
+    def __init__(
+        self, mode: str = "auto", n_bins: int = DEFAULT_BINS, value_range: tuple[float, float] = (0.0, 1.0),
+        exact_max_pixels: int = DEFAULT_EXACT_MAX_PIXELS, fpr_limit: float = 0.3,
+    ) -> None:
+        if mode not in PIXEL_MODES:
+            msg = f"pixel metric mode: got {mode!r}; expected one of {PIXEL_MODES}"
+            raise ValueError(msg)
+        self.mode, self.fpr_limit, self.exact_max_pixels = mode, fpr_limit, exact_max_pixels
+        self.hist: BinnedPixelHistogram | None = None
+        self._hist_args = (n_bins, value_range)
+        self.maps: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.n_pixels = 0
+        if mode == "binned":
+            self.hist = BinnedPixelHistogram(*self._hist_args)
+
+    @property
+    def binned(self) -> bool:
+        """True once the accumulator streams into histograms."""
+        return self.hist is not None
+
+    def update(self, maps: np.ndarray, masks: np.ndarray) -> None:
+        """Add anomaly maps ``(B, H, W)`` and binary masks ``(B, H, W)``."""
+        a = np.asarray(maps, dtype=np.float32)
+        m = np.asarray(masks).astype(bool)
+        if a.shape != m.shape:
+            msg = f"pixel metrics: maps have shape {a.shape} and masks {m.shape}; expected equal shapes"
+            raise ValueError(msg)
+        if self.hist is not None:
+            self._fold(a, m)
+            return
+        self.maps.append(a)
+        self.masks.append(m)
+        self.n_pixels += a.size
+        if self.mode == "auto" and self.n_pixels > self.exact_max_pixels:
+            self.hist = BinnedPixelHistogram(*self._hist_args)
+            for a_i, m_i in zip(self.maps, self.masks, strict=True):
+                self._fold(a_i, m_i)
+            self.maps, self.masks = [], []
+
+    def _fold(self, a: np.ndarray, m: np.ndarray) -> None:
+        weights, n_regions = F.region_weights(m)
+        if self.hist is None:  # pragma: no cover - guarded by the callers
+            self.hist = BinnedPixelHistogram(*self._hist_args)
+        self.hist.update(a, m, weights, n_regions)
+
+    def compute(self) -> dict[str, MetricValue]:
+        """P-AUROC, P-AUPR, P-AP, P-F1max, AUPRO (``bound`` > 0 when binned)."""
+        if self.hist is not None:
+            return self.hist.compute(self.fpr_limit)
+        if not self.maps:
+            return {k: MetricValue.na("no maps were added") for k in PIXEL_METRICS}
+        a = np.concatenate([x.reshape(-1, *x.shape[-2:]) for x in self.maps])
+        m = np.concatenate([x.reshape(-1, *x.shape[-2:]) for x in self.masks])
+        if not m.any():
+            return {k: MetricValue.na("no anomalous pixel in the ground-truth masks") for k in PIXEL_METRICS}
+        s, y = a.ravel(), m.ravel()
+        return {
+            "P-AUROC": _safe(F.auroc, s, y), "P-AUPR": _safe(F.aupr, s, y),
+            "P-AP": _safe(F.average_precision, s, y),
+            "P-F1max": _safe(F.f1_max, s, y), "AUPRO": _safe(F.aupro, a, m, self.fpr_limit),
+        }
+
+
+class Evaluator:
+    """Image and pixel metrics of one class (one prompt seed, one shot count).
+
+    Args:
+        has_masks: the set has ground-truth masks; when False the pixel metrics are N/A.
+        pixel_mode / n_bins / value_range / exact_max_pixels / fpr_limit: see :class:`PixelAccumulator`.
+    """
+
+    def __init__(self, has_masks: bool = True, pixel_mode: str = "auto", n_bins: int = DEFAULT_BINS,
+                 value_range: tuple[float, float] = (0.0, 1.0),
+                 exact_max_pixels: int = DEFAULT_EXACT_MAX_PIXELS, fpr_limit: float = 0.3) -> None:
+        self.has_masks = has_masks
+        self.image = ImageAccumulator()
+        self.pixel: PixelAccumulator | None = None
+        if has_masks:
+            self.pixel = PixelAccumulator(pixel_mode, n_bins, value_range, exact_max_pixels, fpr_limit)
+
+    def update(self, scores: np.ndarray, labels: np.ndarray, maps: np.ndarray | None = None,
+               masks: np.ndarray | None = None) -> None:
+        """Add ``scores (B,)``, ``labels (B,)`` and, for sets with masks, ``maps``/``masks (B, H, W)``."""
+        self.image.update(scores, labels)
+        if self.pixel is not None and maps is not None and masks is not None:
+            self.pixel.update(maps, masks)
+
+    def compute(self) -> dict[str, MetricValue]:
+        """Every metric of :data:`ALL_METRICS`, N/A with the reason where undefined."""
+        out = self.image.compute()
+        if self.pixel is None:
+            reason = "no ground-truth masks (classification-only set)"
+            out.update({k: MetricValue.na(reason) for k in PIXEL_METRICS})
+        else:
+            out.update(self.pixel.compute())
+        return out
