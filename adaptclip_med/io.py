@@ -25,7 +25,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        tmp_path.replace(target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -8,13 +8,15 @@ window/normalise to 8 bit *before* this step (see :mod:`adaptclip_med.data`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageReadError
 
@@ -126,3 +128,43 @@ class ClipNormalized(MapTransform):
         for key in self.key_iterator(out):
             out[key] = self.normalizer(out[key])
         return out
+
+
+def read_image_u8(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an 8-bit PNG/JPEG/BMP/TIFF into an ``(H, W, 3)`` uint8 array (grey repeated to 3 channels).
+
+    Raises:
+        ImageReadError: missing, empty or unreadable file, or a 16-bit/float image (window it first
+            with :func:`adaptclip_med.data.build_transforms`, which also reads DICOM and NIfTI).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "file does not exist", "check the path")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)", "re-export or remove it")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "L" or img.mode == "RGB":
+                return to_rgb_uint8(img, source=str(path))
+            return to_rgb_uint8(img if img.mode in ("I", "I;16", "I;16B", "F") else img.convert("RGB"),
+                                source=str(path))
+    except UnidentifiedImageError as exc:
+        fix = "for DICOM/NIfTI use adaptclip_med.data.build_transforms; otherwise convert to PNG"
+        raise ImageReadError(path, "not an image Pillow can read", fix) from exc
+    except OSError as exc:
+        raise ImageReadError(path, f"unreadable ({exc})", "re-export the file") from exc
+
+
+def preprocess_image(
+    image: Image.Image | np.ndarray | str | os.PathLike[str],
+    size: int,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> torch.Tensor:
+    """PIL image, 8-bit array or image path → ``(3, size, size)`` CLIP-normalised float32 tensor."""
+    if isinstance(image, (str, os.PathLike)):
+        rgb = read_image_u8(image)
+    else:
+        rgb = to_rgb_uint8(image)
+    return ClipNormalize(mean, std)(PillowResize(size)(rgb))

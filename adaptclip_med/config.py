@@ -1,0 +1,138 @@
+"""Frozen :class:`EvalConfig`: the single home of the evaluation defaults.
+
+``python -m adaptclip_med.evaluate`` builds one from its arguments; library users build one directly
+and call :func:`adaptclip_med.pipeline.run_evaluation`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from adaptclip_med.errors import DataValidationError
+
+#: Fields that change the numbers: a run directory only resumes parts made with the same values.
+RESULT_FIELDS: tuple[str, ...] = (
+    "backbone", "pretrained", "checkpoint", "image_size", "limit", "pixel_mode", "n_bins", "map_range",
+    "target_specificity", "pixel_specificity", "n_boot",
+)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything one evaluation run needs.
+
+    Attributes:
+        datasets: registered data set names (``adaptclip_med.data.list_datasets()``).
+        roots: ``((name, folder), ...)``: the folder of each data set (see :func:`resolve_roots`).
+        out: run directory (tables, figures, overlays, ``run.json``; resumable).
+        shots: prompt shot counts ``k`` (0 = zero-shot; run once, with the first seed).
+        seeds: prompt-draw seeds (the paper: 10, 20, 30); tables give mean ± std over them.
+        backbone / pretrained / checkpoint / image_size: passed to ``load_model``.
+        allow_random_backbone: accept random (untrained) backbone weights (tests and demos only).
+        device / batch_size / workers: inference settings (``workers`` DataLoader processes).
+        limit: at most this many query images per class (balanced normal/abnormal), for a quick look.
+        pixel_mode: ``"auto"`` / ``"exact"`` / ``"binned"`` pixel metrics (see ``adaptclip_med.metrics``).
+        n_bins / map_range: histogram of the binned pixel metrics.
+        target_specificity: operating-point target on the leave-one-out prompt scores.
+        pixel_specificity: pixel threshold target on the leave-one-out prompt maps (contours).
+        n_boot: bootstrap replicates of the clinical confidence intervals (0 disables them).
+        overlays: heat-map overlays per data set × class × shots (top scores, first seed); 0 = none,
+            -1 = every image.
+        overlay_norm: ``"run"`` (one colour scale for the whole run) or ``"image"`` (per image).
+        figures: draw ROC/PR curves, the qualitative grid and the bar chart vs the paper.
+        protocol: protocol string for provenance; empty = generated from the settings.
+        strict: data loading refuses any skipped file instead of listing it.
+        command_line: the command that started the run (provenance).
+    """
+
+    datasets: tuple[str, ...]
+    roots: tuple[tuple[str, str], ...]
+    out: str = "reports/run"
+    shots: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (10, 20, 30)
+    backbone: str = "ViT-L-14-336"
+    pretrained: str | None = "openai"
+    checkpoint: str | None = "adaptclip-mvtec"
+    image_size: int = 518
+    allow_random_backbone: bool = False
+    device: str = "cpu"
+    batch_size: int = 8
+    workers: int = 0
+    limit: int | None = None
+    pixel_mode: str = "auto"
+    n_bins: int = 1 << 14
+    map_range: tuple[float, float] = (0.0, 1.0)
+    target_specificity: float = 0.95
+    pixel_specificity: float = 0.99
+    n_boot: int = 1000
+    overlays: int = 8
+    overlay_norm: str = "run"
+    figures: bool = True
+    protocol: str = ""
+    strict: bool = False
+    command_line: str = ""
+
+    def root_for(self, dataset: str) -> Path:
+        """The folder of one data set."""
+        return Path(dict(self.roots)[dataset])
+
+    def fingerprint(self, dataset: str) -> str:
+        """Short hash of the result-changing fields (:data:`RESULT_FIELDS`) and the data set's folder."""
+        fields = {k: asdict(self)[k] for k in RESULT_FIELDS}
+        fields["root"] = str(self.root_for(dataset).resolve())
+        payload = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def protocol_string(self) -> str:
+        """The protocol string recorded in ``run.json`` and under the tables."""
+        if self.protocol:
+            return self.protocol
+        ckpt = self.checkpoint or "fresh (untrained) adapters"
+        return (f"AdaptCLIP {ckpt} on {self.backbone}/{self.pretrained or 'random'} at {self.image_size} px; "
+                f"shots {list(self.shots)}, prompt seeds {list(self.seeds)}; prompts are normal images "
+                "disjoint from the queries")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def resolve_roots(datasets: tuple[str, ...] | list[str], root_args: list[str]) -> tuple[tuple[str, str], ...]:
+    """Map each data set to its folder.
+
+    Accepted forms: one folder for one data set (the data set's own folder); one folder for several
+    data sets (a parent holding one sub-folder per data set name); ``NAME=PATH`` pairs (one per set,
+    mixable with a parent folder for the others).
+
+    Raises:
+        DataValidationError: a folder is missing, a pair names an unknown set, or a set has no folder.
+    """
+    pairs = dict(a.split("=", 1) for a in root_args if "=" in a)
+    plain = [a for a in root_args if "=" not in a]
+    unknown = sorted(set(pairs) - set(datasets))
+    if unknown:
+        msg = f"--root {unknown[0]}=...: {unknown[0]!r} is not among --datasets {list(datasets)}; fix it"
+        raise DataValidationError(msg)
+    if len(plain) > 1:
+        msg = f"--root: got several folders {plain}; expected one folder, or NAME=PATH pairs"
+        raise DataValidationError(msg)
+    out: list[tuple[str, str]] = []
+    for name in datasets:
+        if name in pairs:
+            path = Path(pairs[name])
+        elif plain and len(datasets) == 1 and not pairs:
+            path = Path(plain[0])
+        elif plain:
+            path = Path(plain[0]) / name
+        else:
+            msg = f"data set {name!r}: no folder given; pass --root PATH (or {name}=PATH)"
+            raise DataValidationError(msg)
+        if not path.is_dir():
+            msg = (f"data set {name!r}: folder {path} does not exist; expected the data set's folder "
+                   f"(or a parent folder holding a sub-folder named {name!r}); fix --root")
+            raise DataValidationError(msg)
+        out.append((name, str(path)))
+    return tuple(out)

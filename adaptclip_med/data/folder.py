@@ -1,0 +1,49 @@
+"""The generic ``folder`` data set for users' own images, and normal-prompt folders.
+
+Layout (any supported format — PNG/JPEG/BMP/TIFF, DICOM, NIfTI — in any folder)::
+
+    root/normal/       normal images (label 0)
+    root/abnormal/     abnormal images (label 1)
+    root/masks/        optional: the mask of an abnormal image under the same file stem
+    root/prompts/      optional: normal images reserved as few-shot prompts (never tested)
+
+Without ``prompts/``, a seeded hold-out of ``normal/`` is used as the prompt pool (see
+:func:`~adaptclip_med.data.registry.load_dataset`). One class, named ``cls`` (default: the folder name).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .layout import LoadedSet, folder_records, require_dir, same_stem
+from .records import SUPPORTED_SUFFIXES, Problem, Record
+
+
+def load_folder(root: Path, *, cls: str | None = None, dataset: str = "folder", **_: object) -> LoadedSet:
+    """Read the generic layout (see module docstring)."""
+    tree = "normal/, abnormal/, optional masks/ and prompts/"
+    require_dir(root, dataset, tree)
+    name = cls or root.resolve().name
+    problems: list[Problem] = []
+    masks = same_stem(root / "masks")
+    has_masks = (root / "masks").is_dir()
+    records: list[Record] = []
+    for sub, label in (("normal", 0), ("abnormal", 1)):
+        if (root / sub).is_dir():
+            records += folder_records(root / sub, label=label, cls=name, split="test", dataset=dataset,
+                                      problems=problems, mask_for=masks if label else None,
+                                      suffixes=SUPPORTED_SUFFIXES, need_mask=has_masks)
+    if not (root / "normal").is_dir() and not (root / "abnormal").is_dir():
+        require_dir(root / "normal", dataset, tree)
+    policy = "holdout"
+    if (root / "prompts").is_dir():
+        records += prompt_folder_records(root / "prompts", cls=name, dataset=dataset, problems=problems)
+        policy = "train"
+    return LoadedSet(records, problems, policy=policy)
+
+
+def prompt_folder_records(folder: Path, *, cls: str, dataset: str, problems: list[Problem]
+                          ) -> list[Record]:
+    """Normal prompt candidates from a flat folder of images (split ``"train"``, label 0)."""
+    return folder_records(folder, label=0, cls=cls, split="train", dataset=dataset, problems=problems,
+                          suffixes=SUPPORTED_SUFFIXES)

@@ -1,0 +1,118 @@
+"""Intensity mapping to 8 bit: window presets, DICOM-style windowing, percentile clipping.
+
+The AdaptCLIP preprocessing works on 8-bit images (spec §1), so every scan is mapped to ``[0, 255]``
+here, before the Pillow resize. Rules (``window`` argument of :func:`build_transforms`):
+
+* ``None`` (default): 8-bit images are kept bit-exact; DICOM uses its VOI LUT sequence, else its first
+  WindowCenter/WindowWidth pair, else percentile clipping; everything else (16-bit PNG/TIFF, float
+  TIFF, NIfTI) uses percentile clipping ``(0.5, 99.5)``.
+* a preset name (:data:`WINDOW_PRESETS`, in HU, for CT): ``"brain"``, ``"subdural"``, ``"lung"``,
+  ``"mediastinum"``, ``"abdomen"``, ``"bone"``.
+* ``(center, width)``: an explicit window, in the units after the modality LUT.
+* ``"percentile"`` or ``("percentile", low, high)``; ``"minmax"``.
+
+Windowing follows DICOM PS3.3 C.11.2.1.2 (linear, with its ``-0.5`` / ``w-1`` offsets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ImageReadError
+
+#: ``name: (center, width)`` in Hounsfield units (radiology teaching values).
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "abdomen": (50.0, 400.0),
+    "bone": (400.0, 1800.0),
+}
+DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
+
+WindowSpec = str | tuple | None
+
+
+def check_finite(array: np.ndarray, source: str) -> None:
+    """Raise :class:`ImageReadError` naming ``source`` when ``array`` holds NaN or inf."""
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            msg = f"contains {bad} NaN/inf value(s) of {array.size}"
+            raise ImageReadError(source, msg, "clean the file (e.g. replace NaN by the background value)")
+
+
+def window_to_uint8(array: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM linear window ``(center, width)`` → uint8, same shape.
+
+    Raises:
+        ValueError: ``width < 1``.
+    """
+    if width < 1:
+        msg = f"window width {width} < 1; expected a width of at least 1"
+        raise ValueError(msg)
+    x = np.asarray(array, dtype=np.float64)
+    low = center - 0.5 - (width - 1) / 2
+    high = center - 0.5 + (width - 1) / 2
+    scaled = ((x - (center - 0.5)) / (width - 1) + 0.5) * 255.0
+    scaled = np.where(x <= low, 0.0, np.where(x > high, 255.0, scaled))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def range_to_uint8(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Clip to ``[low, high]`` and scale linearly to uint8 (constant images → 0)."""
+    x = np.asarray(array, dtype=np.float64)
+    if high <= low:
+        return np.zeros(x.shape, dtype=np.uint8)
+    return np.clip(np.round((np.clip(x, low, high) - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+
+
+def percentile_to_uint8(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Clip at the ``low``/``high`` percentiles of ``array`` and scale to uint8."""
+    lo, hi = np.percentile(np.asarray(array, dtype=np.float64), [low, high])
+    return range_to_uint8(array, float(lo), float(hi))
+
+
+def resolve_window(window: WindowSpec) -> tuple[str, tuple[float, ...]]:
+    """Normalise a window argument to ``(kind, params)``: kind in tags/window/percentile/minmax.
+
+    Raises:
+        ValueError: unknown preset name or malformed tuple (the message lists the valid forms).
+    """
+    if window is None:
+        return "tags", ()
+    if isinstance(window, str):
+        name = window.lower()
+        if name in WINDOW_PRESETS:
+            return "window", WINDOW_PRESETS[name]
+        if name == "percentile":
+            return "percentile", DEFAULT_PERCENTILES
+        if name in ("minmax", "tags"):
+            return name, ()
+    elif isinstance(window, Sequence) and len(window) == 3 and window[0] == "percentile":
+        return "percentile", (float(window[1]), float(window[2]))
+    elif isinstance(window, Sequence) and len(window) == 2:
+        return "window", (float(window[0]), float(window[1]))
+    valid = ", ".join(WINDOW_PRESETS)
+    msg = (f"window {window!r} not understood; expected None, a preset ({valid}), (center, width), "
+           f"'percentile', ('percentile', low, high) or 'minmax'")
+    raise ValueError(msg)
+
+
+def to_uint8(array: np.ndarray, kind: str, params: tuple[float, ...], source: str) -> np.ndarray:
+    """Map a scalar image to uint8 with a resolved window (``kind="tags"`` falls back to percentile).
+
+    8-bit input with ``kind`` ``tags`` is returned unchanged (bit-exact with the authors' pipeline).
+    """
+    check_finite(array, source)
+    if kind == "tags" and array.dtype == np.uint8:
+        return array
+    if kind == "window":
+        return window_to_uint8(array, params[0], params[1])
+    if kind == "minmax":
+        return range_to_uint8(array, float(np.min(array)), float(np.max(array)))
+    low, high = params if kind == "percentile" else DEFAULT_PERCENTILES
+    return percentile_to_uint8(array, low, high)

@@ -1,0 +1,140 @@
+"""Format detection and :class:`LoadMedicald`: MONAI ``LoadImaged`` with an explicit reader per format.
+
+=========  ====================================================  ==========================================
+format     reader                                                array after loading
+=========  ====================================================  ==========================================
+``pil``    ``PILReader(reverse_indexing=False)`` (PNG/JPEG/TIFF)   ``(H, W)`` or ``(H, W, 3)``, dtype kept
+``dicom``  ``PydicomReader(swap_ij=False)`` (file or series dir)  ``(H, W)``, ``(F, H, W[, 3])``; modality
+                                                                  LUT (slope/intercept) applied by MONAI
+``nifti``  ``NibabelReader(as_closest_canonical=True)``           ``(X, Y, Z[, T])`` in RAS orientation
+=========  ====================================================  ==========================================
+
+``reverse_indexing=False`` keeps rows first, so a PNG is never transposed. EXIF orientation tags are
+ignored (as by the benchmark code). 16-bit PNG/TIFF keep their values (``I;16`` → int32).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.data import NibabelReader, PILReader, PydicomReader
+from monai.transforms import LoadImaged, MapTransform
+from PIL import Image
+
+from ..errors import ImageReadError
+from .dicom import display_info, read_header
+from .records import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, has_suffix
+
+FORMATS: tuple[str, ...] = ("pil", "dicom", "nifti")
+
+
+def image_format(path: str | Path) -> str:
+    """Return ``"pil"``, ``"dicom"`` or ``"nifti"`` for a file (or ``"dicom"`` for a series folder).
+
+    Raises:
+        ImageReadError: missing path or unsupported suffix.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return "dicom"
+    if not p.exists():
+        raise ImageReadError(p, "file not found", "check the path (data sets are read in place)")
+    if has_suffix(p, NIFTI_SUFFIXES):
+        return "nifti"
+    if has_suffix(p, DICOM_SUFFIXES):
+        return "dicom"
+    if has_suffix(p, IMAGE_SUFFIXES):
+        return "pil"
+    with p.open("rb") as fh:
+        head = fh.read(132)
+    if head[128:132] == b"DICM":
+        return "dicom"
+    supported = ", ".join(IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES)
+    raise ImageReadError(p, f"unsupported file type {p.suffix!r}", f"use one of {supported}")
+
+
+def _pil_converter(image: Image.Image) -> Image.Image:
+    """Bring a Pillow image to a mode MONAI turns into a plain array (L, RGB, I or F)."""
+    if image.mode in ("L", "RGB", "I", "F"):
+        return image
+    if image.mode.startswith("I;16"):
+        return image.convert("I")
+    if image.mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")
+
+
+class _NativeOrder:
+    """Reader mixin: big-endian arrays (nibabel/pydicom samples) → native order (torch needs it)."""
+
+    def get_data(self, img):  # noqa: ANN001, ANN201 (MONAI ImageReader signature)
+        array, meta = super().get_data(img)
+        if array.dtype.byteorder not in ("=", "|"):
+            array = array.astype(array.dtype.newbyteorder("="))
+        return array, meta
+
+
+class NativePydicomReader(_NativeOrder, PydicomReader):
+    """MONAI ``PydicomReader`` returning native byte order."""
+
+
+class NativeNibabelReader(_NativeOrder, NibabelReader):
+    """MONAI ``NibabelReader`` returning native byte order."""
+
+
+def _make_loader(key: str, fmt: str) -> LoadImaged:
+    if fmt == "pil":
+        reader = PILReader(reverse_indexing=False, converter=_pil_converter)
+    elif fmt == "dicom":
+        reader = NativePydicomReader(swap_ij=False, prune_metadata=True)
+    else:
+        reader = NativeNibabelReader(as_closest_canonical=True)
+    return LoadImaged(keys=key, reader=reader, image_only=True, dtype=None)
+
+
+class LoadMedicald(MapTransform):
+    """Load each key's file with the MONAI reader of its format; keep the path and format.
+
+    Input: ``{key: path}``. Output: ``{key: np.ndarray}`` (see the module table for shapes) and
+    ``{f"{key}_meta": {"path", "format"[, "dicom", "header"]}}`` (DICOM: display tags and the
+    header without pixels, kept in memory only and dropped at the end of :func:`build_transforms`). A ``None`` value is left as ``None`` (optional masks).
+
+    Raises:
+        ImageReadError: unreadable, empty or unsupported file (the message names it).
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self._loaders = {(k, f): _make_loader(str(k), f) for k in self.keys for f in FORMATS}
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            path = out[key]
+            if path is None:
+                continue
+            fmt = image_format(str(path))
+            if Path(str(path)).is_file() and Path(str(path)).stat().st_size == 0:
+                raise ImageReadError(path, "file is empty (0 bytes)", "re-download or remove it")
+            meta: dict[str, object] = {"path": str(path), "format": fmt}
+            if fmt == "dicom":
+                header = read_header(str(path))
+                meta["header"] = header
+                meta["dicom"] = {**display_info(header), "is_series": Path(str(path)).is_dir()}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    loaded = self._loaders[(key, fmt)]({key: str(path)})[key]
+            except ImageReadError:
+                raise
+            except Exception as exc:
+                raise ImageReadError(path, f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
+                                     "check that the file is complete and of the format its name says"
+                                     ) from exc
+            out[key] = np.asarray(loaded)
+            out[f"{key}_meta"] = meta
+        return out

@@ -1,0 +1,178 @@
+"""``build_transforms``: one MONAI ``Compose`` from a file path to a model-ready tensor (+ mask).
+
+Pipeline (dictionary transforms; ``keys = ["image", "mask"]``)::
+
+    LoadMedicald      explicit MONAI reader per format (PIL / Pydicom / Nibabel)
+    SelectSliced      volume / multi-frame / series → one 2-D slice (``slice_index``)
+    ToUint8d          VOI LUT, window tags or preset, percentiles → uint8; MONOCHROME1 inverted
+    ToRGBd            grey → 3 channels (repeated); keeps ``image_u8`` and ``original_size``
+    BinarizeMaskd     mask > 0 (> 127 for JPEG masks), size checked against the image
+    PillowResized     the authors' 8-bit Pillow bicubic squash to S×S   (adaptclip_med.preprocess)
+    ClipNormalized    (u8/255 − mean)/std → (3, S, S) float32             (adaptclip_med.preprocess)
+    ResizeMaskd       nearest neighbour → (S, S) uint8 tensor
+    Finalized         drops loader metadata (DICOM headers never leave the pipeline)
+
+Any failure is re-raised as :class:`~adaptclip_med.errors.ImageReadError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import Compose, MapTransform
+from PIL import Image
+
+from ..errors import ImageReadError
+from ..preprocess import CLIP_MEAN, CLIP_STD, ClipNormalized, PillowResized
+from .display import ToUint8d
+from .intensity import WindowSpec, resolve_window
+from .readers import LoadMedicald
+from .records import has_suffix
+from .slicing import SelectSliced
+
+MODALITIES: tuple[str, ...] = ("auto", "ct", "mr", "xray", "endoscopy", "photo")
+LOSSY_MASK_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
+
+
+class ToRGBd(MapTransform):
+    """``(H, W)`` / ``(H, W, 3)`` uint8 → ``(H, W, 3)`` uint8 (grey repeated on three channels).
+
+    Also stores a copy as ``image_u8`` and ``original_size = (H, W)`` for overlays.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            array = np.asarray(out[key])
+            if array.ndim == 2:
+                array = np.repeat(array[..., None], 3, axis=-1)
+            out[key] = np.ascontiguousarray(array)
+            out[f"{key}_u8"] = out[key]
+            out["original_size"] = (int(array.shape[0]), int(array.shape[1]))
+        return out
+
+
+class BinarizeMaskd(MapTransform):
+    """Mask → ``(H, W)`` uint8 in {0, 1}: any value > 0 (> 127 for JPEG masks, lossy); RGB → max.
+
+    Raises:
+        ImageReadError: the mask's size differs from the image's (``ref_key``).
+    """
+
+    def __init__(self, keys: KeysCollection = "mask", ref_key: str = "image",
+                 allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key = ref_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            if out[key] is None:
+                continue
+            mask = np.asarray(out[key])
+            mask = mask.max(axis=-1) if mask.ndim == 3 else mask
+            path = str(out.get(f"{key}_meta", {}).get("path", key))
+            threshold = 127 if has_suffix(path, LOSSY_MASK_SUFFIXES) else 0
+            ref = np.asarray(out[self.ref_key]).shape[:2]
+            if mask.shape != ref:
+                msg = f"mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image is {ref[0]}x{ref[1]}"
+                raise ImageReadError(path, msg, "masks must have the size of their image")
+            out[key] = (mask > threshold).astype(np.uint8)
+        return out
+
+
+class ResizeMaskd(MapTransform):
+    """``(H, W)`` {0,1} uint8 → ``(S, S)`` uint8 tensor, nearest neighbour (Pillow)."""
+
+    def __init__(self, keys: KeysCollection, size: int, allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.size = int(size)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            if out[key] is not None:
+                img = Image.fromarray(np.asarray(out[key], dtype=np.uint8))
+                resized = img.resize((self.size, self.size), Image.NEAREST)
+                out[key] = torch.from_numpy(np.array(resized, dtype=np.uint8))
+        return out
+
+
+class Finalized(MapTransform):
+    """Drop ``*_meta`` entries and ``None`` masks so samples collate in a ``DataLoader``."""
+
+    def __init__(self, keys: KeysCollection = ("image", "mask")) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        out = {k: v for k, v in data.items() if not str(k).endswith("_meta")}
+        if out.get("mask", 0) is None:
+            del out["mask"]
+        return out
+
+
+class MedicalCompose(Compose):
+    """``Compose`` whose failures lead with the sample's file (MONAI's wrapper hides it)."""
+
+    def __call__(self, data, *args, **kwargs):  # noqa: ANN001, ANN204 (MONAI signature)
+        try:
+            return super().__call__(data, *args, **kwargs)
+        except Exception as exc:
+            cause: BaseException | None = exc
+            while cause is not None:
+                if isinstance(cause, ImageReadError):
+                    raise cause from exc
+                cause = cause.__cause__ or cause.__context__
+            source = data.get("image", "sample") if isinstance(data, Mapping) else "sample"
+            root = exc
+            while root.__cause__ is not None:
+                root = root.__cause__
+            raise ImageReadError(source, f"{type(root).__name__}: {root}") from exc
+
+
+def build_transforms(image_size: int, *, modality: str = "auto", window: WindowSpec = None,
+                     with_mask: bool = True, mean: Sequence[float] = CLIP_MEAN,
+                     std: Sequence[float] = CLIP_STD, axis: int = 2, frame: int = 0) -> Compose:
+    """Build the dictionary pipeline from ``{"image": path, "mask": path|None, "slice_index": int|None}``.
+
+    Args:
+        image_size: model input side ``S``.
+        modality: ``"auto"`` or one of :data:`MODALITIES` (recorded; the window rules are per format).
+        window: ``None`` (DICOM tags / 8-bit kept / percentiles), a preset name, ``(center, width)``,
+            ``"percentile"``, ``("percentile", low, high)`` or ``"minmax"``.
+        with_mask: load and resize ``"mask"`` when given.
+        mean, std: normalisation (CLIP's by default).
+        axis: NIfTI slicing axis (0 sagittal, 1 coronal, 2 axial in RAS).
+        frame: time point of 4-D NIfTI volumes.
+
+    Returns:
+        ``Compose`` giving ``{"image": (3, S, S) float32, "mask": (S, S) uint8 {0,1} (if given),
+        "image_u8": (H0, W0, 3) uint8, "original_size": (H0, W0)}`` plus the input's other keys.
+
+    Raises:
+        ValueError: unknown modality or window.
+    """
+    if modality not in MODALITIES:
+        msg = f"modality {modality!r} unknown; expected one of {', '.join(MODALITIES)}"
+        raise ValueError(msg)
+    resolve_window(window)
+    keys = ["image", "mask"] if with_mask else ["image"]
+    steps = [
+        LoadMedicald(keys), SelectSliced(keys, axis=axis, frame=frame), ToUint8d("image", window=window),
+        ToRGBd("image"),
+    ]
+    if with_mask:
+        steps.append(BinarizeMaskd("mask", ref_key="image"))
+    steps += [PillowResized("image", image_size), ClipNormalized("image", mean=mean, std=std)]
+    if with_mask:
+        steps.append(ResizeMaskd("mask", image_size))
+    steps.append(Finalized())
+    pipeline = MedicalCompose(steps)
+    pipeline.modality = modality
+    return pipeline

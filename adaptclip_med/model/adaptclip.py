@@ -1,0 +1,265 @@
+"""``AdaptCLIP``: frozen CLIP + text, visual and prompt-query adapters, zero/few-shot inference.
+
+No file I/O here: :func:`adaptclip_med.load_model` builds it. Shapes: ``B`` queries, ``K`` prompt
+shots, ``S`` image side, ``G`` grid side, ``N = 1 + G²``, ``D`` joint width, ``L`` feature layers.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .backbone import FrozenCLIPVision, ImageFeatures
+from .fusion import fuse_few_shot, fuse_zero_shot
+from .heads import text_similarity
+from .outputs import AnomalyOutput, Branches
+from .prompt_query import PromptQueryAdapter
+from .text_adapter import TextAdapter
+from .text_encoder import FrozenTextEncoder
+from .validation import check_images, check_prompts
+from .visual_adapter import VisualAdapter
+
+MIN_GRID = 4
+
+
+@dataclass(frozen=True)
+class AdaptCLIPConfig:
+    """Everything needed to rebuild the adapters (saved with every checkpoint)."""
+
+    backbone: str
+    pretrained: str | None
+    image_size: int
+    embed_dim: int
+    feature_layers: tuple[int, ...]
+    vv_start: int
+    n_ctx: int = 12
+    reduction: int = 4
+    pqa_width: int = 128
+    pqa_context: bool = True
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        out = asdict(self)
+        out["feature_layers"] = list(self.feature_layers)
+        return out
+
+
+@dataclass
+class PromptBank:
+    """Cached features of one set of ``K`` normal prompt images (compute once, reuse per query).
+
+    Attributes:
+        patches: ``L`` tensors ``(1, K·G², D)``: raw prompt patch tokens without CLS, shot-major.
+        shots: ``K``.
+        image_size: ``S`` the prompts were encoded at (queries must match).
+    """
+
+    patches: list[torch.Tensor]
+    shots: int
+    image_size: int
+
+
+class AdaptCLIP(nn.Module):
+    """AdaptCLIP on a frozen open_clip backbone.
+
+    Args:
+        backbone: the frozen vision tower with its V-V path.
+        text_encoder: the frozen text tower.
+        static_tokens: ``(T, C)`` token ids of the static prompt ensemble.
+        n_static_normal: how many of ``static_tokens`` are normal prompts (the rest anomalous).
+        template_tokens: ``(C,)`` token ids of the learned-prompt template ``"X … X."``.
+        config: sizes of the adapters and the run-time resolution.
+    """
+
+    def __init__(
+        self,
+        backbone: FrozenCLIPVision,
+        text_encoder: FrozenTextEncoder,
+        static_tokens: torch.Tensor,
+        n_static_normal: int,
+        template_tokens: torch.Tensor,
+        config: AdaptCLIPConfig,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.text_encoder = text_encoder
+        self.config = config
+        self.image_size = config.image_size
+        self.precision = "fp32"
+        dim = backbone.embed_dim
+        self.text_adapter = TextAdapter(template_tokens, text_encoder.width, config.n_ctx)
+        self.visual_adapter = VisualAdapter(dim, config.reduction)
+        self.prompt_query_adapter = PromptQueryAdapter(
+            dim, len(config.feature_layers), config.pqa_width, config.pqa_context
+        )
+        with torch.no_grad():
+            feats = text_encoder.encode_tokens(static_tokens.long())
+        static = torch.stack([feats[:n_static_normal].mean(0), feats[n_static_normal:].mean(0)])
+        self.register_buffer("static_text_features", static, persistent=False)
+        self._text_cache: tuple[tuple[int, int, str], torch.Tensor] | None = None
+        self.eval()
+
+    # ----------------------------------------------------------------- features
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's tensors."""
+        return self.static_text_features.device
+
+    def _autocast(self) -> object:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def encode_images(self, images: torch.Tensor) -> ImageFeatures:
+        """Frozen features of ``(B, 3, S, S)`` images, float32 (bf16 inside when enabled)."""
+        with self._autocast():
+            feats = self.backbone.encode_image(images.to(self.device))
+        return ImageFeatures(feats.global_.float(), [p.float() for p in feats.patches])
+
+    def learned_text_features(self) -> torch.Tensor:
+        """``(2, D)`` text features from the learned contexts (differentiable w.r.t. the TA)."""
+        return self.text_adapter(self.text_encoder)
+
+    def _cached_learned_text(self) -> torch.Tensor:
+        ctx = self.text_adapter.ctx
+        key = (ctx.data_ptr(), ctx._version, str(ctx.device))
+        if self._text_cache is None or self._text_cache[0] != key:
+            with torch.no_grad():
+                self._text_cache = (key, self.learned_text_features())
+        return self._text_cache[1]
+
+    def fit_prompts(self, prompts: torch.Tensor, batch_size: int = 8) -> PromptBank:
+        """Encode ``(K, 3, S, S)`` normal prompt images once into a reusable :class:`PromptBank`.
+
+        Raises:
+            ValueError: ``K = 0``, wrong channels/size, or NaN/inf pixels.
+        """
+        check_prompts(prompts, self.backbone.patch_size, MIN_GRID)
+        per_layer: list[list[torch.Tensor]] = [[] for _ in self.config.feature_layers]
+        with torch.inference_mode():
+            for start in range(0, prompts.shape[0], batch_size):
+                feats = self.encode_images(prompts[start:start + batch_size])
+                for layer, tokens in enumerate(feats.patches):
+                    per_layer[layer].append(tokens[:, 1:])
+        patches = [torch.cat(chunks).reshape(1, -1, chunks[0].shape[-1]) for chunks in per_layer]
+        return PromptBank(patches=patches, shots=int(prompts.shape[0]), image_size=int(prompts.shape[-1]))
+
+    # ----------------------------------------------------------------- branches
+    def branch_outputs(
+        self,
+        feats: ImageFeatures,
+        prompt_patches: list[torch.Tensor] | None = None,
+        learned_text: torch.Tensor | None = None,
+    ) -> Branches:
+        """Per-branch logits and maps (differentiable; used by training and by :meth:`predict`).
+
+        Args:
+            feats: frozen features of the queries.
+            prompt_patches: ``L`` tensors ``(B or 1, M, D)`` of prompt patches without CLS, or None.
+            learned_text: ``(2, D)`` precomputed TA text features (default: computed here).
+
+        Returns:
+            :class:`Branches`; the VA scores adapted features against the static text, the TA scores
+            the frozen features against the learned text (the branches share no gradients).
+        """
+        size = feats.grid * self.backbone.patch_size
+        last = feats.patches[-1]
+        g_adapted, p_adapted = self.visual_adapter(feats.global_, last)
+        va_logits, va_map = text_similarity(g_adapted, p_adapted, self.static_text_features, size)
+        text = self.learned_text_features() if learned_text is None else learned_text
+        ta_logits, ta_map = text_similarity(feats.global_, last, text, size)
+        out = Branches(va_logits=va_logits, va_map=va_map, ta_logits=ta_logits, ta_map=ta_map)
+        if prompt_patches is not None:
+            for layer, (query, memory) in enumerate(zip(feats.patches, prompt_patches, strict=True)):
+                logits, maps, align = self.prompt_query_adapter.forward_layer(layer, query, memory, size)
+                out.pqa_logits.append(logits)
+                out.pqa_map.append(maps)
+                out.align.append(align)
+        return out
+
+    # ----------------------------------------------------------------- conveniences
+    def preprocess(self, image: object) -> torch.Tensor:
+        """PIL image, 8-bit array or image path → ``(3, S, S)`` tensor, resized as the authors did."""
+        from ..preprocess import preprocess_image
+
+        return preprocess_image(image, self.image_size)
+
+    def save_adapters(self, directory: str | os.PathLike[str]) -> Path:
+        """Save the adapters in our format (``adapters.safetensors`` + ``config.json``) to ``directory``."""
+        from ..checkpoint import save_adapters
+
+        return save_adapters(self, directory)
+
+    def describe(self) -> dict:
+        """Provenance: backbone, tag, weight files and checkpoint SHA-256, adapter config, precision."""
+        return {**getattr(self, "provenance", {}), **self.config.to_dict(), "precision": self.precision}
+
+    # ----------------------------------------------------------------- inference
+    def _predict_batch(self, images: torch.Tensor, bank: PromptBank | None) -> AnomalyOutput:
+        feats = self.encode_images(images)
+        branches = self.branch_outputs(
+            feats, None if bank is None else bank.patches, learned_text=self._cached_learned_text()
+        )
+        va_map, ta_map = branches.va_map[:, 1], branches.ta_map[:, 1]
+        va_prob, ta_prob = branches.va_logits.softmax(-1)[:, 1], branches.ta_logits.softmax(-1)[:, 1]
+        scores = {"va": va_prob, "ta": ta_prob}
+        maps = {"va": va_map, "ta": ta_map}
+        if bank is None:
+            fused = fuse_zero_shot(va_map, ta_map, va_prob, ta_prob)
+        else:
+            pqa_prob = torch.stack([lg.softmax(-1)[:, 1] for lg in branches.pqa_logits]).mean(0)
+            fused = fuse_few_shot(va_map, ta_map, [m[:, 1] for m in branches.pqa_map], branches.align,
+                                  va_prob, ta_prob, pqa_prob)
+            scores["pqa"] = pqa_prob
+            scores["image_prob_mean"] = fused["image_prob_mean"]
+            maps["pqa"], maps["align"] = fused["pqa"], fused["align"]
+        maps["pre_blur"] = fused["pre_blur"]
+        scores["map_max"] = fused["map_max"]
+        return AnomalyOutput(
+            anomaly_map=fused["anomaly_map"].cpu(), pred_score=fused["pred_score"].cpu(),
+            maps={k: v.float().cpu() for k, v in maps.items()},
+            scores={k: v.float().cpu() for k, v in scores.items()},
+            shots=0 if bank is None else bank.shots,
+        )
+
+    def predict(
+        self,
+        images: torch.Tensor,
+        prompts: torch.Tensor | PromptBank | None = None,
+        batch_size: int = 8,
+    ) -> AnomalyOutput:
+        """Score preprocessed images, zero-shot or few-shot.
+
+        Args:
+            images: ``(B, 3, S, S)`` from :meth:`preprocess` (or ``(3, S, S)`` for one image).
+            prompts: None (zero-shot), ``(K, 3, S, S)`` normal images, or a :class:`PromptBank`
+                from :meth:`fit_prompts` (reuse it across batches: prompts are encoded once).
+            batch_size: queries per forward pass.
+
+        Returns:
+            :class:`AnomalyOutput` with ``anomaly_map`` ``(B, S, S)`` and ``pred_score`` ``(B,)``.
+
+        Raises:
+            ValueError: wrong channels, non-square/tiny/mismatched sizes, NaN/inf, empty prompts.
+        """
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        check_images(images, "images", self.backbone.patch_size, MIN_GRID)
+        if isinstance(prompts, torch.Tensor):
+            prompts = self.fit_prompts(prompts, batch_size)
+        if prompts is not None and prompts.image_size != images.shape[-1]:
+            msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
+                   f"{images.shape[-1]} px; preprocess both with the same model")
+            raise ValueError(msg)
+        if prompts is not None:
+            prompts = PromptBank([p.to(self.device) for p in prompts.patches], prompts.shots, prompts.image_size)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], batch_size):
+                parts.append(self._predict_batch(images[start:start + batch_size], prompts))
+        return AnomalyOutput.concatenate(parts)

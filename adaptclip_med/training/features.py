@@ -1,0 +1,126 @@
+"""Frozen features and masks of training images: read from the cache, or computed once and stored.
+
+Shapes: ``B`` images, ``L`` feature layers, ``N = 1 + G²`` tokens, ``D`` width, ``S`` image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from adaptclip_med.errors import ImageReadError
+from adaptclip_med.io import sha256_file
+
+from .cache import FeatureCache, split_features
+
+
+def load_mask(path: str | Path, size: int) -> np.ndarray:
+    """Read a mask file and bring it to the model resolution: ``(S, S)`` uint8 0/1.
+
+    Foreground is any value > 0 (> 127 for JPEG masks, whose edges carry compression noise); the
+    binary 0/255 image is resized bilinearly with Pillow to ``S×S`` and thresholded at > 0.5 of 255,
+    as the method resizes masks (spec §5).
+
+    Raises:
+        ImageReadError: the file cannot be read as an image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(path, f"cannot be read as a mask image ({exc})",
+                             "Expected a PNG/JPEG/TIFF mask; replace or remove the file.") from exc
+    threshold = 127 if path.suffix.lower() in (".jpg", ".jpeg") else 0
+    binary = Image.fromarray(((arr > threshold) * 255).astype(np.uint8))
+    resized = np.asarray(binary.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    return (resized / 255.0 > 0.5).astype(np.uint8)
+
+
+class FeatureSource:
+    """Gives batches of frozen features and masks, computing each image at most once per cache.
+
+    Args:
+        model: an ``AdaptCLIP`` (its ``preprocess`` and ``encode_images`` are used).
+        cache: where features live; ``None`` recomputes them on every request (no cache).
+        device: where returned tensors go.
+        chunk: images per backbone call.
+    """
+
+    def __init__(self, model: torch.nn.Module, cache: FeatureCache | None, device: torch.device | str,
+                 chunk: int = 8) -> None:
+        self.model = model
+        self.cache = cache
+        self.device = torch.device(device)
+        self.chunk = chunk
+        self.layers = len(model.backbone.feature_layers)
+        self.size = int(model.image_size)
+        self.sha: dict[Path, str] = {}
+        self.computed = 0
+
+    def hash_files(self, paths: Iterable[Path], progress: bool = False) -> None:
+        """Hash (SHA-256 of the content) every file not hashed yet: the cache keys."""
+        todo = sorted({Path(p) for p in paths} - set(self.sha))
+        for path in tqdm(todo, desc="hashing files", disable=not progress or not todo, leave=False):
+            self.sha[path] = sha256_file(path)
+
+    def _encode(self, paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen features (``model.encode_images``): global ``(B, D)``, patches ``(B, L, N, D)``, CPU."""
+        globals_, patches = [], []
+        for start in range(0, len(paths), self.chunk):
+            part = paths[start:start + self.chunk]
+            images = torch.stack([self.model.preprocess(p) for p in part])
+            with torch.no_grad():
+                feats = self.model.encode_images(images)
+            globals_.append(feats.global_.float().cpu())
+            patches.append(torch.stack([t.float().cpu() for t in feats.patches], 1))
+            self.computed += len(part)
+        return torch.cat(globals_), torch.cat(patches)
+
+    def fill(self, paths: Iterable[Path]) -> int:
+        """Compute and store every image of ``paths`` that the cache lacks; return how many."""
+        if self.cache is None:
+            return 0
+        unique = list(dict.fromkeys(Path(p) for p in paths))
+        self.hash_files(unique)
+        missing = [p for p in unique if self.cache.features(self.sha[p]) is None]
+        if missing:
+            global_, patches = self._encode(missing)
+            for i, path in enumerate(missing):
+                self.cache.store_features(self.sha[path], global_[i], patches[i])
+        return len(missing)
+
+    def features(self, paths: Sequence[Path]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Features of ``paths`` in order: global ``(B, D)`` and ``L`` tensors ``(B, N, D)``, float32."""
+        paths = [Path(p) for p in paths]
+        if self.cache is None:
+            unique = list(dict.fromkeys(paths))
+            global_, patches = self._encode(unique)
+            where = [unique.index(p) for p in paths]
+            global_, patches = global_[where], patches[where]
+        else:
+            self.fill(paths)
+            parts = [split_features(self.cache.features(self.sha[p]), self.layers) for p in paths]
+            global_ = torch.stack([g for g, _ in parts])
+            patches = torch.stack([p for _, p in parts])
+        return global_.to(self.device), [patches[:, i].to(self.device) for i in range(self.layers)]
+
+    def masks(self, masks: Sequence[Path | None]) -> torch.Tensor:
+        """``(B, S, S)`` float32 0/1 masks at the model resolution; ``None`` → all normal."""
+        out = np.zeros((len(masks), self.size, self.size), dtype=np.float32)
+        for i, path in enumerate(masks):
+            if path is None:
+                continue
+            if self.cache is None:
+                out[i] = load_mask(path, self.size)
+                continue
+            self.hash_files([path])
+            stored = self.cache.mask(self.sha[path])
+            out[i] = stored if stored is not None else self.cache.store_mask(
+                self.sha[path], load_mask(path, self.size))
+        return torch.from_numpy(out).to(self.device)

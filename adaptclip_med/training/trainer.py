@@ -1,0 +1,196 @@
+"""The training loop: epochs over cached frozen features, per-epoch checkpoints, CSV log, export.
+
+Output folder ``out``::
+
+    run.json                      configuration, model and data identity
+    train_log.csv                 one row per epoch: every loss term (mean over the epoch's queries)
+    checkpoints/epoch_NNN/        per-epoch checkpoint (see :mod:`.state`), resumable
+    final/                        the last epoch's adapters in our format (``load_model(checkpoint=...)``)
+    adaptclip_authors.pth         the same adapters in the authors' format
+    cache/                        frozen features (unless another cache folder is given)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from adaptclip_med.checkpoint import export_authors as export_authors_checkpoint
+from adaptclip_med.checkpoint import save_adapters
+from adaptclip_med.io import atomic_write_json, atomic_write_text
+
+from .cache import FeatureCache, weights_fingerprint
+from .config import TrainConfig
+from .features import FeatureSource
+from .samples import TrainSample, check_prompt_pool, draw_prompts, epoch_batches
+from .schedules import batch_losses, epoch_plan, set_modes, trainable_parameters
+from .state import latest_epoch, load_epoch, save_epoch
+
+LOG_NAME = "train_log.csv"
+AUTHORS_NAME = "adaptclip_authors.pth"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_adapters` produced.
+
+    Attributes:
+        out: the run folder.
+        log: one dict per finished epoch (``epoch``, ``trained``, ``loss``, ``<branch>_<term>``, ...).
+        final_dir: the final adapters in our format.
+        authors_checkpoint: the export in the authors' format (``None`` if not requested).
+        features_computed: images run through the backbone by this call (0 when all were cached).
+    """
+
+    out: Path
+    log: list[dict[str, Any]] = field(default_factory=list)
+    final_dir: Path | None = None
+    authors_checkpoint: Path | None = None
+    features_computed: int = 0
+
+
+def model_identity(model: torch.nn.Module) -> dict[str, Any]:
+    """Backbone name, tag, image size, feature layers and a fingerprint of the frozen vision weights."""
+    cfg = model.config
+    return {"backbone": cfg.backbone, "pretrained": cfg.pretrained, "image_size": int(model.image_size),
+            "feature_layers": list(cfg.feature_layers), "weights": weights_fingerprint(model.backbone)}
+
+
+def data_identity(source: FeatureSource, samples: Sequence[TrainSample],
+                  pool: Mapping[str, Sequence[Path]]) -> str:
+    """A hash of every query (content, mask content, label, class) and prompt image (content)."""
+    rows = [[source.sha[s.image], source.sha[s.mask] if s.mask else None, s.label, s.cls] for s in samples]
+    prompts = {cls: [source.sha[p] for p in paths] for cls, paths in sorted(pool.items())}
+    return hashlib.sha256(json.dumps([rows, prompts]).encode()).hexdigest()
+
+
+def write_log(path: Path, log: Sequence[Mapping[str, Any]]) -> None:
+    """Write the per-epoch log as CSV (columns: union over epochs, first-seen order)."""
+    columns: list[str] = []
+    for row in log:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(log)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _check_out(out: Path, resume: bool) -> int:
+    done = latest_epoch(out)
+    if done and not resume:
+        msg = (f"{out}: holds checkpoints up to epoch {done}; expected an empty or new folder. Pass "
+               "--resume (resume=True) to continue that run, or choose another --out (nothing was changed).")
+        raise FileExistsError(msg)
+    return done if resume else 0
+
+
+def _run_epoch(model: torch.nn.Module, source: FeatureSource, opt: torch.optim.Optimizer,
+               samples: Sequence[TrainSample], pool: Mapping[str, Sequence[Path]],
+               config: TrainConfig, epoch: int) -> dict[str, Any]:
+    """One pass over the queries; returns the epoch's log row (means weighted by batch size)."""
+    plan = epoch_plan(config, epoch)
+    set_modes(model, plan)
+    prompts = draw_prompts(samples, pool, config.seed, epoch) if "pqa" in plan.losses else None
+    batches = epoch_batches(len(samples), config.batch_size, config.seed, epoch)
+    sums: dict[str, float] = {}
+    start, computed = time.perf_counter(), source.computed
+    bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False)
+    for batch in bar:
+        chosen = [samples[i] for i in batch]
+        global_, patches = source.features([s.image for s in chosen])
+        prompt_patches = None
+        if prompts is not None:
+            _, prompt_feats = source.features([prompts[i] for i in batch])
+            prompt_patches = [t[:, 1:] for t in prompt_feats]
+        label = torch.tensor([s.label for s in chosen], device=source.device)
+        mask = source.masks([s.mask for s in chosen])
+        terms = batch_losses(model, plan, global_, patches, prompt_patches, label, mask)
+        total = sum(v for branch in terms.values() for v in branch.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        sums["loss"] = sums.get("loss", 0.0) + total.item() * len(batch)
+        for branch, parts in terms.items():
+            for name, value in parts.items():
+                key = f"{branch}_{name}"
+                sums[key] = sums.get(key, 0.0) + value.item() * len(batch)
+        bar.set_postfix(loss=f"{total.item():.4f}")
+    row: dict[str, Any] = {"epoch": epoch, "trained": "+".join(plan.trained)}
+    row.update({k: v / len(samples) for k, v in sums.items()})
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    row["images_encoded"] = source.computed - computed
+    return row
+
+
+def train_adapters(
+    model: torch.nn.Module,
+    samples: Sequence[TrainSample],
+    prompt_pool: Mapping[str, Sequence[str | Path]],
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    resume: bool = False,
+    export_authors: bool = True,
+) -> TrainResult:
+    """Train the adapters of ``model`` in place (method spec §5) and write the run to ``out``.
+
+    Args:
+        model: an ``AdaptCLIP`` from :func:`adaptclip_med.load_model` (fresh or pre-trained adapters).
+        samples: queries (see :func:`~adaptclip_med.training.samples.make_samples`).
+        prompt_pool: ``{cls: [normal train image paths]}``; needed when PQA is trained.
+        out: run folder (see the module docstring).
+        config: hyper-parameters; default :class:`TrainConfig` (the method's).
+        cache_dir: feature cache folder (default ``out/cache``); may be shared between runs.
+        resume: continue from the last checkpoint in ``out`` (exactly as if never interrupted).
+        export_authors: also write the final adapters in the authors' ``.pth`` format.
+
+    Returns:
+        :class:`TrainResult`; the model is left in eval mode with the final adapters.
+
+    Raises:
+        FileExistsError: ``out`` holds checkpoints and ``resume`` is False.
+        CheckpointMismatchError: resuming with another configuration, model or data.
+        PromptError: a class without normal prompt images (PQA only).
+    """
+    config = config or TrainConfig()
+    out = Path(out)
+    start_epoch = _check_out(out, resume)
+    pool = check_prompt_pool(samples, prompt_pool) if "pqa" in config.branches else {}
+    ident_model = model_identity(model)
+    cache = None
+    if config.use_cache:
+        cache = FeatureCache(cache_dir or out / "cache", {k: ident_model[k] for k in ident_model},
+                             config.cache_dtype)
+    source = FeatureSource(model, cache, model.device, chunk=config.batch_size)
+    source.hash_files([s.image for s in samples] + [s.mask for s in samples if s.mask]
+                      + [p for paths in pool.values() for p in paths], progress=config.progress)
+    identity = {**config.result_fields(), **ident_model, "data": data_identity(source, samples, pool)}
+    torch.manual_seed(config.seed)
+    opt = torch.optim.Adam(trainable_parameters(model, config.branches), lr=config.lr,
+                           betas=config.betas, weight_decay=0.0)
+    log = load_epoch(out, start_epoch, model, opt, identity) if start_epoch else []
+    atomic_write_json(out / "run.json", {"config": config.__dict__, "identity": identity,
+                                         "queries": len(samples), "prompt_classes": sorted(pool)})
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        log.append(_run_epoch(model, source, opt, samples, pool, config, epoch))
+        save_epoch(out, epoch, model, opt, identity, log)
+        write_log(out / LOG_NAME, log)
+    model.eval()
+    result = TrainResult(out=out, log=log, features_computed=source.computed)
+    result.final_dir = out / "final"
+    save_adapters(model, result.final_dir, extra={"epoch": len(log), "trained_by": "adaptclip_med.train"})
+    if export_authors:
+        result.authors_checkpoint = export_authors_checkpoint(model, out / AUTHORS_NAME)
+    return result
