@@ -44,6 +44,6 @@ def load_folder(root: Path, *, cls: str | None = None, dataset: str = "folder", 
 
 def prompt_folder_records(folder: Path, *, cls: str, dataset: str, problems: list[Problem]
                           ) -> list[Record]:
-    """Normal prompt candidates from a flat folder of images (split ``"train"``, label 0)."""
-    return folder_records(folder, label=0, cls=cls, split="train", dataset=dataset, problems=problems,
+    """Normal prompt candidates from a flat folder of images (split ``"prompt_pool"``, label 0)."""
+    return folder_records(folder, label=0, cls=cls, split="prompt_pool", dataset=dataset, problems=problems,
                           suffixes=SUPPORTED_SUFFIXES)

@@ -71,7 +71,7 @@ def _pil_converter(image: Image.Image) -> Image.Image:
 class _NativeOrder:
     """Reader mixin: big-endian arrays (nibabel/pydicom samples) → native order (torch needs it)."""
 
-    def get_data(self, img):  # noqa: ANN001, ANN201 (MONAI ImageReader signature)
+    def get_data(self, img):
         array, meta = super().get_data(img)
         if array.dtype.byteorder not in ("=", "|"):
             array = array.astype(array.dtype.newbyteorder("="))
@@ -101,7 +101,8 @@ class LoadMedicald(MapTransform):
 
     Input: ``{key: path}``. Output: ``{key: np.ndarray}`` (see the module table for shapes) and
     ``{f"{key}_meta": {"path", "format"[, "dicom", "header"]}}`` (DICOM: display tags and the
-    header without pixels, kept in memory only and dropped at the end of :func:`build_transforms`). A ``None`` value is left as ``None`` (optional masks).
+    header without pixels, kept in memory only and dropped at the end of :func:`build_transforms`).
+    A ``None`` value is left as ``None`` (optional masks).
 
     Raises:
         ImageReadError: unreadable, empty or unsupported file (the message names it).

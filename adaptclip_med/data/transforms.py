@@ -120,7 +120,7 @@ class Finalized(MapTransform):
 class MedicalCompose(Compose):
     """``Compose`` whose failures lead with the sample's file (MONAI's wrapper hides it)."""
 
-    def __call__(self, data, *args, **kwargs):  # noqa: ANN001, ANN204 (MONAI signature)
+    def __call__(self, data, *args, **kwargs):
         try:
             return super().__call__(data, *args, **kwargs)
         except Exception as exc:

