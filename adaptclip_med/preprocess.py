@@ -92,7 +92,9 @@ class ClipNormalize(Transform):
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+        array = np.asarray(image)
+        array = array if array.flags.writeable and array.flags.c_contiguous else array.copy()
+        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0)
         return tensor.sub(self.mean).div(self.std)
 
 
