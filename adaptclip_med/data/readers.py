@@ -110,7 +110,7 @@ class LoadMedicald(MapTransform):
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
         super().__init__(keys, allow_missing_keys)
-        self._loaders = {(k, f): _make_loader(str(k), f) for k in self.keys for f in FORMATS}
+        self._loaders: dict[tuple[Hashable, str], LoadImaged] = {}  # built on first use per format
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         out = dict(data)
@@ -129,6 +129,8 @@ class LoadMedicald(MapTransform):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
+                    if (key, fmt) not in self._loaders:
+                        self._loaders[(key, fmt)] = _make_loader(str(key), fmt)
                     loaded = self._loaders[(key, fmt)]({key: str(path)})[key]
             except ImageReadError:
                 raise

