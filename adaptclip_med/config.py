@@ -30,7 +30,8 @@ class EvalConfig:
         out: run directory (tables, figures, overlays, ``run.json``; resumable).
         shots: prompt shot counts ``k`` (0 = zero-shot; run once, with the first seed).
         seeds: prompt-draw seeds (the paper: 10, 20, 30); tables give mean ± std over them.
-        backbone / pretrained / checkpoint / image_size: passed to ``load_model``.
+        backbone / pretrained / checkpoint / image_size: passed to ``load_model`` (size None: the
+            backbone's registered size, 518 for ViT-L-14-336).
         allow_random_backbone: accept random (untrained) backbone weights (tests and demos only).
         device / batch_size / workers: inference settings (``workers`` DataLoader processes).
         limit: at most this many query images per class (balanced normal/abnormal), for a quick look.
@@ -56,7 +57,7 @@ class EvalConfig:
     backbone: str = "ViT-L-14-336"
     pretrained: str | None = "openai"
     checkpoint: str | None = "adaptclip-mvtec"
-    image_size: int = 518
+    image_size: int | None = None
     allow_random_backbone: bool = False
     device: str = "cpu"
     batch_size: int = 8
@@ -91,7 +92,8 @@ class EvalConfig:
         if self.protocol:
             return self.protocol
         ckpt = self.checkpoint or "fresh (untrained) adapters"
-        return (f"AdaptCLIP {ckpt} on {self.backbone}/{self.pretrained or 'random'} at {self.image_size} px; "
+        size = self.image_size or "default"
+        return (f"AdaptCLIP {ckpt} on {self.backbone}/{self.pretrained or 'random'} at {size} px; "
                 f"shots {list(self.shots)}, prompt seeds {list(self.seeds)}; prompts are normal images "
                 "disjoint from the queries")
 

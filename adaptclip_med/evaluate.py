@@ -1,0 +1,143 @@
+"""``python -m adaptclip_med.evaluate``: score data sets with AdaptCLIP and write tables, figures, overlays.
+
+Only argument parsing lives here: the arguments become one frozen :class:`EvalConfig`, handed to
+:func:`adaptclip_med.pipeline.run_evaluation`. Usage: docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+import sys
+
+from adaptclip_med.config import EvalConfig, resolve_roots
+from adaptclip_med.errors import AdaptCLIPError
+
+DESCRIPTION = """\
+Measure how well AdaptCLIP separates normal from abnormal images (and, where masks exist, finds the
+lesion), on one or more data sets, with 0 or more normal example images ("shots") per class.
+
+Writes into --out: per_image.csv (one score per image), summary.csv and tables/main.md|.tex
+(paper-style metrics, mean ± std over prompt seeds, with an Avg row), tables/clinical.md
+(sensitivity at 95 % specificity and the reverse, with 95 % confidence intervals), operating_points.csv
+(a decision threshold calibrated on the normal examples only), heat-map overlays, figures, prompt
+manifests and run.json (versions, checkpoint hash, settings). Re-running the same command resumes an
+interrupted run. Research use only: not a diagnostic device."""
+
+EXAMPLES = """\
+examples:
+  python -m adaptclip_med.evaluate --datasets br35h --root data/br35h --shots 0 --out reports/br35h
+  python -m adaptclip_med.evaluate --datasets br35h covid19 kvasir endo --root data --shots 0 1 2 4 \\
+      --seeds 10 20 30 --checkpoint adaptclip-mvtec --backbone ViT-L-14-336 --out reports/medical
+  python -m adaptclip_med.evaluate --datasets kvasir --root kvasir=/data/Kvasir-SEG --shots 0 --limit 20"""
+
+
+def _none(value: str) -> str | None:
+    return None if value.lower() in ("none", "random", "") else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (its ``--help`` is meant to be read by clinicians too)."""
+    p = argparse.ArgumentParser(prog="python -m adaptclip_med.evaluate", description=DESCRIPTION,
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("what to evaluate")
+    d.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
+                   help="registered data set names (see `python -m adaptclip_med.datasets --list`)")
+    d.add_argument("--root", nargs="+", default=[], metavar="PATH",
+                   help="the data set's folder (one data set); a folder holding one sub-folder per data set; "
+                        "or NAME=PATH pairs")
+    d.add_argument("--shots", nargs="+", type=int, default=[0], metavar="K",
+                   help="normal example images per class; 0 = zero-shot (default: 0)")
+    d.add_argument("--seeds", nargs="+", type=int, default=[10, 20, 30], metavar="S",
+                   help="seeds for drawing the example images; results are averaged (default: 10 20 30)")
+    d.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="at most N images per class (half normal, half abnormal), for a quick look")
+    m = p.add_argument_group("model")
+    m.add_argument("--backbone", default="ViT-L-14-336", help="CLIP backbone (default: ViT-L-14-336)")
+    m.add_argument("--pretrained", type=_none, default="openai",
+                   help="backbone weights: open_clip tag or file; 'none' = random (default: openai)")
+    m.add_argument("--checkpoint", type=_none, default="adaptclip-mvtec",
+                   help="adapters: adaptclip-mvtec, adaptclip-visa, a folder of ours, an authors' .pth, or "
+                        "'none' (default: adaptclip-mvtec)")
+    m.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
+    m.add_argument("--allow-random-backbone", action="store_true",
+                   help="accept random backbone weights (pipeline tests only; scores are meaningless)")
+    r = p.add_argument_group("running")
+    r.add_argument("--out", default="reports/run", help="output folder; re-use it to resume (default: reports/run)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
+    r.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    r.add_argument("--workers", type=int, default=0, help="image-loading processes (default: 0)")
+    r.add_argument("--strict", action="store_true", help="stop on any unreadable file instead of listing it")
+    o = p.add_argument_group("metrics and outputs")
+    o.add_argument("--pixel-metrics", choices=("auto", "exact", "binned"), default="auto",
+                   help="exact pixel metrics, or binned (bounded memory; error bound reported) (default: auto)")
+    o.add_argument("--bins", type=int, default=1 << 14, help="bins of the binned pixel metrics (default: 16384)")
+    o.add_argument("--map-range", nargs=2, type=float, default=[0.0, 1.0], metavar=("LOW", "HIGH"),
+                   help="anomaly-map value range of the bins (default: 0 1)")
+    o.add_argument("--target-specificity", type=float, default=0.95,
+                   help="specificity targeted by the calibrated threshold (default: 0.95)")
+    o.add_argument("--pixel-specificity", type=float, default=0.99,
+                   help="pixel specificity of the calibrated contour threshold (default: 0.99)")
+    o.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates of the CIs; 0 = none")
+    o.add_argument("--overlays", type=int, default=8,
+                   help="heat-map overlays per data set, class and shot count (top scores); -1 = all, 0 = none")
+    o.add_argument("--overlay-norm", choices=("run", "image"), default="run",
+                   help="one colour scale for the whole run (default) or per image")
+    o.add_argument("--no-figures", action="store_true", help="skip the ROC/PR, qualitative and bar figures")
+    o.add_argument("--protocol", default="", help="protocol text recorded with the results")
+    return p
+
+
+def _check_datasets(names: list[str]) -> None:
+    from adaptclip_med.data import list_datasets
+
+    known = list_datasets()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = f"unknown data set {name!r}; {hint}registered: {', '.join(known)}"
+            raise AdaptCLIPError(msg)
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
+    """Turn parsed arguments into the frozen config (validates names and folders)."""
+    _check_datasets(args.datasets)
+    for flag, value in (("--shots", min(args.shots)), ("--batch-size", args.batch_size - 1),
+                        ("--limit", (args.limit or 1) - 1), ("--workers", args.workers)):
+        if value < 0:
+            msg = f"{flag}: got a negative value; expected {'>= 1' if flag in ('--batch-size', '--limit') else '>= 0'}"
+            raise AdaptCLIPError(msg)
+    return EvalConfig(
+        datasets=tuple(args.datasets), roots=resolve_roots(args.datasets, args.root), out=args.out,
+        shots=tuple(args.shots), seeds=tuple(args.seeds), backbone=args.backbone, pretrained=args.pretrained,
+        checkpoint=args.checkpoint, image_size=args.image_size, allow_random_backbone=args.allow_random_backbone,
+        device=args.device, batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+        pixel_mode=args.pixel_metrics, n_bins=args.bins, map_range=tuple(args.map_range),
+        target_specificity=args.target_specificity, pixel_specificity=args.pixel_specificity,
+        n_boot=args.bootstrap, overlays=args.overlays, overlay_norm=args.overlay_norm,
+        figures=not args.no_figures, protocol=args.protocol, strict=args.strict,
+        command_line=shlex.join([sys.executable, "-m", "adaptclip_med.evaluate", *argv]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (0 ok, 2 bad input or weights)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        from adaptclip_med.pipeline import run_evaluation
+
+        config = config_from_args(args, argv)
+        result = run_evaluation(config)
+    except AdaptCLIPError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(result.computed)} part(s) computed, {len(result.reused)} reused from an earlier run")
+    print(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

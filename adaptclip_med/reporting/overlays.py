@@ -1,0 +1,167 @@
+"""Heat-map overlays: image | anomaly map | overlay, with colour bar and contours.
+
+The map is resized (bilinear) to the image's original size. Colour limits are fixed across a run by
+default (``vmin``/``vmax`` passed in); per-image normalisation only on request. The threshold contour is
+the calibrated pixel threshold; the ground-truth contour is drawn when a mask exists. File names are an
+index plus a hash of the image id, and the burned-in text carries no path or patient id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from adaptclip_med.io import atomic_path
+
+THRESHOLD_COLOUR = "white"
+GT_COLOUR = "lime"
+
+
+def resize_map(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a ``(h, w)`` float map to ``size = (H, W)``."""
+    h, w = size
+    img = Image.fromarray(np.asarray(amap, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.float32)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a ``(h, w)`` binary mask to ``size = (H, W)``."""
+    h, w = size
+    img = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
+    return np.asarray(img.resize((w, h), Image.NEAREST)) > 0
+
+
+def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float, vmax: float,
+                 threshold: float | None = None, gt_mask: np.ndarray | None = None, alpha: float = 0.45,
+                 colorbar: bool = True) -> None:
+    """Draw the three panels on three matplotlib axes.
+
+    Args:
+        axes: three axes (image, map, overlay).
+        image: ``(H, W, 3)`` or ``(H, W)`` uint8 original image.
+        amap: ``(h, w)`` anomaly map (any size; resized to ``(H, W)``).
+        vmin, vmax: colour limits of the map.
+        threshold: map value drawn as a contour (skipped when outside the map's range).
+        gt_mask: ``(h', w')`` ground truth, drawn as a contour.
+        alpha: opacity of the map over the image.
+        colorbar: add a colour bar to the map panel.
+    """
+    h, w = image.shape[:2]
+    m = resize_map(amap, (h, w))
+    gray = image if image.ndim == 2 else None
+    for ax in axes:
+        ax.set_axis_off()
+    axes[0].imshow(image, cmap="gray" if gray is not None else None)
+    axes[0].set_title("image")
+    im = axes[1].imshow(m, cmap="jet", vmin=vmin, vmax=vmax)
+    axes[1].set_title("anomaly map")
+    axes[2].imshow(image, cmap="gray" if gray is not None else None)
+    axes[2].imshow(m, cmap="jet", vmin=vmin, vmax=vmax, alpha=alpha)
+    axes[2].set_title("overlay")
+    if threshold is not None and m.min() < threshold < m.max():
+        axes[2].contour(m, levels=[threshold], colors=THRESHOLD_COLOUR, linewidths=1.0)
+    if gt_mask is not None and np.any(gt_mask):
+        axes[2].contour(resize_mask(gt_mask, (h, w)).astype(float), levels=[0.5], colors=GT_COLOUR,
+                        linewidths=1.0, linestyles="dashed")
+    if colorbar:
+        plt.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+
+
+def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = None, vmax: float | None = None,
+                   threshold: float | None = None, gt_mask: np.ndarray | None = None,
+                   title: str = "") -> Figure:
+    """A one-row figure image | map | overlay (per-image limits when ``vmin``/``vmax`` are None)."""
+    lo = float(np.min(amap)) if vmin is None else vmin
+    hi = float(np.max(amap)) if vmax is None else vmax
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 3.2), constrained_layout=True)
+    draw_overlay(axes, image, amap, vmin=lo, vmax=max(hi, lo + 1e-6), threshold=threshold, gt_mask=gt_mask)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
+    """Save a figure as PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def overlay_name(rank: int, image_key: str) -> str:
+    """``<rank>_<hash>.png``: no patient id or file name leaks into the overlay's name."""
+    return f"{rank:03d}_{hashlib.sha1(image_key.encode()).hexdigest()[:10]}.png"
+
+
+def run_colour_limits(records: list[dict[str, Any]]) -> tuple[float, float]:
+    """One colour scale for the whole run: the min and max over every scored map."""
+    lo = min(float(r["map_stats"]["min"]) for r in records)
+    hi = max(float(r["map_stats"]["max"]) for r in records)
+    return lo, max(hi, lo + 1e-6)
+
+
+def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[Any], image_size: int,
+                        per_image: bool = False, grid_rows: int = 4) -> dict[str, list[dict[str, Any]]]:
+    """Overlays of the maps kept in ``parts/*.npz`` (first seed of each shot count).
+
+    Writes ``overlays/<dataset>/<class>/k<shots>/<rank>_<hash>.png`` and ``overlays/index.csv`` (file →
+    data set, class, shots, seed, image id, path, label, score).
+
+    Returns:
+        ``{dataset: rows}``: the top ``grid_rows`` overlays of the highest shot count per data set, each a
+        dict with ``image``, ``map``, ``mask``, ``threshold``, ``label`` for the qualitative grid.
+    """
+    import pandas as pd
+
+    from adaptclip_med.data import build_transforms
+    from adaptclip_med.reporting.provenance import slug
+    from adaptclip_med.reporting.tables import write_csv
+
+    vmin, vmax = run_colour_limits(records)
+    by_stem = {p.stem: p for p in parts}
+    first_seed: dict[tuple[str, str, int], int] = {}
+    for r in records:
+        first_seed.setdefault((r["dataset"], r["cls"], r["shots"]), r["seed"])
+    index: list[dict[str, Any]] = []
+    grid: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(records, key=lambda rec: -rec["shots"]):
+        part = by_stem.get(f"{r['dataset']}__{slug(r['cls'])}__k{r['shots']}__s{r['seed']}")
+        if not r.get("maps_file") or part is None or first_seed[(r["dataset"], r["cls"], r["shots"])] != r["seed"]:
+            continue
+        with np.load(out / "parts" / r["maps_file"]) as npz:
+            ids, maps = npz["ids"], npz["maps"].astype(np.float32)
+        transform = build_transforms(image_size, with_mask=part.has_masks)
+        threshold = r["operating_point"].get("pixel_threshold")
+        for rank, (image_id, amap) in enumerate(zip(ids, maps, strict=True)):
+            rec, row = part.queries[int(image_id)], r["rows"][int(image_id)]
+            sample = transform(rec.as_dict())
+            mask = sample.get("mask")
+            title = (f"{r['dataset']} / {r['cls']} / k={r['shots']} / image #{int(image_id)}: "
+                     f"score {row['score']:.3f}, {'abnormal' if row['label'] else 'normal'}")
+            fig = overlay_figure(np.asarray(sample["image_u8"]), amap, vmin=None if per_image else vmin,
+                                 vmax=None if per_image else vmax, threshold=threshold,
+                                 gt_mask=None if mask is None else np.asarray(mask), title=title)
+            rel = Path("overlays") / r["dataset"] / slug(r["cls"]) / f"k{r['shots']}" / overlay_name(rank, rec.key)
+            save_png(fig, out / rel)
+            rows = grid.setdefault(r["dataset"], [])
+            if len(rows) < grid_rows and (not rows or rows[0]["shots"] == r["shots"]):
+                rows.append({"image": np.asarray(sample["image_u8"]), "map": amap, "shots": r["shots"],
+                             "mask": None if mask is None else np.asarray(mask), "threshold": threshold,
+                             "label": f"k={r['shots']}, {'abnormal' if row['label'] else 'normal'}, "
+                                      f"score {row['score']:.2f}"})
+            index.append({"file": str(rel), "dataset": r["dataset"], "class": r["cls"], "shots": r["shots"],
+                          "seed": r["seed"], "image_id": int(image_id), "path": rec.key, "label": row["label"],
+                          "score": row["score"], "vmin": vmin, "vmax": vmax, "threshold": threshold})
+    if index:
+        frame = pd.DataFrame(index).sort_values(["dataset", "class", "shots", "file"])
+        write_csv(out / "overlays" / "index.csv", frame)
+    return grid

@@ -1,0 +1,109 @@
+"""Run provenance and run-level outputs: model loading for a config, ``run.json``, prompt manifests.
+
+``run.json`` records the package versions, the backbone / tag, the checkpoint and its SHA-256, the
+image size, the protocol string and the command line, plus ``status`` (``"incomplete"`` until every
+table, overlay and figure is written, then ``"complete"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+from adaptclip_med.config import EvalConfig
+from adaptclip_med.errors import AdaptCLIPError
+from adaptclip_med.io import atomic_write_json, sha256_file
+
+UNTRAINED_NOTICE = "untrained backbone — pipeline demo only"
+_PACKAGES = ("adaptclip_med", "torch", "open_clip_torch", "monai", "numpy", "scipy", "scikit-learn",
+             "pandas", "matplotlib", "pydicom", "nibabel", "pillow")
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a class name (``[A-Za-z0-9_-]``, plus a hash when changed)."""
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "cls"
+    return clean if clean == name else f"{clean}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def load_model_for(config: EvalConfig) -> Any:
+    """``load_model`` with the config's backbone, weights and size; load errors become AdaptCLIPError.
+
+    Raises:
+        AdaptCLIPError: random weights without ``allow_random_backbone``, unknown backbone / tag,
+            weights not found (offline), checkpoint for another backbone.
+    """
+    if config.pretrained is None and not config.allow_random_backbone:
+        msg = (f"backbone {config.backbone!r} with --pretrained none: random weights give meaningless "
+               "scores; pass a pretrained tag or weights file, or --allow-random-backbone for a pipeline test")
+        raise AdaptCLIPError(msg)
+    from adaptclip_med import load_model
+
+    try:
+        return load_model(backbone=config.backbone, pretrained=config.pretrained, checkpoint=config.checkpoint,
+                          image_size=config.image_size, device=config.device,
+                          allow_random_backbone=config.allow_random_backbone)
+    except AdaptCLIPError:
+        raise
+    except (ValueError, FileNotFoundError, OSError) as err:
+        msg = f"cannot load the model (backbone {config.backbone!r}, checkpoint {config.checkpoint!r}): {err}"
+        raise AdaptCLIPError(msg) from err
+
+
+def model_provenance(model: Any, config: EvalConfig) -> dict[str, Any]:
+    """The model's own ``describe()`` when it has one, else what the config and files tell."""
+    if hasattr(model, "describe"):
+        try:
+            return dict(model.describe())
+        except Exception as err:  # provenance must not stop a finished run
+            return {"describe_error": str(err)}
+    info: dict[str, Any] = {"backbone": config.backbone, "pretrained": config.pretrained,
+                            "checkpoint": config.checkpoint, "image_size": config.image_size}
+    for key, value in (("pretrained", config.pretrained), ("checkpoint", config.checkpoint)):
+        path = Path(str(value)) if value else None
+        if path is not None and path.is_file():
+            info[f"{key}_sha256"] = sha256_file(path)
+        elif path is not None and path.is_dir():
+            info[f"{key}_sha256"] = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()}
+    return info
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the numbers."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], status: str) -> None:
+    """Write ``run.json`` (provenance; ``notice`` when the backbone is untrained)."""
+    run = {
+        "title": f"adaptclip_med evaluation — {', '.join(config.datasets)}",
+        "status": status,
+        "protocol": config.protocol_string(),
+        "command_line": config.command_line,
+        "model": model_provenance(model, config),
+        "config": config.to_dict(),
+        "fingerprints": {d: config.fingerprint(d) for d in config.datasets},
+        "parts": [p.stem for p in parts],
+        "versions": package_versions(),
+    }
+    if config.pretrained is None:
+        run["notice"] = UNTRAINED_NOTICE
+    atomic_write_json(out / "run.json", run)
+
+
+def write_prompt_manifests(out: Path, records: list[dict[str, Any]]) -> None:
+    """``prompts/<dataset>/<class>/k<shots>_seed<seed>.json``: the prompt manifest of every part."""
+    for rec in records:
+        if rec.get("prompts") is None:
+            continue
+        path = out / "prompts" / rec["dataset"] / slug(rec["cls"]) / f"k{rec['shots']}_seed{rec['seed']}.json"
+        atomic_write_json(path, rec["prompts"])
