@@ -1,12 +1,14 @@
 """Self-contained HTML report of one evaluation run: ``<run_dir>/index.html``.
 
-The page reads what the evaluation wrote into the run directory and needs nothing else to open
-(figures and overlays are embedded as base64 PNG, the style sheet is inline, no script):
+The page reads the run folder through :func:`adaptclip_med.reporting.load_run` and needs nothing
+else to open (figures and overlays are embedded as base64 PNG, the style sheet is inline, no script):
 
-- ``run.json``: provenance (config, versions, checkpoint hashes); its ``notice`` (e.g.
-  "untrained backbone — pipeline demo only") becomes a banner at the top of the page;
-- ``tables/*.md`` (pipe tables, as written by pandas ``to_markdown``), else ``summary.csv``;
-- ``figures/*.png`` (curves, bar charts) and ``overlays/**/*.png`` (heat-map gallery, downsized).
+- ``run.json``: provenance (protocol, model, config, versions, checkpoint hashes); its ``notice``
+  (e.g. "untrained backbone — pipeline demo only") becomes a banner and is added to every caption;
+- ``tables/*.md`` (pipe tables as written by pandas ``to_markdown``; the bold line above a table is
+  its caption, the lines below it its notes), else ``summary.csv``;
+- ``figures/*.png`` (curves, qualitative grids; downsized to ``figure_px``) and ``overlays/**/*.png``
+  (heat-map gallery, downsized to ``overlay_px``, captioned from ``overlays/index.csv``).
 
 Usage::
 
@@ -20,6 +22,7 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,7 @@ from PIL import Image
 
 from adaptclip_med.errors import DataValidationError
 from adaptclip_med.io import atomic_write_text
-
-UNTRAINED_NOTICE = "untrained backbone — pipeline demo only"
+from adaptclip_med.reporting import RunFiles, load_run
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:0 auto;max-width:1200px;
@@ -39,89 +41,132 @@ h1{font-size:1.6rem;margin:.2rem 0}h2{border-bottom:2px solid #dbe3ea;padding-bo
 table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.9rem}
 th,td{border:1px solid #cfd8e0;padding:.25rem .55rem;text-align:right}
 th{background:#eef3f7}td:first-child,th:first-child{text-align:left}
-caption{caption-side:top;text-align:left;font-weight:600;padding:.3rem 0;white-space:nowrap}
+.cap{font-weight:600;margin:.8rem 0 .2rem;max-width:1000px}.tbl{overflow-x:auto}
 figure{display:inline-block;margin:.4rem;vertical-align:top;background:#fff;border:1px solid #e3e8ee;
 padding:.4rem;border-radius:4px}figcaption{font-size:.8rem;color:#4a5866;max-width:460px;word-break:break-all}
-.fig img{max-width:560px}.gallery img{max-width:440px}
+.fig img{max-width:900px;width:100%}.note{font-size:.8rem;color:#4a5866;margin:.2rem 0}.gallery img{max-width:440px}
 .prov td{text-align:left;font-family:ui-monospace,monospace;font-size:.8rem;word-break:break-all}
 """
 
 
 def _img_tag(path: Path, max_side: int | None, alt: str) -> str:
-    """Return an ``<img>`` whose PNG bytes (optionally downsized to ``max_side`` px) are inlined."""
+    """Return an ``<img>`` with the picture inlined (downsized to ``max_side`` px when larger).
+
+    Encoded as PNG or JPEG (quality 88), whichever is smaller: line plots stay crisp PNGs, heat-map
+    overlays become JPEGs a fraction of the size.
+    """
     try:
         with Image.open(path) as im:
             im.load()
             if max_side is not None and max(im.size) > max_side:
                 im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
+            encoded = {}
+            for fmt, options in (("png", {"optimize": True}), ("jpeg", {"quality": 88})):
+                buf = io.BytesIO()
+                im.convert("RGB").save(buf, format=fmt.upper(), **options)
+                encoded[fmt] = buf.getvalue()
     except OSError as exc:
         raise DataValidationError(
             f"report image {path}: cannot be read as an image ({exc}); expected a PNG written by the "
             "evaluation. Delete the file or re-run the evaluation into this run directory."
         ) from exc
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+    fmt = min(encoded, key=lambda k: len(encoded[k]))
+    data = base64.b64encode(encoded[fmt]).decode("ascii")
+    return f'<img src="data:image/{fmt};base64,{data}" alt="{html.escape(alt)}">'
 
 
-def parse_markdown_tables(text: str) -> list[tuple[str, pd.DataFrame]]:
-    """Parse the pipe tables of a Markdown text into ``(caption, DataFrame)`` pairs.
+@dataclass
+class MarkdownTable:
+    """One pipe table of a Markdown file: its caption (line above), cells, and notes (lines below)."""
 
-    The caption is the nearest non-empty non-table line above the table (leading ``#``/``:`` and
-    ``*`` stripped), or ``""``. The header separator row (``|:---|--:|``) is dropped; cells stay strings.
+    caption: str
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def _clean(line: str) -> str:
+    return line.strip().lstrip("#: ").strip("*_ ")
+
+
+def parse_markdown_tables(text: str) -> list[MarkdownTable]:
+    """Parse the pipe tables of a Markdown text (as pandas ``to_markdown`` writes them).
+
+    The caption of a table is the last non-empty text line above it (``#``, ``:``, ``*``, ``_``
+    stripped), or ``""``; other text lines become the notes of the table above them. The header
+    separator row (``|:---|--:|``) is dropped; short rows are padded with ``""``; cells stay strings.
     """
-    tables: list[tuple[str, pd.DataFrame]] = []
-    caption, rows = "", []
+    tables: list[MarkdownTable] = []
+    pending: list[str] = []
+    rows: list[list[str]] = []
 
-    def flush() -> None:
+    def close_table() -> None:
         if len(rows) >= 2:
-            header, body = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set(":- ")]
-            width = len(header)
-            body = [(r + [""] * width)[:width] for r in body]
-            tables.append((caption, pd.DataFrame(body, columns=header)))
+            header = rows[0]
+            body = [(r + [""] * len(header))[: len(header)] for r in rows[1:] if not set("".join(r)) <= set(":- ")]
+            caption = pending.pop() if pending else ""
+            if tables:
+                tables[-1].notes += pending
+            pending.clear()
+            tables.append(MarkdownTable(caption, pd.DataFrame(body, columns=header)))
         rows.clear()
 
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("|"):
             rows.append([c.strip() for c in line.strip("|").split("|")])
-            continue
-        flush()
-        if line:
-            caption = line.lstrip("#: ").strip("*_ ")
-    flush()
+        else:
+            close_table()
+            if line:
+                pending.append(_clean(line))
+    close_table()
+    if tables:
+        tables[-1].notes += pending
     return tables
 
 
-def _table_html(df: pd.DataFrame, caption: str) -> str:
+def _table_html(df: pd.DataFrame, caption: str, notes: list[str] | None = None) -> str:
+    """A ``<div class="tbl">``: caption paragraph, the table, its notes."""
     body = df.to_html(index=False, escape=True, border=0, na_rep="–")
-    if caption:  # pandas writes '<table border="0" class="dataframe">' first: put the caption after it
-        body = body.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
-    return body
+    cap = f'<p class="cap">{html.escape(caption)}</p>' if caption else ""
+    notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes or [])
+    return f'<div class="tbl">{cap}{body}{notes_html}</div>'
 
 
-def _tables_section(run_dir: Path, notice: str | None) -> str:
+def _with_notice(caption: str, notice: str | None) -> str:
+    return f"{caption} ({notice})" if notice and notice not in caption else caption
+
+
+def _tables_section(run: RunFiles, notice: str | None) -> str:
     parts: list[str] = []
-    for md in sorted((run_dir / "tables").glob("*.md")):
-        for caption, df in parse_markdown_tables(md.read_text(encoding="utf-8")):
-            cap = caption or md.stem.replace("_", " ")
-            if notice and notice not in cap:
-                cap = f"{cap} ({notice})"
-            parts.append(_table_html(df, cap))
-    summary = run_dir / "summary.csv"
-    if not parts and summary.is_file():
-        cap = "summary.csv" + (f" ({notice})" if notice else "")
-        parts.append(_table_html(pd.read_csv(summary), cap))
+    markdown = sorted((t for t in run.tables if t.suffix == ".md"), key=lambda t: (t.stem != "main", t.name))
+    for md in markdown:
+        for table in parse_markdown_tables(md.read_text(encoding="utf-8")):
+            caption = _with_notice(table.caption or md.stem.replace("_", " "), notice)
+            parts.append(_table_html(table.frame, caption, table.notes))
+    if not parts and not run.summary.empty:
+        parts.append(_table_html(run.summary.round(4), _with_notice("summary.csv", notice)))
     return "".join(parts) or "<p>No tables were written in this run.</p>"
 
 
-def _images_section(paths: list[Path], root: Path, max_side: int | None, css: str) -> str:
-    figs = [
-        f"<figure>{_img_tag(p, max_side, p.stem)}<figcaption>{html.escape(str(p.relative_to(root)))}"
-        "</figcaption></figure>"
-        for p in paths
-    ]
+def _overlay_captions(run: RunFiles) -> dict[str, str]:
+    """``relative path -> "dataset / class · k shots · score · label"`` from ``overlays/index.csv``."""
+    idx = run.overlay_index
+    if idx.empty or "file" not in idx.columns:
+        return {}
+    out = {}
+    for row in idx.to_dict("records"):
+        label = {0: "normal", 1: "anomalous"}.get(row.get("label"), "")
+        out[str(row["file"])] = (f"{row.get('dataset', '')} / {row.get('class', '')} · k={row.get('shots', '')}"
+                                 f" · score {float(row.get('score', float('nan'))):.3f} · {label}")
+    return out
+
+
+def _images_section(paths: list[Path], root: Path, max_side: int, css: str, captions: dict[str, str]) -> str:
+    figs = []
+    for p in paths:
+        rel = p.relative_to(root).as_posix()
+        figs.append(f"<figure>{_img_tag(p, max_side, p.stem)}<figcaption>{html.escape(captions.get(rel, rel))}"
+                    "</figcaption></figure>")
     return f'<div class="{css}">{"".join(figs)}</div>' if figs else "<p>None in this run.</p>"
 
 
@@ -137,47 +182,48 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _provenance_section(run: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _flatten(run)
-    )
-    return f'<table class="prov">{rows}</table>' if rows else "<p>No run.json in this run.</p>"
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _flatten(run))
+    return f'<table class="prov">{rows}</table>' if rows else "<p>run.json is empty.</p>"
 
 
 def write_html_report(
-    run_dir: str | Path, *, title: str | None = None, max_overlays: int = 24, overlay_px: int = 640
+    run_dir: str | Path, *, title: str | None = None, max_overlays: int = 24, overlay_px: int = 640,
+    figure_px: int = 1400,
 ) -> Path:
     """Write ``<run_dir>/index.html`` from the run's tables, figures, overlays and ``run.json``.
 
     Args:
-        run_dir: a run directory written by ``python -m adaptclip_med.evaluate`` (or the demo).
-        title: page title; defaults to ``run.json``'s ``title`` or the directory name.
-        max_overlays: at most this many overlay PNGs go into the gallery (sorted by path).
-        overlay_px: overlays are downsized so that their longer side is at most this many pixels.
+        run_dir: a run folder written by ``python -m adaptclip_med.evaluate`` (or the demo).
+        title: page title; defaults to ``run.json``'s ``title`` or the folder name.
+        max_overlays: at most this many overlay PNGs go into the gallery (in path order).
+        overlay_px / figure_px: overlays / figures are downsized so that their longer side is at most
+            this many pixels (the PNG files themselves stay at full resolution).
 
     Returns:
         The path of the written ``index.html``.
+
+    Raises:
+        DataValidationError: not a run folder (``run.json``, ``summary.csv`` or ``per_image.csv``
+            missing), or an image in it cannot be read.
     """
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise DataValidationError(
-            f"run directory {root}: does not exist; expected the --out folder of an evaluation run. "
-            "Run `python -m adaptclip_med.evaluate ... --out <dir>` first."
-        )
-    run_json = root / "run.json"
-    run: dict[str, Any] = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
-    notice = run.get("notice")
-    page_title = title or run.get("title") or f"adaptclip_med report — {root.name}"
-    figures = sorted((root / "figures").glob("*.png"))
-    overlays = sorted((root / "overlays").rglob("*.png"))[:max_overlays]
+    run = load_run(run_dir)
+    root = run.root
+    notice = run.run.get("notice")
+    page_title = title or run.run.get("title") or f"adaptclip_med report — {root.name}"
     links = [n for n in ("summary.csv", "per_image.csv", "run.json") if (root / n).is_file()]
+    status = run.run.get("status")
     sections = [
         f"<h1>{html.escape(page_title)}</h1>",
         f'<p class="notice" id="notice">{html.escape(notice)}</p>' if notice else "",
-        "<p>Files: " + ", ".join(f'<a href="{n}">{n}</a>' for n in links) + "</p>" if links else "",
-        '<h2 id="tables">Tables</h2>', _tables_section(root, notice),
-        '<h2 id="figures">Figures</h2>', _images_section(figures, root, None, "fig"),
-        '<h2 id="overlays">Overlay gallery</h2>', _images_section(overlays, root, overlay_px, "gallery"),
-        '<h2 id="provenance">Provenance</h2>', _provenance_section(run),
+        f'<p class="note">Run status: {html.escape(str(status))}</p>' if status and status != "complete" else "",
+        f"<p>{html.escape(str(run.run.get('protocol', '')))}</p>",
+        "<p>Files: " + ", ".join(f'<a href="{n}">{n}</a>' for n in links) + "</p>",
+        '<h2 id="tables">Tables</h2>', _tables_section(run, notice),
+        '<h2 id="figures">Figures</h2>', _images_section(run.figures, root, figure_px, "fig", {}),
+        '<h2 id="overlays">Overlay gallery</h2>',
+        '<p class="note">Each panel: image | anomaly map | overlay (red = more anomalous).</p>',
+        _images_section(run.overlays[:max_overlays], root, overlay_px, "gallery", _overlay_captions(run)),
+        '<h2 id="provenance">Provenance</h2>', _provenance_section(run.run),
     ]
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(page_title)}'

@@ -26,7 +26,8 @@ window.addEventListener('load', () => {
   const shown = imgs.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0);
   const tables = Array.from(document.querySelectorAll('table')).map(t => ({
     rows: t.rows.length, cols: t.rows.length ? t.rows[0].cells.length : 0,
-    width: t.getBoundingClientRect().width, caption: t.caption ? t.caption.textContent : ''}));
+    width: t.getBoundingClientRect().width,
+    caption: (t.closest('.tbl') && t.closest('.tbl').querySelector('.cap') || {}).textContent || ''}));
   const out = document.createElement('pre');
   out.id = 'render-probe';
   out.textContent = JSON.stringify({images: imgs.length, images_shown: shown.length,

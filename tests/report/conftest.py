@@ -93,6 +93,8 @@ def fake_run_dir(tmp_path: Path) -> Path:
     rows = [("brain_mri", "1", 10, 71.5), ("brain_mri", "0", 10, 64.2), ("chest_ct", "1", 10, 80.1)]
     tidy = pd.DataFrame(rows, columns=["dataset", "shot", "seed", "I-AUROC"])
     tidy.to_csv(run / "summary.csv", index=False)
+    pd.DataFrame({"path": ["ct_small.dcm", "anatomical.nii"], "label": [1, 0], "score": [0.8, 0.3]}).to_csv(
+        run / "per_image.csv", index=False)
     (run / "tables").mkdir()
     wide = tidy.pivot_table(index="dataset", columns="shot", values="I-AUROC").reset_index()
     (run / "tables" / "image_level.md").write_text(

@@ -18,19 +18,23 @@ NOTICE = "untrained backbone — pipeline demo only"
 
 def test_parse_markdown_tables_reads_caption_header_and_rows() -> None:
     text = (
-        "# Table 2: pixel AUROC\n\n| dataset | 0 | 1 |\n|:--|--:|--:|\n"
-        "| br35h | 71.5 | 80.0 |\n| Avg | 1 |\n"
+        "intro\n**Table 2: pixel AUROC**\n\n| dataset | 0 | 1 |\n|:--|--:|--:|\n"
+        "| br35h | 71.5 | 80.0 |\n| Avg | 1 |\n\nn/a: no masks\n"
+        "# Table 3\n| a |\n|---|\n| x |\nlast note\n"
     )
-    [(caption, df)] = parse_markdown_tables(text)
-    assert caption == "Table 2: pixel AUROC"
-    assert list(df.columns) == ["dataset", "0", "1"]
-    assert df.values.tolist() == [["br35h", "71.5", "80.0"], ["Avg", "1", ""]]
+    first, second = parse_markdown_tables(text)
+    assert first.caption == "Table 2: pixel AUROC" and first.notes == ["n/a: no masks"]
+    assert list(first.frame.columns) == ["dataset", "0", "1"]
+    assert first.frame.values.tolist() == [["br35h", "71.5", "80.0"], ["Avg", "1", ""]]
+    assert second.caption == "Table 3" and second.notes == ["last note"]
+    assert second.frame.values.tolist() == [["x"]]
 
 
 def test_report_is_self_contained_and_marks_the_notice(fake_run_dir: Path) -> None:
     page = write_html_report(fake_run_dir).read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 3
+    assert all(s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for s in sources)
     assert "<link" not in page and "http://" not in page and "https://" not in page
     assert page.count(NOTICE) >= 2  # banner + table caption
     assert "Table 1: image-level AUROC (%)" in page and "brain_mri" in page
@@ -57,7 +61,7 @@ def test_report_renders_tables_and_images_in_chromium(
 
 
 def test_report_errors_name_the_bad_file(tmp_path: Path, fake_run_dir: Path) -> None:
-    with pytest.raises(DataValidationError, match="does not exist"):
+    with pytest.raises(DataValidationError, match=r"run\.json is missing"):
         write_html_report(tmp_path / "missing")
     bad = fake_run_dir / "figures" / "broken.png"
     bad.write_bytes(b"not a png")
