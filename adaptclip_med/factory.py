@@ -180,9 +180,9 @@ def load_model(
         raise ValueError(msg)
     quick_gelu = spec.quick_gelu if spec else bool(
         pretrained and open_clip.get_pretrained_cfg(backbone, pretrained).get("quick_gelu", False))
+    weights = None if pretrained is None else _clip_weights_path(backbone, spec, pretrained)
     clip = _build_clip(cfg, quick_gelu, seed)
-    if pretrained is not None:
-        weights = _clip_weights_path(backbone, spec, pretrained)
+    if weights is not None:
         try:
             clip.load_state_dict(read_state_dict(weights), strict=True)
         except RuntimeError as exc:

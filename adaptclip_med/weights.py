@@ -8,6 +8,8 @@ the file expected, every place searched, and how to provide it. ``ADAPTCLIP_OFFL
 from __future__ import annotations
 
 import os
+import socket
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ from .errors import WeightsNotFoundError
 
 WEIGHTS_DIR_ENV = "ADAPTCLIP_WEIGHTS_DIR"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-_NON_TENSOR_KEYS = ("input_resolution", "context_length", "vocab_size")
+_NON_TENSOR_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")  # not weights
 
 
 def weights_dirs() -> list[Path]:
@@ -33,6 +35,17 @@ def weights_dirs() -> list[Path]:
 def offline() -> bool:
     """True when downloads must not be tried."""
     return any(os.environ.get(v, "") not in ("", "0") for v in ("ADAPTCLIP_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def network_error(host: str = "huggingface.co", timeout: float = 3.0) -> str:
+    """Return "" when ``host:443`` accepts a connection quickly, else why not (no hub retry loops offline)."""
+    if offline():
+        return "offline mode (ADAPTCLIP_OFFLINE/HF_HUB_OFFLINE set)"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"no network connection to {host} ({exc})"
+    return ""
 
 
 def looks_like_path(value: str) -> bool:
@@ -63,8 +76,9 @@ def hf_cached_or_download(repo: str, filename: str, searched: list[Path]) -> tup
         return Path(hf_hub_download(repo, filename, local_files_only=True)), ""
     except Exception as exc:  # the hub raises several types for "not cached"
         error = f"{type(exc).__name__}: {exc}"
-    if offline():
-        return None, "offline mode (ADAPTCLIP_OFFLINE/HF_HUB_OFFLINE set)"
+    reason = network_error()
+    if reason:
+        return None, reason
     try:
         return Path(hf_hub_download(repo, filename)), ""
     except Exception as exc:
@@ -99,8 +113,8 @@ def resolve_clip_weights(model_name: str, tag: str, local_names: list[str],
     hit, searched = find_local(local_names)
     if hit is not None:
         return hit
-    error = "offline mode (ADAPTCLIP_OFFLINE/HF_HUB_OFFLINE set)" if offline() else "no download source"
-    if download is not None and not offline():
+    error = network_error() if download is not None else "no download source"
+    if download is not None and not error:
         try:
             return Path(download())
         except Exception as exc:  # urllib/hub errors of many types
@@ -129,7 +143,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
         state = load_file(str(path))
     elif _is_torchscript(path):
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():  # OpenAI's .pt files are TorchScript archives
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
