@@ -7,12 +7,13 @@ Public names: :class:`Record`, :class:`DatasetIndex`, :func:`load_dataset`, :fun
 
 from __future__ import annotations
 
+from .prompts import PromptDraw, draw_prompts
 from .records import DatasetIndex, Record
 from .registry import list_datasets, load_dataset
 from .synthetic import make_demo_set, make_synthetic_folder
 from .transforms import build_transforms
 
 __all__ = [
-    "DatasetIndex", "Record", "build_transforms", "list_datasets", "load_dataset", "make_demo_set",
-    "make_synthetic_folder",
+    "DatasetIndex", "PromptDraw", "Record", "build_transforms", "draw_prompts", "list_datasets",
+    "load_dataset", "make_demo_set", "make_synthetic_folder",
 ]

@@ -105,16 +105,20 @@ class ResizeMaskd(MapTransform):
 
 
 class Finalized(MapTransform):
-    """Drop ``*_meta`` entries and ``None`` masks so samples collate in a ``DataLoader``."""
+    """Drop ``*_meta`` entries and ``None`` values (so samples collate in a ``DataLoader``).
 
-    def __init__(self, keys: KeysCollection = ("image", "mask")) -> None:
+    With ``keep_original=False`` also drops ``image_u8`` / ``original_size`` (needed to batch images
+    of different original sizes with the default collate).
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "mask"), keep_original: bool = True) -> None:
         super().__init__(keys, allow_missing_keys=True)
+        self.keep_original = keep_original
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        out = {k: v for k, v in data.items() if not str(k).endswith("_meta")}
-        if out.get("mask", 0) is None:
-            del out["mask"]
-        return out
+        drop = () if self.keep_original else ("image_u8", "original_size")
+        return {k: v for k, v in data.items()
+                if v is not None and not str(k).endswith("_meta") and k not in drop}
 
 
 class MedicalCompose(Compose):
@@ -138,7 +142,8 @@ class MedicalCompose(Compose):
 
 def build_transforms(image_size: int, *, modality: str = "auto", window: WindowSpec = None,
                      with_mask: bool = True, mean: Sequence[float] = CLIP_MEAN,
-                     std: Sequence[float] = CLIP_STD, axis: int = 2, frame: int = 0) -> Compose:
+                     std: Sequence[float] = CLIP_STD, axis: int = 2, frame: int = 0,
+                     keep_original: bool = True) -> Compose:
     """Build the dictionary pipeline from ``{"image": path, "mask": path|None, "slice_index": int|None}``.
 
     Args:
@@ -150,10 +155,12 @@ def build_transforms(image_size: int, *, modality: str = "auto", window: WindowS
         mean, std: normalisation (CLIP's by default).
         axis: NIfTI slicing axis (0 sagittal, 1 coronal, 2 axial in RAS).
         frame: time point of 4-D NIfTI volumes.
+        keep_original: keep ``image_u8`` and ``original_size`` (set False to batch mixed sizes).
 
     Returns:
         ``Compose`` giving ``{"image": (3, S, S) float32, "mask": (S, S) uint8 {0,1} (if given),
-        "image_u8": (H0, W0, 3) uint8, "original_size": (H0, W0)}`` plus the input's other keys.
+        "image_u8": (H0, W0, 3) uint8, "original_size": (H0, W0)}`` plus the input's other keys
+        whose value is not ``None``.
 
     Raises:
         ValueError: unknown modality or window.
@@ -172,7 +179,7 @@ def build_transforms(image_size: int, *, modality: str = "auto", window: WindowS
     steps += [PillowResized("image", image_size), ClipNormalized("image", mean=mean, std=std)]
     if with_mask:
         steps.append(ResizeMaskd("mask", image_size))
-    steps.append(Finalized())
+    steps.append(Finalized(keep_original=keep_original))
     pipeline = MedicalCompose(steps)
     pipeline.modality = modality
     return pipeline

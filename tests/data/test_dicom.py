@@ -1,0 +1,137 @@
+"""DICOM through build_transforms: windows derived by hand, MONOCHROME1, frames, series, VOI LUT,
+pydicom's own sample files and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from adaptclip_med.data import build_transforms
+from adaptclip_med.data.writers import write_dicom, write_dicom_series
+from adaptclip_med.errors import ImageReadError
+
+# stored int16 → HU with intercept −1024: [−1024, −24, 16, 56, 976]
+STORED = np.array([[0, 1000, 1040, 1080, 2000]] * 2, dtype=np.int16)
+
+
+def _u8(path, **kw) -> np.ndarray:
+    return build_transforms(32, **kw)({"image": str(path), "slice_index": kw.pop("slice_index", None)}
+                                      )["image_u8"][..., 0]
+
+
+def test_window_tags_follow_the_dicom_formula(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", STORED, intercept=-1024.0, window=(40.0, 80.0))
+    # PS3.3 C.11.2.1.2: ((x − 39.5)/79 + 0.5)·255 inside [0, 79]; 16 HU → 51.65, 56 HU → 180.76
+    assert _u8(path)[0].tolist() == [0, 0, 52, 181, 255]
+
+
+def test_preset_overrides_tags_and_monochrome1_is_inverted(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", STORED, intercept=-1024.0, window=(40.0, 80.0))
+    bone = _u8(path, window="bone")[0]  # (400, 1800): 976 HU → ((976−399.5)/1799+0.5)·255 = 209.2
+    assert bone.tolist()[-1] == 209 and bone[0] == 0
+    mono1 = write_dicom(tmp_path / "m1.dcm", STORED, intercept=-1024.0, window=(40.0, 80.0),
+                        photometric="MONOCHROME1")
+    assert _u8(mono1)[0].tolist() == [255, 255, 203, 74, 0]
+
+
+def test_multiframe_and_series_pick_the_requested_slice(tmp_path):
+    frames = np.stack([np.full((6, 8), v, np.uint16) for v in (10, 20, 30)])
+    frames[:, 0, 0] = 0  # a reference pixel so every frame has a range
+    mf = write_dicom(tmp_path / "mf.dcm", frames, window=(15.0, 30.0))
+    t = build_transforms(16)
+    got = [t({"image": str(mf), "slice_index": i})["image_u8"][3, 3, 0] for i in range(3)]
+    assert got == [88, 176, 255]  # ((v − 14.5)/29 + 0.5)·255 for v = 10, 20; 30 > 29 → 255
+    assert t({"image": str(mf)})["image_u8"][3, 3, 0] == got[0]  # default: first frame
+    with pytest.raises(ImageReadError, match="slice index 3 out of range"):
+        t({"image": str(mf), "slice_index": 3})
+    vol = np.stack([np.full((6, 8), 100 * (i + 1), np.int16) for i in range(4)])
+    series = write_dicom_series(tmp_path / "series", vol, window=(250.0, 400.0))
+    planes = [t({"image": str(series), "slice_index": i})["image_u8"][2, 2, 0] for i in range(4)]
+    assert planes == sorted(planes) and len(set(planes)) == 4
+
+
+def test_voi_lut_sequence_is_applied(tmp_path):
+    path = write_dicom(tmp_path / "voi.dcm", np.array([[0, 1, 2, 3]] * 2, np.uint16))
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    item.add_new(0x00283002, "US", [4, 0, 8])  # LUTDescriptor: 4 entries, first value 0, 8 bits
+    item.add_new(0x00283006, "US", [0, 200, 210, 255])  # LUTData
+    ds.VOILUTSequence = [item]
+    ds.save_as(path)
+    assert _u8(path)[0].tolist() == [0, 200, 210, 255]
+
+
+def test_pydicom_mr_sample_matches_pydicom_windowing():
+    from pydicom.pixels import apply_windowing
+
+    path = get_testdata_file("MR_small.dcm")
+    ds = pydicom.dcmread(path)
+    ref = apply_windowing(ds.pixel_array.astype(np.float64), ds)
+    signed = ds.PixelRepresentation == 1  # output range of apply_windowing: the stored range
+    lo = -(2.0 ** (ds.BitsStored - 1)) if signed else 0.0
+    hi = lo + 2.0 ** ds.BitsStored - 1
+    expected = np.round((ref - lo) / (hi - lo) * 255).astype(int)
+    got = build_transforms(32)({"image": path})["image_u8"][..., 0].astype(int)
+    assert got.shape == ds.pixel_array.shape
+    assert np.abs(got - expected).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm",
+                                  "examples_rgb_color.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"])
+def test_pydicom_samples_load(name):
+    path = get_testdata_file(name)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    out = build_transforms(48)({"image": path})
+    assert out["image"].shape == (3, 48, 48)
+    assert out["original_size"] == (ds.Rows, ds.Columns)
+    assert out["image_u8"].std() > 1  # not blank
+
+
+def test_palette_sample_is_colour():
+    out = build_transforms(48)({"image": get_testdata_file("examples_palette.dcm")})
+    u8 = out["image_u8"].astype(int)
+    assert np.abs(u8[..., 0] - u8[..., 2]).max() > 20
+
+
+def test_shared_dicom_copies_load(shared_datasets):
+    folder = shared_datasets / "dicom_nifti" / "dicom"
+    t = build_transforms(32)
+    ok = 0
+    for path in sorted(folder.glob("*.dcm")):
+        if path.name == "liver_1frame.dcm":  # a DICOM SEG object, not an image
+            with pytest.raises(ImageReadError, match="liver_1frame"):
+                t({"image": str(path)})
+            continue
+        t({"image": str(path)})
+        ok += 1
+    assert ok == 12
+
+
+@pytest.mark.parametrize(("name", "pattern"), [
+    ("MR_truncated.dcm", "less than expected"),
+    ("MR_small_jpeg_ls_lossless.dcm", "Unable to decompress"),
+])
+def test_truncated_and_undecodable_files_name_the_file(name, pattern):
+    with pytest.raises(ImageReadError, match=rf"{name}.*{pattern}"):
+        build_transforms(32)({"image": get_testdata_file(name)})
+
+
+def test_png_bytes_in_a_dcm_file(tmp_path):
+    from PIL import Image
+
+    fake = tmp_path / "fake.dcm"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(fake, format="PNG")
+    with pytest.raises(ImageReadError, match=r"fake\.dcm.*not a readable DICOM"):
+        build_transforms(32)({"image": str(fake)})
+
+
+def test_no_patient_identifiers_in_the_output(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", STORED, intercept=-1024.0, window=(40.0, 80.0))
+    ds = pydicom.dcmread(path)
+    ds.PatientName, ds.PatientID = "Doe^Jane", "SECRET-123"
+    ds.save_as(path)
+    out = build_transforms(32)({"image": str(path)})
+    assert "SECRET-123" not in repr({k: v for k, v in out.items() if k not in ("image", "image_u8")})
+    assert set(out) == {"image", "image_u8", "original_size"}
