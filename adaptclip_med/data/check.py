@@ -87,16 +87,18 @@ def _identical(records: list[Record]) -> list[list[str]]:
 
 
 def check_dataset(name: str, root: str | Path | None, *, against: tuple[str, str | Path] | None = None,
-                  strict: bool = False, duplicates: bool = True, progress: bool = False,
+                  strict: bool = False, duplicates: bool = True, decode: bool = True, progress: bool = False,
                   load: Callable[..., DatasetIndex] = load_dataset, **options: object) -> CheckReport:
     """Load, decode and de-duplicate a data set (optionally against a second one).
+
+    ``decode=False`` skips the full decode of every file (the duplicate search still reads them).
 
     Raises:
         DataValidationError: missing folder, or any loader problem when ``strict``.
     """
     index = load(name, root, strict=strict, **options)
     records = list(index.all_records())
-    problems = list(index.problems) + decode_all(records, progress=progress)
+    problems = list(index.problems) + (decode_all(records, progress=progress) if decode else [])
     report = CheckReport(index, problems)
     if duplicates:
         hasher = PerceptualHasher()
