@@ -22,6 +22,7 @@ from .errors import ImageReadError
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+PICTURE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 def to_rgb_uint8(image: Image.Image | np.ndarray, *, source: str = "image") -> np.ndarray:
@@ -164,9 +165,29 @@ def preprocess_image(
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
 ) -> torch.Tensor:
-    """PIL image, 8-bit array or image path → ``(3, size, size)`` CLIP-normalised float32 tensor."""
+    """PIL image, 8-bit array or path → ``(3, size, size)`` CLIP-normalised float32 tensor.
+
+    8-bit PNG/JPEG files are read here; DICOM, NIfTI (middle slice), 16-bit and float images go
+    through :func:`adaptclip_med.data.build_transforms` (MONAI readers and intensity windowing).
+    """
     if isinstance(image, (str, os.PathLike)):
+        if not _is_8bit_picture(Path(image)):
+            from .data import build_transforms
+
+            pipeline = build_transforms(size, with_mask=False, mean=mean, std=std)
+            return pipeline({"image": str(image)})["image"]
         rgb = read_image_u8(image)
     else:
         rgb = to_rgb_uint8(image)
     return ClipNormalize(mean, std)(PillowResize(size)(rgb))
+
+
+def _is_8bit_picture(path: Path) -> bool:
+    """True for files Pillow reads as 8-bit L/RGB/RGBA/P pictures (missing/empty files: True, to report them)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return True
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
+    except (UnidentifiedImageError, OSError):
+        return path.suffix.lower() in PICTURE_SUFFIXES  # a broken PNG is reported by read_image_u8

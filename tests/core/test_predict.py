@@ -110,11 +110,20 @@ def test_preprocess_rejects_bad_files_and_arrays(tiny_model, tmp_path):
     junk.write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match=r"scan\.png: not an image"):
         tiny_model.preprocess(junk)
-    sixteen = tmp_path / "sixteen.png"
-    Image.fromarray(np.full((32, 32), 4000, dtype=np.uint16)).save(sixteen)
     with pytest.raises(ImageReadError, match="window it to 8 bit"):
-        tiny_model.preprocess(sixteen)
+        tiny_model.preprocess(Image.fromarray(np.full((32, 32), 4000, dtype=np.uint16)))
     with pytest.raises(ImageReadError, match="float32"):
         tiny_model.preprocess(np.random.default_rng(0).random((32, 32), dtype=np.float32))
     with pytest.raises(ImageReadError, match="shape"):
         tiny_model.preprocess(np.zeros((4, 32, 32, 3), dtype=np.uint8))
+
+
+def test_preprocess_reads_dicom_and_16bit_through_monai(tiny_model, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    ct = tiny_model.preprocess(get_testdata_file("CT_small.dcm"))
+    assert ct.shape == (3, 224, 224) and torch.isfinite(ct).all() and ct.std() > 0.1
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    sixteen = tiny_model.preprocess(tmp_path / "ramp16.png")
+    assert sixteen.shape == (3, 224, 224) and sixteen.std() > 0.1  # windowed, not clipped to white
