@@ -169,11 +169,7 @@ def train_adapters(
     start_epoch = _check_out(out, resume)
     pool = check_prompt_pool(samples, prompt_pool) if "pqa" in config.branches else {}
     ident_model = model_identity(model)
-    cache = None
-    if config.use_cache:
-        cache = FeatureCache(cache_dir or out / "cache", {k: ident_model[k] for k in ident_model},
-                             config.cache_dtype)
-    source = FeatureSource(model, cache, model.device, chunk=config.batch_size)
+    source = FeatureSource(model, None, model.device, chunk=config.batch_size)
     source.hash_files([s.image for s in samples] + [s.mask for s in samples if s.mask]
                       + [p for paths in pool.values() for p in paths], progress=config.progress)
     identity = {**config.result_fields(), **ident_model, "data": data_identity(source, samples, pool)}
@@ -181,6 +177,8 @@ def train_adapters(
     opt = torch.optim.Adam(trainable_parameters(model, config.branches), lr=config.lr,
                            betas=config.betas, weight_decay=0.0)
     log = load_epoch(out, start_epoch, model, opt, identity) if start_epoch else []
+    if config.use_cache:  # only now: a refused resume leaves no trace
+        source.cache = FeatureCache(cache_dir or out / "cache", ident_model, config.cache_dtype)
     atomic_write_json(out / "run.json", {"config": config.__dict__, "identity": identity,
                                          "queries": len(samples), "prompt_classes": sorted(pool)})
     for epoch in range(start_epoch + 1, config.epochs + 1):

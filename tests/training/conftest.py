@@ -50,13 +50,13 @@ def write_synthetic_set(root: Path, per_class: int = 3, size: int = 64, seed: in
     return make_samples(items, source=str(root)), pool
 
 
-@pytest.fixture
-def synthetic_set(tmp_path: Path) -> tuple[list[TrainSample], dict[str, list[Path]]]:
-    """12 queries (2 classes × 3 normal + 3 anomalous) and a 2-image prompt pool per class."""
-    return write_synthetic_set(tmp_path / "data")
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[TrainSample], dict[str, list[Path]]]:
+    """12 queries (2 classes × 3 normal + 3 anomalous) and a 2-image prompt pool per class (read-only)."""
+    return write_synthetic_set(tmp_path_factory.mktemp("synthetic"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_model() -> Callable[..., object]:
     """Factory of fresh tiny AdaptCLIP models at 224 px (training mutates a model, so never share one)."""
     from adaptclip_med import load_model
