@@ -12,6 +12,14 @@ import numpy as np
 
 from adaptclip_med.metrics import functional as F
 from adaptclip_med.metrics.binned import DEFAULT_BINS, BinnedPixelHistogram
+from adaptclip_med.metrics.curves import (
+    aupr_from_counts,
+    average_precision_from_counts,
+    cumulative_at_distinct,
+    f1_max_from_counts,
+    pro_auc_from_counts,
+    roc_auc_from_counts,
+)
 from adaptclip_med.metrics.result import IMAGE_METRICS, PIXEL_METRICS, MetricUndefinedError, MetricValue
 
 PIXEL_MODES = ("auto", "exact", "binned")
@@ -119,11 +127,19 @@ class PixelAccumulator:
         m = np.concatenate([x.reshape(-1, *x.shape[-2:]) for x in self.masks])
         if not m.any():
             return {k: MetricValue.na("no anomalous pixel in the ground-truth masks") for k in PIXEL_METRICS}
-        s, y = a.ravel(), m.ravel()
+        if m.all():
+            return {k: MetricValue.na("no normal pixel in the ground-truth masks") for k in PIXEL_METRICS}
+        weights, n_regions = F.region_weights(m)
+        y = m.ravel()
+        # one sort serves every pixel metric (same formulas as the functional versions)
+        _, tps, fps, pro = cumulative_at_distinct(a.ravel().astype(np.float64), y.astype(np.float64),
+                                                  (~y).astype(np.float64), weights.ravel())
         return {
-            "P-AUROC": _safe(F.auroc, s, y), "P-AUPR": _safe(F.aupr, s, y),
-            "P-AP": _safe(F.average_precision, s, y),
-            "P-F1max": _safe(F.f1_max, s, y), "AUPRO": _safe(F.aupro, a, m, self.fpr_limit),
+            "P-AUROC": MetricValue(roc_auc_from_counts(tps, fps)),
+            "P-AUPR": MetricValue(aupr_from_counts(tps, fps)),
+            "P-AP": MetricValue(average_precision_from_counts(tps, fps)),
+            "P-F1max": MetricValue(f1_max_from_counts(tps, fps)[0]),
+            "AUPRO": MetricValue(pro_auc_from_counts(fps / fps[-1], pro / n_regions, self.fpr_limit)),
         }
 
 

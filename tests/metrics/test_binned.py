@@ -70,3 +70,15 @@ def test_bad_arguments() -> None:
         PixelAccumulator(mode="fast")
     with pytest.raises(ValueError, match="low < high"):
         PixelAccumulator(mode="binned", value_range=(1.0, 0.0))
+
+
+def test_exact_accumulator_equals_functional_metrics() -> None:
+    from adaptclip_med.metrics import aupr, aupro, auroc, average_precision, f1_max
+
+    maps, masks = _maps(4)
+    out = _run("exact", maps, masks)
+    s, y = maps.ravel(), masks.ravel()
+    expected = {"P-AUROC": auroc(s, y), "P-AUPR": aupr(s, y), "P-AP": average_precision(s, y),
+                "P-F1max": f1_max(s, y), "AUPRO": aupro(maps, masks)}
+    for k, v in expected.items():
+        assert out[k].value == pytest.approx(v, abs=1e-12), k
