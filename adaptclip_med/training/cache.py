@@ -107,5 +107,5 @@ class FeatureCache:
 
 def split_features(flat: np.ndarray | torch.Tensor, layers: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Undo the storage layout: ``(1 + L·N, D)`` → global ``(D,)`` float32 and patches ``(L, N, D)``."""
-    t = torch.as_tensor(np.asarray(flat), dtype=torch.float32)
+    t = torch.from_numpy(np.array(flat, dtype=np.float32))  # a copy: memmaps are read-only
     return t[0], t[1:].reshape(layers, -1, t.shape[-1])

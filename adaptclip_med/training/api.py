@@ -1,0 +1,110 @@
+"""Train from a registered data set folder: the Python face of ``python -m adaptclip_med.train``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from adaptclip_med.errors import DataValidationError
+
+from .cache import FeatureCache
+from .config import TrainConfig
+from .features import FeatureSource
+from .samples import TrainSample, check_prompt_pool, make_samples
+from .trainer import TrainResult, model_identity, train_adapters
+
+
+def samples_from_index(index: object) -> tuple[list[TrainSample], dict[str, list[Path]]]:
+    """Queries and prompt pools of a :class:`adaptclip_med.data.DatasetIndex`.
+
+    Queries are its test records (normal and anomalous); prompts its normal train images per class.
+
+    Raises:
+        DataValidationError: no test records, an anomalous record without a mask, or volume slices.
+    """
+    slices = [r for r in index.records if r.slice_index is not None]
+    if slices:
+        msg = (f"{slices[0].image}: data set {index.name!r} yields volume slices; expected 2-D industrial "
+               "images (training uses MVTec AD or VisA). Train on an industrial set.")
+        raise DataValidationError(msg)
+    items = [(r.image, r.mask, r.label, r.cls) for r in index.records]
+    samples = make_samples(items, source=f"{index.name} test split at {index.root}")
+    pool = {cls: [Path(r.image) for r in recs] for cls, recs in index.prompt_pool.items()}
+    return samples, pool
+
+
+def precompute_features(model: object, samples: Sequence[TrainSample], prompt_pool: Mapping[str, Sequence[Path]],
+                        cache_dir: str | Path, dtype: str = "float16", progress: bool = True,
+                        batch_size: int = 8) -> int:
+    """Fill the feature cache for every query and prompt image; return how many were computed.
+
+    Args:
+        model: an ``AdaptCLIP``; the cache entries are keyed by its backbone identity.
+        samples: queries; prompt_pool: ``{cls: [paths]}``; cache_dir: the cache folder.
+        dtype: ``"float16"`` or ``"float32"`` storage.
+    """
+    source = FeatureSource(model, FeatureCache(cache_dir, model_identity(model), dtype), model.device,
+                           chunk=batch_size)
+    paths = list(dict.fromkeys([s.image for s in samples] + [Path(p) for ps in prompt_pool.values() for p in ps]))
+    source.hash_files(paths, progress=progress)
+    done = 0
+    step = batch_size * 4
+    for start in tqdm(range(0, len(paths), step), desc="precomputing features", disable=not progress):
+        done += source.fill(paths[start:start + step])
+    return done
+
+
+def train(
+    dataset: str,
+    root: str | Path,
+    out: str | Path,
+    *,
+    backbone: str = "ViT-L-14-336",
+    pretrained: str | None = "openai",
+    image_size: int | None = None,
+    checkpoint: str | Path | None = None,
+    allow_random_backbone: bool = False,
+    config: TrainConfig | None = None,
+    cache_dir: str | Path | None = None,
+    resume: bool = False,
+    precompute: bool = False,
+    export_authors: bool = True,
+) -> TrainResult:
+    """Train AdaptCLIP's adapters on an industrial data set (method spec §5).
+
+    Args:
+        dataset: a registered data set name (``"mvtec"``, ``"visa"``, ``"mvtec3d"``, ``"magnetic_tile"``).
+        root: its folder, as distributed by the publisher.
+        out: run folder (checkpoints, CSV log, final adapters, authors' export, cache).
+        backbone, pretrained, image_size, allow_random_backbone: passed to
+            :func:`adaptclip_med.load_model` (the adapters start fresh, seeded by ``config.seed``).
+        checkpoint: start from these adapters instead of fresh ones (fine-tuning).
+        config: hyper-parameters (default: the method's).
+        cache_dir: feature cache (default ``out/cache``).
+        resume: continue the run in ``out`` exactly.
+        precompute: fill the feature cache for all images before the first epoch.
+        export_authors: also write ``out/adaptclip_authors.pth``.
+
+    Raises:
+        DataValidationError: missing test split, anomalous images without masks, problems in the set.
+        PromptError: a class without normal train images.
+        CheckpointMismatchError: ``resume`` with another configuration.
+    """
+    from adaptclip_med import load_model
+    from adaptclip_med.data import load_dataset
+
+    config = config or TrainConfig()
+    index = load_dataset(dataset, root, strict=True)
+    samples, pool = samples_from_index(index)
+    if "pqa" in config.branches:
+        pool = check_prompt_pool(samples, pool, source=f"{dataset} at {root}")
+    model = load_model(backbone=backbone, pretrained=pretrained, checkpoint=checkpoint, image_size=image_size,
+                       device=config.device, allow_random_backbone=allow_random_backbone, seed=config.seed)
+    cache_dir = Path(cache_dir) if cache_dir else Path(out) / "cache"
+    if precompute and config.use_cache:
+        precompute_features(model, samples, pool, cache_dir, config.cache_dtype, config.progress,
+                            config.batch_size)
+    return train_adapters(model, samples, pool, out, config, cache_dir=cache_dir, resume=resume,
+                          export_authors=export_authors)
