@@ -40,8 +40,9 @@ from adaptclip_med.metrics import (
     specificity_at_sensitivity,
 )
 from adaptclip_med.reporting import provenance as P
+from adaptclip_med.reporting import volumes as V
 from adaptclip_med.reporting.figures import render_run_figures
-from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
+from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits, save_png
 from adaptclip_med.reporting.tables import per_image_frame, write_tables
 
 #: Debug hook for the resume tests: SIGKILL this process after that many scored images.
@@ -194,6 +195,8 @@ def run_part(part: Part, model: Any, config: EvalConfig, counter: _Counter, out:
     loader = torch.utils.data.DataLoader(_Samples(part.queries, transform), batch_size=config.batch_size,
                                          num_workers=config.workers, collate_fn=_collate)
     rows, keep, lo, hi, skipped = [], [], np.inf, -np.inf, 0
+    volumes: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+    write_volumes = part.seed == config.seeds[0]
     bar = tqdm(total=len(part.queries), desc=part.stem, unit="img", leave=False, disable=None)
     for batch in loader:
         res = model.predict(batch["image"].to(model.device), prompts=bank, batch_size=config.batch_size)
@@ -210,6 +213,8 @@ def run_part(part: Part, model: Any, config: EvalConfig, counter: _Counter, out:
             rows.append({"image_id": start + j, "path": rec.key, "group": rec.group or "",
                          "label": int(rec.label), "score": float(scores[j])})
             _keep_top(keep, config.overlays, float(scores[j]), start + j, maps[j])
+            if write_volumes and rec.slice_index is not None and V.is_nifti(rec.image):
+                volumes.setdefault(rec.image, {})[(rec.slice_index, start + j)] = maps[j].astype(np.float16)
         lo, hi = min(lo, float(maps.min())), max(hi, float(maps.max()))
         bar.update(len(scores))
         counter.add(len(scores))
@@ -219,6 +224,9 @@ def run_part(part: Part, model: Any, config: EvalConfig, counter: _Counter, out:
     y = np.array([r["label"] for r in rows])
     op, op_reason = _operating_point(model, prompts, config)
     maps_file = _save_maps(out / "parts" / f"{part.stem}.npz", keep)
+    pixel_thr = op.pixel_threshold if op else None
+    written = [_write_volume(out, part, src, by_slice, transform, config, pixel_thr)
+               for src, by_slice in volumes.items()]
     record = {
         "fingerprint": config.fingerprint(part.dataset), "dataset": part.dataset, "cls": part.cls,
         "shots": part.shots, "seed": part.seed, "n_images": len(rows), "pixel_skipped": skipped,
@@ -226,10 +234,25 @@ def run_part(part: Part, model: Any, config: EvalConfig, counter: _Counter, out:
         "operating_point": op.to_dict() if op else {"reason": op_reason},
         "decision": decision_metrics(s, y, op.image_threshold) if op else None,
         "prompts": part.prompts.manifest() if part.prompts is not None else None,
-        "map_stats": {"min": lo, "max": hi}, "maps_file": maps_file,
+        "map_stats": {"min": lo, "max": hi}, "maps_file": maps_file, "volumes": written,
     }
     atomic_write_json(out / "parts" / f"{part.stem}.json", record)
     return record
+
+
+def _write_volume(out: Path, part: Part, source: str, by_slice: dict[tuple[int, int], np.ndarray],
+                  transform: Any, config: EvalConfig, threshold: float | None, max_panels: int = 12) -> str:
+    """NIfTI map volume on the source grid plus a montage of up to ``max_panels`` evenly spaced slices."""
+    folder = out / "volumes" / part.dataset / P.slug(part.cls) / f"k{part.shots}"
+    stem = V.volume_file_stem(source)
+    maps = {k: m.astype(np.float32) for (k, _), m in by_slice.items()}
+    V.save_nifti(V.map_volume(source, maps), folder / f"{stem}.nii.gz")
+    items = sorted(by_slice.items())
+    picks = sorted({round(float(x)) for x in np.linspace(0, len(items) - 1, min(max_panels, len(items)))})
+    panels = [(k, np.asarray(transform(part.queries[i].as_dict())["image_u8"]), m.astype(np.float32))
+              for (k, i), m in (items[p] for p in picks)]
+    save_png(V.montage_figure(panels, *config.map_range, threshold=threshold), folder / f"{stem}_montage.png")
+    return str((folder / f"{stem}.nii.gz").relative_to(out))
 
 
 def _keep_top(heap: list, n: int, score: float, image_id: int, amap: np.ndarray) -> None:

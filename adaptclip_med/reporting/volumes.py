@@ -1,0 +1,96 @@
+"""Volume outputs: the per-slice anomaly maps as a NIfTI volume on the source grid, and a slice montage.
+
+Slices are the ones the data pipeline produced (``select_slice``: the closest-canonical (RAS) volume,
+slice ``k`` along ``axis``, shown rotated by 90°). The map of each scored slice is resized to the slice's
+size, rotated back and placed at ``k``; slices that were not scored stay 0. The volume is written with the
+canonical affine, i.e. in the same physical space as the source (a viewer overlays it on the scan).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+from matplotlib.figure import Figure
+
+from adaptclip_med.io import atomic_path
+from adaptclip_med.reporting.overlays import resize_map
+
+NIFTI_ENDINGS = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str) -> bool:
+    """True for ``.nii`` / ``.nii.gz`` files."""
+    return str(path).lower().endswith(NIFTI_ENDINGS)
+
+
+def volume_file_stem(source: str) -> str:
+    """A name for a volume's outputs that carries no file name or patient id."""
+    return hashlib.sha1(str(source).encode()).hexdigest()[:10]
+
+
+def map_volume(source: str, slice_maps: dict[int, np.ndarray], axis: int = 2) -> nib.Nifti1Image:
+    """Assemble slice maps into a volume aligned with ``source``.
+
+    Args:
+        source: NIfTI file the slices came from.
+        slice_maps: ``{slice index: (h, w) map}`` at any size.
+        axis: slicing axis of the canonical volume (the data pipeline's ``axis``, default 2).
+
+    Returns:
+        A float32 ``Nifti1Image`` of the source's spatial shape (canonical order) and affine.
+    """
+    canon = nib.as_closest_canonical(nib.load(str(source)))
+    shape = tuple(int(s) for s in canon.shape[:3])
+    vol = np.zeros(shape, dtype=np.float32)
+    plane = [s for i, s in enumerate(shape) if i != axis]  # (a, b); the displayed slice is (b, a)
+    for k, amap in slice_maps.items():
+        shown = resize_map(np.asarray(amap, dtype=np.float32), (plane[1], plane[0]))
+        index = [slice(None)] * 3
+        index[axis] = int(k)
+        vol[tuple(index)] = np.rot90(shown, -1)
+    img = nib.Nifti1Image(vol, canon.affine)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def save_nifti(img: nib.Nifti1Image, path: Path) -> Path:
+    """Write a ``.nii.gz`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(img.to_bytes(), mtime=0))
+    return path
+
+
+def montage_figure(slices: list[tuple[int, np.ndarray, np.ndarray]], vmin: float, vmax: float,
+                   threshold: float | None = None, columns: int = 4) -> Figure:
+    """Slice montage: each panel the slice with its map overlaid (fixed colour limits).
+
+    Args:
+        slices: ``(slice index, (H, W[, 3]) uint8 image, (h, w) map)`` in display order.
+        vmin, vmax: colour limits.
+        threshold: map value drawn as a white contour.
+        columns: panels per row.
+    """
+    rows = -(-len(slices) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows), squeeze=False,
+                             constrained_layout=True)
+    im = None
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (k, image, amap) in zip(axes.ravel(), slices, strict=False):
+        m = resize_map(amap, image.shape[:2])
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        im = ax.imshow(m, cmap="jet", vmin=vmin, vmax=vmax, alpha=0.45)
+        if threshold is not None and m.min() < threshold < m.max():
+            ax.contour(m, levels=[threshold], colors="white", linewidths=0.8)
+        ax.set_title(f"slice {k}", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    return fig
