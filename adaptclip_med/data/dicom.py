@@ -90,7 +90,10 @@ def apply_voi_lut_sequence(array: np.ndarray, header: pydicom.Dataset) -> np.nda
 
     item = header.VOILUTSequence[0]
     bits = int(item.LUTDescriptor[2]) or 16
-    out = apply_voi(np.asarray(array), header, index=0).astype(np.float64)
+    arr = np.asarray(array)
+    if np.issubdtype(arr.dtype, np.floating) and np.array_equal(arr, np.round(arr)):
+        arr = arr.astype(np.int64)  # MONAI returns float after the modality LUT; LUTs index integers
+    out = apply_voi(arr, header, index=0).astype(np.float64)
     return np.clip(out / float(2**bits - 1) * 255.0, 0.0, 255.0)
 
 

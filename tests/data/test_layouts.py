@@ -1,0 +1,151 @@
+"""Each publisher's tree, generated small in the test, read by its loader; errors for wrong trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaptclip_med.data import build_transforms, list_datasets, load_dataset
+from adaptclip_med.errors import DataValidationError, PromptError
+
+
+def _img(path: Path, value: int = 120, size: tuple[int, int] = (24, 32), ext_mode: str = "L") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.full(size, value, np.uint8)
+    arr[0, 0] = 0
+    Image.fromarray(arr).convert(ext_mode).save(path)
+    return path
+
+
+def _mask(path: Path, size: tuple[int, int] = (24, 32)) -> Path:
+    arr = np.zeros(size, np.uint8)
+    arr[5:10, 5:10] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _counts(index) -> tuple[int, int, int]:
+    c = index.counts()
+    return tuple(sum(v[k] for v in c.values()) for k in ("normal", "abnormal", "masks"))
+
+
+def test_mvtec_and_mpdd(tmp_path):
+    for cls in ("bottle", "screw"):
+        for i in range(3):
+            _img(tmp_path / cls / "train" / "good" / f"{i:03d}.png")
+        _img(tmp_path / cls / "test" / "good" / "000.png")
+        for defect in ("crack", "scratch"):
+            _img(tmp_path / cls / "test" / defect / "000.png", 200)
+            _mask(tmp_path / cls / "ground_truth" / defect / "000_mask.png")
+    for name in ("mvtec", "mpdd"):
+        index = load_dataset(name, tmp_path)
+        assert index.classes == ["bottle", "screw"]
+        assert _counts(index) == (8, 4, 4)
+        assert {len(v) for v in index.prompt_pool.values()} == {3}
+        assert all(r.split == "train" for v in index.prompt_pool.values() for r in v)
+        rec = next(r for r in index.records if r.label == 1)
+        assert rec.mask.endswith("000_mask.png")
+        assert build_transforms(16)(rec.as_dict())["mask"].sum() > 0
+
+
+def test_mvtec_missing_mask_is_reported(tmp_path):
+    _img(tmp_path / "bottle" / "train" / "good" / "000.png")
+    _img(tmp_path / "bottle" / "test" / "crack" / "000.png")
+    index = load_dataset("mvtec", tmp_path)
+    assert index.problems and "mask missing" in index.problems[0][1]
+    with pytest.raises(DataValidationError, match="strict"):
+        load_dataset("mvtec", tmp_path, strict=True)
+
+
+def test_btad(tmp_path):
+    _img(tmp_path / "01" / "train" / "ok" / "0000.bmp")
+    _img(tmp_path / "01" / "test" / "ok" / "0001.bmp")
+    _img(tmp_path / "01" / "test" / "ko" / "0002.bmp", 220)
+    _mask(tmp_path / "01" / "ground_truth" / "ko" / "0002.png")
+    index = load_dataset("btad", tmp_path)
+    assert _counts(index) == (2, 1, 1) and index.prompt_pool["01"][0].image.endswith("0000.bmp")
+
+
+def test_visa_with_and_without_split_csv(tmp_path):
+    for i in range(2):
+        _img(tmp_path / "candle" / "Data" / "Images" / "Normal" / f"{i:04d}.JPG", ext_mode="RGB")
+    _img(tmp_path / "candle" / "Data" / "Images" / "Anomaly" / "000.JPG", 210, ext_mode="RGB")
+    _mask(tmp_path / "candle" / "Data" / "Masks" / "Anomaly" / "000.png")
+    index = load_dataset("visa", tmp_path, holdout=1, dedupe_holdout=False)
+    assert _counts(index) == (2, 1, 1) and len(index.prompt_pool["candle"]) == 1
+    (tmp_path / "split_csv").mkdir()
+    (tmp_path / "split_csv" / "1cls.csv").write_text(
+        "object,split,label,image,mask\n"
+        "candle,train,normal,candle/Data/Images/Normal/0000.JPG,\n"
+        "candle,test,normal,candle/Data/Images/Normal/0001.JPG,\n"
+        "candle,test,anomaly,candle/Data/Images/Anomaly/000.JPG,candle/Data/Masks/Anomaly/000.png\n")
+    index = load_dataset("visa", tmp_path)
+    assert [r.split for r in index.prompt_pool["candle"]] == ["train"] and len(index.records) == 2
+
+
+def test_headct(tmp_path):
+    for i in range(6):
+        _img(tmp_path / "head_ct" / "head_ct" / f"{i:03d}.png", 50 + 10 * i)
+    (tmp_path / "labels.csv").write_text("id, hemorrhage\n" + "".join(f"{i}, {int(i >= 3)}\n" for i in range(5)))
+    index = load_dataset("headct", tmp_path, holdout=1, dedupe_holdout=False)
+    assert _counts(index) == (3, 2, 0)
+    assert any("005" in p and "no row" in why for p, why in index.problems)
+
+
+@pytest.mark.parametrize(("name", "images", "masks", "mask_name"), [
+    ("kvasir", "Kvasir-SEG/images", "Kvasir-SEG/masks", "{}.jpg"),
+    ("endo", "segmented-images/images", "segmented-images/masks", "{}.jpg"),
+    ("clinicdb", "CVC-ClinicDB/Original", "CVC-ClinicDB/Ground Truth", "{}.tif"),
+    ("colondb", "CVC-ColonDB/images", "CVC-ColonDB/masks", "{}.png"),
+    ("isic", "ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth", "{}_Segmentation.png"),
+])
+def test_lesion_only_sets(tmp_path, name, images, masks, mask_name):
+    ext = Path(mask_name).suffix
+    for i in range(3):
+        _img(tmp_path / images / f"{i + 1}{ext if ext != '.png' else '.jpg'}", ext_mode="RGB")
+        _mask(tmp_path / masks / mask_name.format(i + 1))
+    index = load_dataset(name, tmp_path)
+    assert _counts(index) == (0, 3, 3) and not index.problems and not index.has_normals
+    with pytest.raises(PromptError, match="normal_prompts"):
+        from adaptclip_med.data import draw_prompts
+
+        draw_prompts(index, index.classes[0], 1, seed=0)
+    out = build_transforms(16)(index.records[0].as_dict())
+    assert out["mask"].sum() > 0
+
+
+def test_covid19_v1_and_newer_layout(tmp_path):
+    for sub in ("COVID-19 Radiography Database/NORMAL", "COVID-19 Radiography Database/COVID-19"):
+        for i in range(3):
+            _img(tmp_path / "v1" / sub / f"x{i}.png", 30 * i + 10)
+    for sub in ("COVID-19_Radiography_Dataset/Normal/images", "COVID-19_Radiography_Dataset/COVID/images"):
+        for i in range(2):
+            _img(tmp_path / "v4" / sub / f"x{i}.png")
+    assert _counts(load_dataset("covid19", tmp_path / "v1", holdout=1, dedupe_holdout=False)) == (3, 3, 0)
+    assert _counts(load_dataset("covid19", tmp_path / "v4", holdout=1, dedupe_holdout=False)) == (2, 2, 0)
+
+
+def test_unknown_name_and_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match=r"br35h.*mvtec"):
+        load_dataset("mvtek", tmp_path)
+    with pytest.raises(DataValidationError, match=r"yes.*not found"):
+        load_dataset("brain_mri", tmp_path / "nowhere")
+    with pytest.raises(DataValidationError, match="root=None"):
+        load_dataset("kvasir", None)
+    assert {"folder", "volume", "meta", "br35h", "visa"} <= set(list_datasets())
+
+
+def test_empty_class_folder_and_zero_byte_file_are_reported(tmp_path):
+    (tmp_path / "yes").mkdir()
+    _img(tmp_path / "no" / "a.png")
+    _img(tmp_path / "no" / "b.png")
+    (tmp_path / "no" / "empty.png").write_bytes(b"")
+    index = load_dataset("brain_mri", tmp_path, holdout=0)
+    problems = dict(index.problems)
+    assert "empty folder" in problems[str(tmp_path / "yes")]
+    assert "0 bytes" in problems[str(tmp_path / "no" / "empty.png")]
+    assert len(index.records) == 2
