@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 
 from adaptclip_med.io import atomic_path
@@ -67,11 +68,17 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
     axes[2].imshow(image, cmap="gray" if gray is not None else None)
     axes[2].imshow(m, cmap="jet", vmin=vmin, vmax=vmax, alpha=alpha)
     axes[2].set_title("overlay")
+    handles = []
     if threshold is not None and m.min() < threshold < m.max():
         axes[2].contour(m, levels=[threshold], colors=THRESHOLD_COLOUR, linewidths=1.0)
+        handles.append(Line2D([], [], color=THRESHOLD_COLOUR, label=f"threshold {threshold:.3g}"))
     if gt_mask is not None and np.any(gt_mask):
         axes[2].contour(resize_mask(gt_mask, (h, w)).astype(float), levels=[0.5], colors=GT_COLOUR,
                         linewidths=1.0, linestyles="dashed")
+        handles.append(Line2D([], [], color=GT_COLOUR, linestyle="--", label="ground truth"))
+    if handles:
+        axes[2].legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.6, facecolor="0.2",
+                       labelcolor="white")
     if colorbar:
         plt.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
 
