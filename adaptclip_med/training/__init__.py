@@ -1,3 +1,17 @@
-"""Adapter training on industrial data with a frozen-feature cache (method spec §5)."""
+"""Adapter training on industrial data with a frozen-feature cache (method spec §5). Usage: docs/training.md.
+
+Public names: :class:`TrainConfig`, :func:`train` (from a data set folder), :func:`train_adapters`
+(model + samples), :func:`make_samples`, :func:`precompute_features`, :class:`TrainResult`.
+"""
 
 from __future__ import annotations
+
+from .api import precompute_features, samples_from_index, train
+from .config import BRANCHES, SCHEDULES, TrainConfig
+from .samples import TrainSample, make_samples
+from .trainer import TrainResult, train_adapters
+
+__all__ = [
+    "BRANCHES", "SCHEDULES", "TrainConfig", "TrainResult", "TrainSample", "make_samples",
+    "precompute_features", "samples_from_index", "train", "train_adapters",
+]
