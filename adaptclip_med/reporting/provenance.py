@@ -54,20 +54,25 @@ def load_model_for(config: EvalConfig) -> Any:
 
 
 def model_provenance(model: Any, config: EvalConfig) -> dict[str, Any]:
-    """The model's own ``describe()`` when it has one, else what the config and files tell."""
+    """The model's ``describe()`` (backbone, tag, checkpoint SHA-256, ...), completed from the config.
+
+    A checkpoint directory (our format) gets the SHA-256 of each of its files.
+    """
+    info: dict[str, Any] = {"backbone": config.backbone, "pretrained": config.pretrained,
+                            "checkpoint": config.checkpoint}
     if hasattr(model, "describe"):
         try:
-            return dict(model.describe())
+            info.update(model.describe())
         except Exception as err:  # provenance must not stop a finished run
-            return {"describe_error": str(err)}
-    info: dict[str, Any] = {"backbone": config.backbone, "pretrained": config.pretrained,
-                            "checkpoint": config.checkpoint, "image_size": config.image_size}
-    for key, value in (("pretrained", config.pretrained), ("checkpoint", config.checkpoint)):
-        path = Path(str(value)) if value else None
-        if path is not None and path.is_file():
-            info[f"{key}_sha256"] = sha256_file(path)
-        elif path is not None and path.is_dir():
-            info[f"{key}_sha256"] = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()}
+            info["describe_error"] = str(err)
+    info["image_size"] = int(getattr(model, "image_size", config.image_size or 0))
+    ckpt = info.get("checkpoint_file") or config.checkpoint
+    path = Path(str(ckpt)) if ckpt else None
+    if info.get("checkpoint_sha256") is None and path is not None:
+        if path.is_file():
+            info["checkpoint_sha256"] = sha256_file(path)
+        elif path.is_dir():
+            info["checkpoint_sha256"] = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()}
     return info
 
 
