@@ -16,6 +16,7 @@ ignored (as by the benchmark code). 16-bit PNG/TIFF keep their values (``I;16`` 
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
@@ -104,13 +105,36 @@ class LoadMedicald(MapTransform):
     header without pixels, kept in memory only and dropped at the end of :func:`build_transforms`).
     A ``None`` value is left as ``None`` (optional masks).
 
+    ``volume_cache`` NIfTI volumes / DICOM series stay in memory (keyed by path, mtime and size), so
+    reading the slices of one volume in order decodes it once.
+
     Raises:
         ImageReadError: unreadable, empty or unsupported file (the message names it).
     """
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True, volume_cache: int = 2) -> None:
         super().__init__(keys, allow_missing_keys)
         self._loaders: dict[tuple[Hashable, str], LoadImaged] = {}  # built on first use per format
+        self._volumes: OrderedDict[tuple, np.ndarray] = OrderedDict()  # last NIfTI/series arrays read
+        self.volume_cache = volume_cache
+
+    def _read(self, key: Hashable, fmt: str, path: str) -> np.ndarray:
+        """Read with the format's loader; NIfTI files and DICOM series are kept in a small LRU cache."""
+        cache_key = None
+        if fmt == "nifti" or Path(path).is_dir():
+            st = Path(path).stat()
+            cache_key = (path, st.st_mtime_ns, st.st_size)
+            if cache_key in self._volumes:
+                self._volumes.move_to_end(cache_key)
+                return self._volumes[cache_key]
+        if (key, fmt) not in self._loaders:
+            self._loaders[(key, fmt)] = _make_loader(str(key), fmt)
+        array = np.asarray(self._loaders[(key, fmt)]({key: path})[key])
+        if cache_key is not None and self.volume_cache > 0:
+            self._volumes[cache_key] = array
+            while len(self._volumes) > self.volume_cache:
+                self._volumes.popitem(last=False)
+        return array
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         out = dict(data)
@@ -129,15 +153,13 @@ class LoadMedicald(MapTransform):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    if (key, fmt) not in self._loaders:
-                        self._loaders[(key, fmt)] = _make_loader(str(key), fmt)
-                    loaded = self._loaders[(key, fmt)]({key: str(path)})[key]
+                    loaded = self._read(key, fmt, str(path))
             except ImageReadError:
                 raise
             except Exception as exc:
                 raise ImageReadError(path, f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
                                      "check that the file is complete and of the format its name says"
                                      ) from exc
-            out[key] = np.asarray(loaded)
+            out[key] = loaded
             out[f"{key}_meta"] = meta
         return out
