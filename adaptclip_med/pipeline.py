@@ -11,6 +11,7 @@ missing folder, no normal prompts) fails before anything is written.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import os
@@ -64,6 +65,12 @@ class Part:
 
     def __post_init__(self) -> None:
         self.stem = f"{self.dataset}__{P.slug(self.cls)}__k{self.shots}__s{self.seed}"
+
+    @property
+    def queries_sha(self) -> str:
+        """Hash of the query ids and the prompt ids: a stored part is reused only for the same images."""
+        ids = [r.key for r in self.queries] + ["--prompts--"] + (self.prompts.paths if self.prompts else [])
+        return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -186,55 +193,72 @@ class _Counter:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dataclass
+class _Scored:
+    """What scoring one part's queries accumulates."""
+
+    evaluator: Evaluator
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    keep: list[tuple] = field(default_factory=list)
+    volumes: dict[str, dict[tuple[int, int], np.ndarray]] = field(default_factory=dict)
+    low: float = np.inf
+    high: float = -np.inf
+    pixel_skipped: int = 0
+
+    def add(self, recs: list[Any], masks: list[Any], scores: np.ndarray, maps: np.ndarray, n_keep: int,
+            with_volumes: bool) -> None:
+        """Add one batch: records, masks ``(S, S)`` or None, ``scores (B,)``, ``maps (B, S, S)``."""
+        start = len(self.rows)
+        self.evaluator.update(scores, np.array([r.label for r in recs]))
+        pixel = self.evaluator.pixel
+        for j, (rec, m) in enumerate(zip(recs, masks, strict=True)):
+            if pixel is not None and (m is not None or rec.label == 0):
+                pixel.update(maps[j:j + 1], np.zeros_like(maps[j:j + 1]) if m is None else m[None])
+            elif pixel is not None:
+                self.pixel_skipped += 1  # an abnormal image without its mask: left out of pixel metrics
+            self.rows.append({"image_id": start + j, "path": rec.key, "group": rec.group or "",
+                              "label": int(rec.label), "score": float(scores[j])})
+            _keep_top(self.keep, n_keep, float(scores[j]), start + j, maps[j])
+            if with_volumes and rec.slice_index is not None and V.is_nifti(rec.image):
+                self.volumes.setdefault(rec.image, {})[(rec.slice_index, start + j)] = maps[j].astype(np.float16)
+        self.low, self.high = min(self.low, float(maps.min())), max(self.high, float(maps.max()))
+
+
 def run_part(part: Part, model: Any, config: EvalConfig, counter: _Counter, out: Path) -> dict[str, Any]:
-    """Score one part's queries and write ``parts/<stem>.npz`` then ``parts/<stem>.json``."""
+    """Score one part's queries and write ``parts/<stem>.npz`` (and volumes), then ``parts/<stem>.json``."""
     transform = D.build_transforms(model.image_size, with_mask=part.has_masks)
     prompts = _prompt_tensor(part.prompts, transform) if part.prompts is not None else None
     bank = model.fit_prompts(prompts) if prompts is not None else None
-    ev = Evaluator(part.has_masks, config.pixel_mode, config.n_bins, config.map_range)
+    acc = _Scored(Evaluator(part.has_masks, config.pixel_mode, config.n_bins, config.map_range))
     loader = torch.utils.data.DataLoader(_Samples(part.queries, transform), batch_size=config.batch_size,
                                          num_workers=config.workers, collate_fn=_collate)
-    rows, keep, lo, hi, skipped = [], [], np.inf, -np.inf, 0
-    volumes: dict[str, dict[tuple[int, int], np.ndarray]] = {}
-    write_volumes = part.seed == config.seeds[0]
-    bar = tqdm(total=len(part.queries), desc=part.stem, unit="img", leave=False, disable=None)
-    for batch in loader:
-        res = model.predict(batch["image"].to(model.device), prompts=bank, batch_size=config.batch_size)
-        scores, maps = res.pred_score.numpy().astype(np.float64), res.anomaly_map.numpy()
-        start = len(rows)
-        recs = part.queries[start:start + len(scores)]
-        labels = np.array([r.label for r in recs])
-        ev.update(scores, labels)
-        for j, (rec, m) in enumerate(zip(recs, batch["mask"], strict=True)):
-            if part.has_masks and (m is not None or rec.label == 0):
-                ev.pixel.update(maps[j:j + 1], np.zeros_like(maps[j:j + 1]) if m is None else m[None])
-            else:
-                skipped += int(part.has_masks)
-            rows.append({"image_id": start + j, "path": rec.key, "group": rec.group or "",
-                         "label": int(rec.label), "score": float(scores[j])})
-            _keep_top(keep, config.overlays, float(scores[j]), start + j, maps[j])
-            if write_volumes and rec.slice_index is not None and V.is_nifti(rec.image):
-                volumes.setdefault(rec.image, {})[(rec.slice_index, start + j)] = maps[j].astype(np.float16)
-        lo, hi = min(lo, float(maps.min())), max(hi, float(maps.max()))
-        bar.update(len(scores))
-        counter.add(len(scores))
-    bar.close()
-    metrics = {k: {"value": v.value, "reason": v.reason, "bound": v.bound} for k, v in ev.compute().items()}
-    s = np.array([r["score"] for r in rows])
-    y = np.array([r["label"] for r in rows])
+    with tqdm(total=len(part.queries), desc=part.stem, unit="img", leave=False, disable=None) as bar:
+        for batch in loader:
+            res = model.predict(batch["image"].to(model.device), prompts=bank, batch_size=config.batch_size)
+            scores = res.pred_score.numpy().astype(np.float64)
+            recs = part.queries[len(acc.rows):len(acc.rows) + len(scores)]
+            acc.add(recs, batch["mask"], scores, res.anomaly_map.numpy(), config.overlays,
+                    with_volumes=part.seed == config.seeds[0])
+            bar.update(len(scores))
+            counter.add(len(scores))
+    s = np.array([r["score"] for r in acc.rows])
+    y = np.array([r["label"] for r in acc.rows])
     op, op_reason = _operating_point(model, prompts, config)
-    maps_file = _save_maps(out / "parts" / f"{part.stem}.npz", keep)
+    maps_file = _save_maps(out / "parts" / f"{part.stem}.npz", acc.keep)
     pixel_thr = op.pixel_threshold if op else None
     written = [_write_volume(out, part, src, by_slice, transform, config, pixel_thr)
-               for src, by_slice in volumes.items()]
+               for src, by_slice in acc.volumes.items()]
     record = {
-        "fingerprint": config.fingerprint(part.dataset), "dataset": part.dataset, "cls": part.cls,
-        "shots": part.shots, "seed": part.seed, "n_images": len(rows), "pixel_skipped": skipped,
-        "rows": rows, "metrics": metrics, "clinical": _clinical(s, y, [r["group"] for r in rows], config),
+        "fingerprint": config.fingerprint(part.dataset), "queries_sha": part.queries_sha,
+        "dataset": part.dataset, "cls": part.cls, "shots": part.shots, "seed": part.seed,
+        "n_images": len(acc.rows), "pixel_skipped": acc.pixel_skipped, "rows": acc.rows,
+        "metrics": {k: {"value": v.value, "reason": v.reason, "bound": v.bound}
+                    for k, v in acc.evaluator.compute().items()},
+        "clinical": _clinical(s, y, [r["group"] for r in acc.rows], config),
         "operating_point": op.to_dict() if op else {"reason": op_reason},
         "decision": decision_metrics(s, y, op.image_threshold) if op else None,
         "prompts": part.prompts.manifest() if part.prompts is not None else None,
-        "map_stats": {"min": lo, "max": hi}, "maps_file": maps_file, "volumes": written,
+        "map_stats": {"min": acc.low, "max": acc.high}, "maps_file": maps_file, "volumes": written,
     }
     atomic_write_json(out / "parts" / f"{part.stem}.json", record)
     return record
@@ -274,12 +298,13 @@ def _save_maps(path: Path, keep: list) -> str | None:
     return path.name
 
 
-def load_part(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished part, or ``None`` when absent or made with other result settings."""
+def load_part(path: Path, fingerprint: str, queries_sha: str) -> dict[str, Any] | None:
+    """A finished part, or ``None`` when absent or made with other settings, queries or prompts."""
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return record if record.get("fingerprint") == fingerprint else None
+    same = record.get("fingerprint") == fingerprint and record.get("queries_sha") == queries_sha
+    return record if same else None
 
 
 def run_evaluation(config: EvalConfig) -> RunResult:
@@ -301,7 +326,7 @@ def run_evaluation(config: EvalConfig) -> RunResult:
     P.write_run_json(out, config, model, parts, status="incomplete")
     counter, records = _Counter(), []
     for part in tqdm(parts, desc="parts", unit="part", disable=None, file=sys.stderr):
-        done = load_part(out / "parts" / f"{part.stem}.json", config.fingerprint(part.dataset))
+        done = load_part(out / "parts" / f"{part.stem}.json", config.fingerprint(part.dataset), part.queries_sha)
         if done is None:
             done = run_part(part, model, config, counter, out)
             result.computed.append(part.stem)
