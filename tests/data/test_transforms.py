@@ -106,3 +106,15 @@ def test_dataloader_collates_samples(synth_png):
     loader = DataLoader(Dataset(abnormal, build_transforms(48)), batch_size=3, num_workers=0)
     batch = next(iter(loader))
     assert batch["image"].shape == (3, 3, 48, 48) and batch["mask"].shape == (3, 48, 48)
+
+
+def test_16bit_tiff_and_float_tiff(tmp_path):
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (16, 1))  # 12-bit data in 16-bit
+    Image.fromarray(ramp).save(tmp_path / "x.tif")
+    out = build_transforms(32, window="minmax")({"image": str(tmp_path / "x.tif")})
+    assert out["image_u8"][0, 0, 0] == 0 and out["image_u8"][0, -1, 0] == 255
+    Image.fromarray(ramp.astype(np.float32) / 10).save(tmp_path / "f.tif")
+    out = build_transforms(32, window=(204.75, 409.5))({"image": str(tmp_path / "f.tif")})
+    assert out["image_u8"][0, 32, 0] == pytest.approx(130, abs=2)
