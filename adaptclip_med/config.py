@@ -91,9 +91,13 @@ class EvalConfig:
         """The protocol string recorded in ``run.json`` and under the tables."""
         if self.protocol:
             return self.protocol
+        from adaptclip_med.registry import CHECKPOINTS
+
         ckpt = self.checkpoint or "fresh (untrained) adapters"
+        spec = CHECKPOINTS.get(str(self.checkpoint))
+        trained = f" (adapters trained on {spec.trained_on})" if spec else ""
         size = self.image_size or "default"
-        return (f"AdaptCLIP {ckpt} on {self.backbone}/{self.pretrained or 'random'} at {size} px; "
+        return (f"AdaptCLIP {ckpt}{trained} on {self.backbone}/{self.pretrained or 'random'} at {size} px; "
                 f"shots {list(self.shots)}, prompt seeds {list(self.seeds)}; prompts are normal images "
                 "disjoint from the queries")
 

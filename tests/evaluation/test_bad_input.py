@@ -68,3 +68,12 @@ def test_shots_on_set_without_normal_prompts(shared_datasets: Path, tmp_path: Pa
             "--limit", "2", *tiny_args]
     err = _fails(args, tmp_path / "out", capsys)
     assert "--shots 2" in err and "no normal prompts" in err
+
+
+def test_help_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for phrase in ("normal example images", "--shots", "--limit", "resumes", "not a diagnostic device"):
+        assert phrase in text

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from adaptclip_med.data import build_transforms
 from adaptclip_med.data.writers import write_nifti
@@ -50,8 +51,10 @@ def test_cli_writes_volume_maps_and_montage(tmp_path: Path, tiny_args: list[str]
     write_nifti(root / "masks" / "a0.nii.gz", (_volume() > 500).astype(np.uint8), affine=FLIP_X)
     out = tmp_path / "run"
     code = main(["--datasets", "volume", "--root", str(root), "--shots", "0", *tiny_args, "--overlays", "0",
-                 "--no-figures", "--bootstrap", "0", "--out", str(out)])
+                 "--no-figures", "--bootstrap", "0", "--pixel-metrics", "binned", "--out", str(out)])
     assert code == 0
+    long = pd.read_csv(out / "metrics_long.csv").set_index("metric")
+    assert 0.0 <= long.loc["P-AUROC", "value"] <= 1.0 and long.loc["P-AUROC", "bound"] > 0  # streamed
     niftis = sorted((out / "volumes").rglob("*.nii.gz"))
     assert niftis, "no volume map written"
     for path in niftis:
