@@ -5,8 +5,9 @@ Pipeline (dictionary transforms; ``keys = ["image", "mask"]``)::
     LoadMedicald      explicit MONAI reader per format (PIL / Pydicom / Nibabel)
     SelectSliced      volume / multi-frame / series → one 2-D slice (``slice_index``)
     ToUint8d          VOI LUT, window tags or preset, percentiles → uint8; MONOCHROME1 inverted
-    ToRGBd            grey → 3 channels (repeated); keeps ``image_u8`` and ``original_size``
     BinarizeMaskd     mask > 0 (> 127 for JPEG masks), size checked against the image
+    CropBorderd       optional: black endoscopy frame cropped from image and mask (``crop_box``)
+    ToRGBd            grey → 3 channels (repeated); keeps ``image_u8`` and ``original_size``
     PillowResized     the authors' 8-bit Pillow bicubic squash to S×S   (adaptclip_med.preprocess)
     ClipNormalized    (u8/255 − mean)/std → (3, S, S) float32             (adaptclip_med.preprocess)
     ResizeMaskd       nearest neighbour → (S, S) uint8 tensor
@@ -87,6 +88,38 @@ class BinarizeMaskd(MapTransform):
         return out
 
 
+def border_box(image: np.ndarray, threshold: int = 10, min_fraction: float = 0.05) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the content inside a dark frame (rows/columns with > 5 % bright pixels)."""
+    grey = image.max(axis=-1) if image.ndim == 3 else image
+    bright = grey > threshold
+    rows = np.nonzero(bright.mean(axis=1) > min_fraction)[0]
+    cols = np.nonzero(bright.mean(axis=0) > min_fraction)[0]
+    if len(rows) == 0 or len(cols) == 0:
+        return 0, grey.shape[0], 0, grey.shape[1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+class CropBorderd(MapTransform):
+    """Crop the black frame of endoscopy images (uint8) from the image and, identically, its mask.
+
+    Stores ``crop_box = (y0, y1, x0, x1)`` in the original pixel grid; ``image_u8`` and
+    ``original_size`` then describe the cropped image.
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "mask"), threshold: int = 10) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.threshold = threshold
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        out = dict(data)
+        y0, y1, x0, x1 = border_box(np.asarray(out["image"]), self.threshold)
+        for key in self.key_iterator(out):
+            if out[key] is not None:
+                out[key] = np.ascontiguousarray(np.asarray(out[key])[y0:y1, x0:x1])
+        out["crop_box"] = (y0, y1, x0, x1)
+        return out
+
+
 class ResizeMaskd(MapTransform):
     """``(H, W)`` {0,1} uint8 → ``(S, S)`` uint8 tensor, nearest neighbour (Pillow)."""
 
@@ -143,12 +176,13 @@ class MedicalCompose(Compose):
 def build_transforms(image_size: int, *, modality: str = "auto", window: WindowSpec = None,
                      with_mask: bool = True, mean: Sequence[float] = CLIP_MEAN,
                      std: Sequence[float] = CLIP_STD, axis: int = 2, frame: int = 0,
-                     keep_original: bool = True) -> Compose:
+                     keep_original: bool = True, crop_border: bool | None = None) -> Compose:
     """Build the dictionary pipeline from ``{"image": path, "mask": path|None, "slice_index": int|None}``.
 
     Args:
         image_size: model input side ``S``.
-        modality: ``"auto"`` or one of :data:`MODALITIES` (recorded; the window rules are per format).
+        modality: ``"auto"`` or one of :data:`MODALITIES`; ``"endoscopy"`` turns ``crop_border`` on
+            (the window rules are per format, see :mod:`~adaptclip_med.data.intensity`).
         window: ``None`` (DICOM tags / 8-bit kept / percentiles), a preset name, ``(center, width)``,
             ``"percentile"``, ``("percentile", low, high)`` or ``"minmax"``.
         with_mask: load and resize ``"mask"`` when given.
@@ -156,6 +190,8 @@ def build_transforms(image_size: int, *, modality: str = "auto", window: WindowS
         axis: NIfTI slicing axis (0 sagittal, 1 coronal, 2 axial in RAS).
         frame: time point of 4-D NIfTI volumes.
         keep_original: keep ``image_u8`` and ``original_size`` (set False to batch mixed sizes).
+        crop_border: crop the black frame of endoscopy images (and masks); adds ``crop_box``.
+            Default: on for ``modality="endoscopy"``, off otherwise.
 
     Returns:
         ``Compose`` giving ``{"image": (3, S, S) float32, "mask": (S, S) uint8 {0,1} (if given),
@@ -170,13 +206,12 @@ def build_transforms(image_size: int, *, modality: str = "auto", window: WindowS
         raise ValueError(msg)
     resolve_window(window)
     keys = ["image", "mask"] if with_mask else ["image"]
-    steps = [
-        LoadMedicald(keys), SelectSliced(keys, axis=axis, frame=frame), ToUint8d("image", window=window),
-        ToRGBd("image"),
-    ]
+    steps = [LoadMedicald(keys), SelectSliced(keys, axis=axis, frame=frame), ToUint8d("image", window=window)]
     if with_mask:
         steps.append(BinarizeMaskd("mask", ref_key="image"))
-    steps += [PillowResized("image", image_size), ClipNormalized("image", mean=mean, std=std)]
+    if crop_border if crop_border is not None else modality == "endoscopy":
+        steps.append(CropBorderd(keys))
+    steps += [ToRGBd("image"), PillowResized("image", image_size), ClipNormalized("image", mean=mean, std=std)]
     if with_mask:
         steps.append(ResizeMaskd("mask", image_size))
     steps.append(Finalized(keep_original=keep_original))

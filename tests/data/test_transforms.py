@@ -118,3 +118,16 @@ def test_16bit_tiff_and_float_tiff(tmp_path):
     Image.fromarray(ramp.astype(np.float32) / 10).save(tmp_path / "f.tif")
     out = build_transforms(32, window=(204.75, 409.5))({"image": str(tmp_path / "f.tif")})
     assert out["image_u8"][0, 32, 0] == pytest.approx(130, abs=2)
+
+
+def test_endoscopy_black_border_is_cropped_from_image_and_mask(tmp_path, png_writer):
+    frame = np.zeros((60, 80, 3), np.uint8)
+    frame[5:55, 12:70] = (180, 90, 80)  # content inside a black frame
+    mask = np.zeros((60, 80), np.uint8)
+    mask[20:30, 30:40] = 255
+    sample = {"image": str(png_writer(tmp_path / "e.png", frame)), "mask": str(png_writer(tmp_path / "m.png", mask))}
+    out = build_transforms(50, modality="endoscopy")(sample)
+    assert out["crop_box"] == (5, 55, 12, 70) and out["original_size"] == (50, 58)
+    assert out["image_u8"].min() == 80
+    assert out["mask"].sum().item() == pytest.approx(50 * 50 * 100 / (50 * 58), rel=0.1)
+    assert "crop_box" not in build_transforms(50)(sample)
