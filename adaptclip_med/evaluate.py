@@ -104,10 +104,21 @@ def _check_datasets(names: list[str]) -> None:
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
     """Turn parsed arguments into the frozen config (validates names and folders)."""
     _check_datasets(args.datasets)
-    for flag, value in (("--shots", min(args.shots)), ("--batch-size", args.batch_size - 1),
-                        ("--limit", (args.limit or 1) - 1), ("--workers", args.workers)):
-        if value < 0:
-            msg = f"{flag}: got a negative value; expected {'>= 1' if flag in ('--batch-size', '--limit') else '>= 0'}"
+    checks = (
+        ("--shots", min(args.shots), min(args.shots) >= 0, "k >= 0"),
+        ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
+        ("--limit", args.limit, args.limit is None or args.limit >= 1, ">= 1"),
+        ("--workers", args.workers, args.workers >= 0, ">= 0"),
+        ("--bins", args.bins, args.bins >= 2, ">= 2"),
+        ("--map-range", args.map_range, args.map_range[0] < args.map_range[1], "LOW < HIGH"),
+        ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
+        ("--pixel-specificity", args.pixel_specificity, 0 < args.pixel_specificity <= 1, "in (0, 1]"),
+        ("--bootstrap", args.bootstrap, args.bootstrap >= 0, ">= 0"),
+        ("--overlays", args.overlays, args.overlays >= -1, ">= -1"),
+    )
+    for flag, value, ok, expected in checks:
+        if not ok:
+            msg = f"{flag}: got {value}; expected {expected}"
             raise AdaptCLIPError(msg)
     return EvalConfig(
         datasets=tuple(args.datasets), roots=resolve_roots(args.datasets, args.root), out=args.out,

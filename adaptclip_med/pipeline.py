@@ -337,7 +337,8 @@ def run_evaluation(config: EvalConfig) -> RunResult:
     P.write_prompt_manifests(out, records)
     grid: dict[str, list] = {}
     if config.overlays != 0:
-        grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image")
+        grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image",
+                                   top=config.overlays)
     if config.figures:
         render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records))
     P.write_run_json(out, config, model, parts, status="complete")

@@ -117,11 +117,13 @@ def run_colour_limits(records: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[Any], image_size: int,
-                        per_image: bool = False, grid_rows: int = 4) -> dict[str, list[dict[str, Any]]]:
+                        per_image: bool = False, grid_rows: int = 4, top: int = -1
+                        ) -> dict[str, list[dict[str, Any]]]:
     """Overlays of the maps kept in ``parts/*.npz`` (first seed of each shot count).
 
     Writes ``overlays/<dataset>/<class>/k<shots>/<rank>_<hash>.png`` and ``overlays/index.csv`` (file →
-    data set, class, shots, seed, image id, path, label, score).
+    data set, class, shots, seed, image id, path, label, score), for the ``top`` highest-scored kept maps
+    of each part (-1: all kept maps; a part keeps the maps of the ``--overlays`` it was computed with).
 
     Returns:
         ``{dataset: rows}``: the top ``grid_rows`` overlays of the highest shot count per data set, each a
@@ -134,6 +136,11 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
     from adaptclip_med.reporting.tables import write_csv
 
     vmin, vmax = run_colour_limits(records)
+    old_index = out / "overlays" / "index.csv"
+    if old_index.is_file():  # overlays of an earlier rendering of this run folder: replaced, not mixed in
+        for rel in pd.read_csv(old_index)["file"]:
+            (out / str(rel)).unlink(missing_ok=True)
+        old_index.unlink()
     by_stem = {p.stem: p for p in parts}
     first_seed: dict[tuple[str, str, int], int] = {}
     for r in records:
@@ -146,6 +153,8 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
             continue
         with np.load(out / "parts" / r["maps_file"]) as npz:
             ids, maps = npz["ids"], npz["maps"].astype(np.float32)
+        if top >= 0:
+            ids, maps = ids[:top], maps[:top]
         transform = build_transforms(image_size, with_mask=part.has_masks)
         threshold = r["operating_point"].get("pixel_threshold")
         for rank, (image_id, amap) in enumerate(zip(ids, maps, strict=True)):

@@ -77,3 +77,14 @@ def test_help_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for phrase in ("normal example images", "--shots", "--limit", "resumes", "not a diagnostic device"):
         assert phrase in text
+
+
+@pytest.mark.parametrize(("flag", "values", "expected"), [
+    ("--map-range", ["1", "0"], "LOW < HIGH"), ("--target-specificity", ["1.5"], "in (0, 1]"),
+    ("--batch-size", ["0"], ">= 1"), ("--shots", ["-1"], "k >= 0"),
+])
+def test_bad_option_values(synthetic_root: Path, tmp_path: Path, tiny_args: list[str], flag: str,
+                           values: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--datasets", "folder", "--root", str(synthetic_root), *tiny_args, flag, *values]
+    err = _fails(args, tmp_path / "out", capsys)
+    assert flag in err and expected in err

@@ -115,3 +115,20 @@ def test_shared_br35h_and_kvasir_subset(shared_datasets: Path, tmp_path: Path, t
     assert "N/A" in (out / "tables" / "main.md").read_text()
     assert len(run.per_image) == 8
 
+
+
+def test_rerender_replaces_old_overlays(synthetic_run: Path, synthetic_root: Path, tmp_path: Path,
+                                        syn_args: list[str], tiny_args: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from adaptclip_med.evaluate import main
+
+    out = tmp_path / "copy"
+    shutil.copytree(synthetic_run, out)
+    args = [*syn_args, "--root", str(synthetic_root), *tiny_args, "--overlays", "1", "--no-figures",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert "0 part(s) computed, 3 reused" in capsys.readouterr().out
+    assert len(list((out / "overlays").rglob("*.png"))) == 2  # one per (class, shots), the old four removed
+    assert (out / "summary.csv").read_text() == (synthetic_run / "summary.csv").read_text()
