@@ -1,7 +1,7 @@
 """Paper-ready figures (matplotlib Agg, PDF + PNG at 300 dpi, one style).
 
-* ``figures/roc_pr_<dataset>``: image-level ROC and PR curves, one curve per shot count (first seed,
-  classes pooled);
+* ``figures/roc_pr_<dataset>``: image-level ROC and PR curves (step-wise), one curve per shot count
+  (first seed, classes pooled; the legend gives the pooled AUROC / AUPR of the drawn curve);
 * ``figures/qualitative_<dataset>``: a grid of image | map | overlay rows (the top-scored kept maps);
 * ``figures/paper_comparison``: our I-AUROC / P-AUPR next to the paper's reference numbers
   (``../shared/docs/adaptclip-method.md`` §7) where the run covers the same data sets and setting.
@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from adaptclip_med.io import atomic_path
+from adaptclip_med.metrics import aupr, auroc
 from adaptclip_med.reporting.overlays import draw_overlay
 
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -71,8 +72,9 @@ def roc_pr_figure(per_image: pd.DataFrame, dataset: str) -> Figure | None:
                 continue
             fpr, tpr, _ = roc_curve(g["label"], g["score"])
             prec, rec, _ = precision_recall_curve(g["label"], g["score"])
-            ax_roc.plot(fpr, tpr, label=f"k = {shots}")
-            ax_pr.plot(rec, prec, label=f"k = {shots}")
+            s, y = g["score"].to_numpy(), g["label"].to_numpy()
+            ax_roc.plot(fpr, tpr, label=f"k = {shots} (AUROC {100 * auroc(s, y):.1f})")
+            ax_pr.plot(rec, prec, drawstyle="steps-post", label=f"k = {shots} (AUPR {100 * aupr(s, y):.1f})")
             drawn += 1
         if not drawn:
             plt.close(fig)
