@@ -78,7 +78,8 @@ def bootstrap_ci(
         stat: metric function ``(scores (M,), labels (M,)) -> float``.
         scores: ``(M,)`` image scores.
         labels: ``(M,)`` 0/1.
-        groups: ``(M,)`` patient/study ids (``None`` or all-empty: each image is its own group).
+        groups: ``(M,)`` patient/study ids; ``None``/empty ids make an image its own group (all
+            missing: image-level resampling).
         n_boot: number of replicates.
         level: confidence level.
         seed: RNG seed (deterministic results).
@@ -89,12 +90,11 @@ def bootstrap_ci(
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).astype(np.int64).ravel()
     value = float(stat(s, y))
-    unit = "image"
-    if groups is not None and any(str(g) for g in groups):
-        _, inverse = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
-        unit = "patient"
-    else:
-        inverse = np.arange(s.size)
+    ids = ["" if g is None else str(g) for g in (groups if groups is not None else [None] * s.size)]
+    unit = "patient" if any(ids) else "image"
+    # images without a group id are their own group
+    ids = [g if g else f"\0image{i}" for i, g in enumerate(ids)]
+    _, inverse = np.unique(np.asarray(ids), return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1)]
     rng = np.random.default_rng(seed)
     reps: list[float] = []

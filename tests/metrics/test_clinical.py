@@ -58,6 +58,8 @@ def test_bootstrap_resamples_whole_patients() -> None:
     image = bootstrap_ci(whole_triples, scores, labels, groups=None, n_boot=50)
     assert patient.unit == "patient" and patient.low == patient.high == 1.0
     assert image.unit == "image" and image.low == 0.0
+    missing = bootstrap_ci(whole_triples, scores, labels, groups=np.array([None] * 90), n_boot=50)
+    assert missing.unit == "image" and missing.low == 0.0  # None ids are not one big patient
 
 
 def test_bootstrap_one_label_is_undefined() -> None:
