@@ -131,14 +131,14 @@ def draw_prompts(index: DatasetIndex, cls: str, k: int, seed: int, *, queries: S
     order = sorted(left, key=lambda r: r.key)
     random.Random(seed).shuffle(order)
     chosen: list[Record] = []
-    for r in order:
+    for r in order:  # prefer prompts that are not near-duplicates of each other
         if len(chosen) == k:
             break
-        if chosen and h.near([r], chosen).any() and len(order) - len(chosen) > k:
-            continue
-        chosen.append(r)
+        if not chosen or not h.near([r], chosen).any():
+            chosen.append(r)
     if len(chosen) < k:
-        warnings.warn(f"{index.name}/{cls}: prompts include near-duplicates of each other", stacklevel=2)
+        warnings.warn(f"{index.name}/{cls}: only {len(chosen)} mutually distinct prompt(s) in the pool; "
+                      f"the other {k - len(chosen)} are near-duplicates of chosen ones", stacklevel=2)
         chosen += [r for r in order if r not in chosen][: k - len(chosen)]
     draw = PromptDraw(chosen, index.name, cls, k, seed, excluded, len(pool))
     if manifest_path is not None:

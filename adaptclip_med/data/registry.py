@@ -74,8 +74,10 @@ def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher 
     """Seeded hold-out of about ``n`` normal records per class, taken as whole units.
 
     A unit is a patient/volume group, merged with its near-duplicate group when ``hasher`` is given
-    (so no copy of a held-out image stays among the test images). At most half of a class's normals
-    are held out. Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
+    (so no copy of a held-out image stays among the test images). Units are taken in seeded order
+    when they fit (at most ``n`` and at most half of a class's normals); larger units stay whole in
+    the test records, so the pool holds distinct images rather than copies of one.
+    Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
     """
     pool: list[Record] = []
     held: set[str] = set()
@@ -96,8 +98,8 @@ def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher 
         for key in keys:
             if taken >= n:
                 break
-            if taken + len(units[key]) > len(normals) // 2:
-                continue
+            if taken + len(units[key]) > min(n, len(normals) // 2):
+                continue  # a unit that would overshoot stays whole in the test records
             for r in units[key]:
                 held.add(r.key)
                 pool.append(_with_split(r, "prompt_pool"))

@@ -75,6 +75,10 @@ def test_holdout_is_excluded_from_test_records_and_seeded(shared_datasets):
     assert not pool & {r.image for r in a.records}
     assert len(a.records) + len(pool) == 500
     assert pool == {r.image for r in b.prompt_pool["brain"]} != {r.image for r in c.prompt_pool["brain"]}
+    hasher = a.options["_hasher"]  # whole near-duplicate groups are held out: no copy stays in test
+    normals = [r for r in a.records if r.label == 0]
+    assert not hasher.near(a.prompt_pool["brain"], normals).any()
+    assert not hasher.near(normals, a.prompt_pool["brain"]).any()
 
 
 def test_kvasir_with_endo_normal_prompts(shared_datasets):
