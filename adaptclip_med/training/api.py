@@ -13,7 +13,7 @@ from .cache import FeatureCache
 from .config import TrainConfig
 from .features import FeatureSource
 from .samples import TrainSample, check_prompt_pool, make_samples
-from .trainer import TrainResult, model_identity, train_adapters
+from .trainer import TrainResult, check_out_folder, model_identity, train_adapters
 
 
 def samples_from_index(index: object) -> tuple[list[TrainSample], dict[str, list[Path]]]:
@@ -96,6 +96,7 @@ def train(
     from adaptclip_med.data import load_dataset
 
     config = config or TrainConfig()
+    check_out_folder(Path(out), resume)  # before any work
     index = load_dataset(dataset, root, strict=True)
     samples, pool = samples_from_index(index)
     if "pqa" in config.branches:

@@ -82,18 +82,25 @@ class FeatureSource:
             self.computed += len(part)
         return torch.cat(globals_), torch.cat(patches)
 
+    def _cached(self, paths: Sequence[Path]) -> dict[Path, np.ndarray]:
+        """Stored arrays of ``paths`` (memory-mapped); the missing ones are encoded and stored first."""
+        unique = list(dict.fromkeys(Path(p) for p in paths))
+        self.hash_files(unique)
+        found = {p: self.cache.features(self.sha[p]) for p in unique}
+        missing = [p for p, arr in found.items() if arr is None]
+        if missing:
+            global_, patches = self._encode(missing)
+            for i, path in enumerate(missing):
+                found[path] = self.cache.store_features(self.sha[path], global_[i], patches[i])
+        return found
+
     def fill(self, paths: Iterable[Path]) -> int:
         """Compute and store every image of ``paths`` that the cache lacks; return how many."""
         if self.cache is None:
             return 0
-        unique = list(dict.fromkeys(Path(p) for p in paths))
-        self.hash_files(unique)
-        missing = [p for p in unique if self.cache.features(self.sha[p]) is None]
-        if missing:
-            global_, patches = self._encode(missing)
-            for i, path in enumerate(missing):
-                self.cache.store_features(self.sha[path], global_[i], patches[i])
-        return len(missing)
+        before = self.computed
+        self._cached(list(paths))
+        return self.computed - before
 
     def features(self, paths: Sequence[Path]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Features of ``paths`` in order: global ``(B, D)`` and ``L`` tensors ``(B, N, D)``, float32."""
@@ -104,8 +111,8 @@ class FeatureSource:
             where = [unique.index(p) for p in paths]
             global_, patches = global_[where], patches[where]
         else:
-            self.fill(paths)
-            parts = [split_features(self.cache.features(self.sha[p]), self.layers) for p in paths]
+            found = self._cached(paths)
+            parts = [split_features(found[p], self.layers) for p in paths]
             global_ = torch.stack([g for g, _ in parts])
             patches = torch.stack([p for _, p in parts])
         return global_.to(self.device), [patches[:, i].to(self.device) for i in range(self.layers)]

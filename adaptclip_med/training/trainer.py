@@ -86,7 +86,12 @@ def write_log(path: Path, log: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _check_out(out: Path, resume: bool) -> int:
+def check_out_folder(out: Path, resume: bool) -> int:
+    """The epoch to resume after (0 for a new run).
+
+    Raises:
+        FileExistsError: ``out`` holds checkpoints and ``resume`` is False.
+    """
     done = latest_epoch(out)
     if done and not resume:
         msg = (f"{out}: holds checkpoints up to epoch {done}; expected an empty or new folder. Pass "
@@ -166,7 +171,7 @@ def train_adapters(
     """
     config = config or TrainConfig()
     out = Path(out)
-    start_epoch = _check_out(out, resume)
+    start_epoch = check_out_folder(out, resume)
     pool = check_prompt_pool(samples, prompt_pool) if "pqa" in config.branches else {}
     ident_model = model_identity(model)
     source = FeatureSource(model, None, model.device, chunk=config.batch_size)

@@ -39,16 +39,16 @@ def test_cli_trains_on_real_mvtec3d_tire_and_resumes(shared_datasets: Path, tmp_
     root = shared_datasets / "mvtec3d_tire"
     out = tmp_path / "tire"
     args = ["--dataset", "mvtec3d", "--root", str(root), "--out", str(out), *TINY]
-    assert main([*args, "--epochs", "2", "--precompute"]) == 0
-    assert main([*args, "--epochs", "3", "--resume"]) == 0
+    assert main([*args, "--epochs", "1", "--precompute"]) == 0
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
     assert "authors' format" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "train_log.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert float(rows[2]["loss"]) < float(rows[0]["loss"])
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
     # 45 test images + 10 train/good prompts, all encoded by --precompute, none during training.
-    assert [int(r["images_encoded"]) for r in rows] == [0, 0, 0]
+    assert [int(r["images_encoded"]) for r in rows] == [0, 0]
     assert len(list((out / "cache").glob("*/features/*.npy"))) == 55
-    assert main([*args, "--epochs", "4", "--resume", "--schedule", "joint"]) == 2
+    assert main([*args, "--epochs", "3", "--resume", "--schedule", "joint"]) == 2
     assert "schedule: checkpoint 'simultaneous', now 'joint'" in capsys.readouterr().err
 
 

@@ -81,7 +81,6 @@ def test_cached_training_equals_uncached_training(make_model, synthetic_set, tmp
 
 
 def _one_batch(model, samples, pool):
-    from adaptclip_med.training.cache import FeatureCache  # noqa: F401  (same loader as the trainer)
     from adaptclip_med.training.features import FeatureSource
 
     source = FeatureSource(model, None, "cpu")
