@@ -66,7 +66,9 @@ class ToUint8d(MapTransform):
         if array.ndim == 3:  # colour: 8-bit by construction of PIL/DICOM colour images
             check_finite(array, source)
             return np.clip(np.round(array), 0, 255).astype(np.uint8) if array.dtype != np.uint8 else array
-        if header is not None and kind == "tags":
+        if kind == "multi":
+            out = to_uint8(array, kind, params, source)
+        elif header is not None and kind == "tags":
             voi = dcm.apply_voi_lut_sequence(array, header)
             if voi is not None:
                 out = np.round(voi).astype(np.uint8)

@@ -10,6 +10,8 @@ here, before the Pillow resize. Rules (``window`` argument of :func:`build_trans
   ``"mediastinum"``, ``"abdomen"``, ``"bone"``.
 * ``(center, width)``: an explicit window, in the units after the modality LUT.
 * ``"percentile"`` or ``("percentile", low, high)``; ``"minmax"``.
+* a **list** of three presets / ``(center, width)`` pairs, e.g. ``["brain", "subdural", "bone"]``:
+  multi-window RGB, one window per channel (instead of repeating one grey channel).
 
 Windowing follows DICOM PS3.3 C.11.2.1.2 (linear, with its ``-0.5`` / ``w-1`` offsets).
 """
@@ -84,6 +86,15 @@ def resolve_window(window: WindowSpec) -> tuple[str, tuple[float, ...]]:
     """
     if window is None:
         return "tags", ()
+    if isinstance(window, list) and len(window) == 3:  # multi-window RGB: one window per channel
+        params: list[float] = []
+        for spec in window:
+            kind, values = resolve_window(spec)
+            if kind != "window":
+                msg = f"multi-window {window!r}: each channel needs a preset or (center, width), got {spec!r}"
+                raise ValueError(msg)
+            params += values
+        return "multi", tuple(params)
     if isinstance(window, str):
         name = window.lower()
         if name in WINDOW_PRESETS:
@@ -98,7 +109,7 @@ def resolve_window(window: WindowSpec) -> tuple[str, tuple[float, ...]]:
         return "window", (float(window[0]), float(window[1]))
     valid = ", ".join(WINDOW_PRESETS)
     msg = (f"window {window!r} not understood; expected None, a preset ({valid}), (center, width), "
-           f"'percentile', ('percentile', low, high) or 'minmax'")
+           f"'percentile', ('percentile', low, high), 'minmax' or a list of 3 windows")
     raise ValueError(msg)
 
 
@@ -112,6 +123,8 @@ def to_uint8(array: np.ndarray, kind: str, params: tuple[float, ...], source: st
         return array
     if kind == "window":
         return window_to_uint8(array, params[0], params[1])
+    if kind == "multi":
+        return np.stack([window_to_uint8(array, params[i], params[i + 1]) for i in (0, 2, 4)], axis=-1)
     if kind == "minmax":
         return range_to_uint8(array, float(np.min(array)), float(np.max(array)))
     low, high = params if kind == "percentile" else DEFAULT_PERCENTILES

@@ -135,3 +135,14 @@ def test_no_patient_identifiers_in_the_output(tmp_path):
     out = build_transforms(32)({"image": str(path)})
     assert "SECRET-123" not in repr({k: v for k, v in out.items() if k not in ("image", "image_u8")})
     assert set(out) == {"image", "image_u8", "original_size"}
+
+
+def test_multi_window_rgb(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", STORED, intercept=-1024.0)
+    out = build_transforms(32, window=["brain", "subdural", "bone"])({"image": str(path)})
+    rgb = out["image_u8"][0]
+    assert rgb[:, 0].tolist() == [0, 0, 52, 181, 255]  # brain 40/80
+    assert rgb[:, 1].tolist() == [0, 10, 58, 105, 255]  # subdural 75/215: ((x − 74.5)/214 + 0.5)·255
+    assert rgb[:, 2].tolist() == [0, 67, 73, 79, 209]  # bone 400/1800: ((x − 399.5)/1799 + 0.5)·255
+    with pytest.raises(ValueError, match="each channel"):
+        build_transforms(32, window=["brain", "percentile", "bone"])
