@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from adaptclip_med import data as D
 from adaptclip_med.config import EvalConfig
-from adaptclip_med.data.prompts import draw_prompts
 from adaptclip_med.errors import AdaptCLIPError, PromptError
 from adaptclip_med.io import atomic_path, atomic_write_json
 from adaptclip_med.metrics import (
@@ -115,7 +114,7 @@ def plan_parts(config: EvalConfig) -> list[Part]:
                     draw = None
                     if k > 0:
                         try:
-                            draw = draw_prompts(index, cls, k, seed, queries=queries)
+                            draw = D.draw_prompts(index, cls, k, seed, queries=queries)
                         except PromptError as err:
                             msg = f"data set {name!r}, class {cls!r}: --shots {k} is impossible: {err}"
                             raise PromptError(msg) from err
