@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbones", nargs="+", default=["adaptclip-tiny:224", "ViT-L-14-336:518"],
                    help="NAME:SIZE pairs")
-    p.add_argument("--images", type=int, default=6, help="query images (half anomalous)")
+    p.add_argument("--images", type=int, default=8, help="query images (half anomalous)")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8, help="the method's 8")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     rows = []

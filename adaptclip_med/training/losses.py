@@ -38,9 +38,14 @@ def focal_loss(probs: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0) -> t
     Returns:
         Scalar tensor.
     """
-    target = mask.to(probs.dtype)
-    p_t = probs[:, 1] * target + probs[:, 0] * (1.0 - target)  # (B, S, S)
-    p_t = p_t.clamp_min(FOCAL_EPS)
+    normal, anomalous = probs.unbind(1)
+    return _focal(normal, anomalous, mask > 0.5, gamma)
+
+
+def _focal(normal: torch.Tensor, anomalous: torch.Tensor, is_anomalous: torch.Tensor,
+           gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss from the two ``(B, S, S)`` channels and a boolean ``(B, S, S)`` mask."""
+    p_t = torch.where(is_anomalous, anomalous, normal).clamp_min(FOCAL_EPS)
     return (-((1.0 - p_t) ** gamma) * torch.log(p_t)).mean()
 
 
@@ -78,9 +83,10 @@ def branch_loss(
         ``{"ce", "focal", "dice_anomalous", "dice_normal"}`` → scalar tensors (their sum is the loss).
     """
     target = mask.to(prob_map.dtype)
+    normal, anomalous = prob_map.unbind(1)  # one backward node for both channels
     return {
         "ce": F.cross_entropy(logits, label.long()),
-        "focal": focal_loss(prob_map, target),
-        "dice_anomalous": dice_loss(prob_map[:, 1], target),
-        "dice_normal": dice_loss(prob_map[:, 0], 1.0 - target),
+        "focal": _focal(normal, anomalous, target > 0.5),
+        "dice_anomalous": dice_loss(anomalous, target),
+        "dice_normal": dice_loss(normal, 1.0 - target),
     }
