@@ -1,6 +1,7 @@
 """The generic ``folder`` data set for users' own images, and normal-prompt folders.
 
-Layout (any supported format — PNG/JPEG/BMP/TIFF, DICOM, NIfTI — in any folder)::
+Layout (any supported format — PNG/JPEG/BMP/TIFF, DICOM, NIfTI, DICOM series sub-folders (middle
+slice) — in any folder)::
 
     root/normal/       normal images (label 0)
     root/abnormal/     abnormal images (label 1)
@@ -32,7 +33,7 @@ def load_folder(root: Path, *, cls: str | None = None, dataset: str = "folder", 
         if (root / sub).is_dir():
             records += folder_records(root / sub, label=label, cls=name, split="test", dataset=dataset,
                                       problems=problems, mask_for=masks if label else None,
-                                      suffixes=SUPPORTED_SUFFIXES, need_mask=has_masks)
+                                      suffixes=SUPPORTED_SUFFIXES, need_mask=has_masks, series=True)
     if not (root / "normal").is_dir() and not (root / "abnormal").is_dir():
         require_dir(root / "normal", dataset, tree)
     policy = "holdout"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataValidationError
+from .dicom import series_files
 from .records import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, Problem, Record, list_files, strip_suffix
 
 MaskFinder = Callable[[Path], Path | None]
@@ -67,21 +68,25 @@ def same_stem(mask_dir: Path, suffixes: Iterable[str] = SUPPORTED_SUFFIXES, suff
 def folder_records(folder: Path, *, label: int, cls: str, split: str, dataset: str,
                    problems: list[Problem], mask_for: MaskFinder | None = None,
                    suffixes: Iterable[str] = IMAGE_SUFFIXES, need_mask: bool = False,
-                   group: Callable[[Path], str | None] | None = None) -> list[Record]:
+                   group: Callable[[Path], str | None] | None = None, series: bool = False
+                   ) -> list[Record]:
     """Records of every image in ``folder`` (sorted); problems appended for empty folders/files.
 
     Args:
         mask_for: finds an image's mask (``None`` = no masks in this set).
         need_mask: report abnormal images without a mask (the image is kept, without mask).
         group: patient/volume id of an image, if known.
+        series: also take sub-folders holding DICOM files (one record each: the middle slice).
     """
     files = list_files(folder, tuple(suffixes))
+    if series and folder.is_dir():
+        files = sorted(files + [p for p in folder.iterdir() if p.is_dir() and series_files(p)])
     if not files:
         problems.append((str(folder), f"empty folder: no {'/'.join(suffixes)} files"))
         return []
     out: list[Record] = []
     for path in files:
-        if path.stat().st_size == 0:
+        if path.is_file() and path.stat().st_size == 0:
             problems.append((str(path), "file is empty (0 bytes); skipped"))
             continue
         mask = mask_for(path) if mask_for is not None else None

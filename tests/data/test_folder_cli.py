@@ -6,6 +6,7 @@ import json
 import runpy
 import sys
 
+import numpy as np
 import pytest
 
 from adaptclip_med.data import build_transforms, load_dataset, make_demo_set, make_synthetic_folder
@@ -112,3 +113,16 @@ def test_cli_check_against_and_export_meta_module(tmp_path, capsys, monkeypatch)
     meta = json.loads(out.read_text())
     assert set(meta) == {"train", "test"}
     assert len(meta["test"]["a"]) == 3  # 3 normal + 1 abnormal − 1 held out
+
+
+def test_folder_reads_a_dicom_series_subfolder(tmp_path):
+    from adaptclip_med.data.writers import write_dicom_series
+
+    root = make_synthetic_folder(tmp_path / "s", n_normal=2, n_abnormal=1, size=32)
+    vol = (np.arange(3)[:, None, None] * 100 + np.zeros((3, 32, 32))).astype(np.int16)
+    write_dicom_series(root / "normal" / "series_a", vol, window=(100.0, 300.0))
+    index = load_dataset("folder", root, holdout=0)
+    series = [r for r in index.records if r.image.endswith("series_a")]
+    assert len(series) == 1 and index.counts()["s"]["normal"] == 3
+    out = build_transforms(16)(series[0].as_dict())
+    assert out["original_size"] == (32, 32) and out["image_u8"][0, 0, 0] == 128  # middle slice: 100
