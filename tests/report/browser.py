@@ -1,6 +1,6 @@
 """Open an HTML file in a real headless Chromium: screenshot it and read back what it rendered.
 
-Used by the report tests and to refresh ``docs/report-screenshot.png``::
+Used by the report tests and to refresh ``docs/report-screenshot.png`` (900 px wide, 128 colours)::
 
     python tests/report/browser.py reports/demo/index.html docs/report-screenshot.png
 """
@@ -95,6 +95,17 @@ def probe(binary: str, page: Path, workdir: Path) -> dict:
     return json.loads(html.unescape(match.group(1)))
 
 
+def small_png(png: Path, width: int = 900, colours: int = 128) -> Path:
+    """Shrink a screenshot in place for the README: ``width`` px wide, a ``colours`` palette."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        im = im.convert("RGB")
+        im = im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+        im.quantize(colours, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+    return png
+
+
 if __name__ == "__main__":
     chromium = find_chromium() or sys.exit("no chromium found: apt-get install -y chromium")
-    print(screenshot(chromium, Path(sys.argv[1]), Path(sys.argv[2])))
+    print(small_png(screenshot(chromium, Path(sys.argv[1]), Path(sys.argv[2]), width=1200, height=1500)))
