@@ -76,7 +76,8 @@ def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher 
     A unit is a patient/volume group, merged with its near-duplicate group when ``hasher`` is given
     (so no copy of a held-out image stays among the test images). Units are taken in seeded order
     when they fit (at most ``n`` and at most half of a class's normals); larger units stay whole in
-    the test records, so the pool holds distinct images rather than copies of one.
+    the test records, so the pool holds distinct images rather than copies of one. When no unit fits
+    (volumes of more than ``n`` slices), the smallest unit within half of the normals is taken.
     Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
     """
     pool: list[Record] = []
@@ -94,16 +95,23 @@ def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher 
             units.setdefault(unit_of[r.key], []).append(r)
         keys = sorted(units)
         random.Random(f"{seed}:{cls}").shuffle(keys)
+        chosen: list[str] = []
         taken = 0
         for key in keys:
             if taken >= n:
                 break
             if taken + len(units[key]) > min(n, len(normals) // 2):
                 continue  # a unit that would overshoot stays whole in the test records
+            chosen.append(key)
+            taken += len(units[key])
+        if n > 0 and not chosen:  # every unit is larger than n (e.g. whole volumes): take the smallest
+            smallest = min(keys, key=lambda k: (len(units[k]), keys.index(k)), default=None)
+            if smallest is not None and len(units[smallest]) <= len(normals) // 2:
+                chosen.append(smallest)
+        for key in chosen:
             for r in units[key]:
                 held.add(r.key)
                 pool.append(_with_split(r, "prompt_pool"))
-            taken += len(units[key])
     return [r for r in records if r.key not in held], pool
 
 

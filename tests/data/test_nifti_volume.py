@@ -98,3 +98,13 @@ def test_volume_dataset_records_keep_the_volume_and_prompts_avoid_it(tmp_path):
         t(rec.as_dict())
     draw = draw_prompts(index, index.classes[0], 2, seed=1, queries=index.records[:3])
     assert all(r.label == 0 and r.slice_index is not None for r in draw.records)
+
+
+def test_volume_holdout_takes_a_whole_volume_when_volumes_exceed_the_holdout(tmp_path):
+    rng = np.random.default_rng(1)
+    for i, depth in enumerate((30, 24, 40)):
+        write_nifti(tmp_path / "normal" / f"v{i}.nii.gz", rng.normal(size=(6, 6, depth)).astype(np.float32))
+    index = load_dataset("volume", tmp_path, dedupe_holdout=False)  # holdout=16 < every volume
+    pool = index.prompt_pool[index.classes[0]]
+    assert {r.group for r in pool} == {"normal/v1"} and len(pool) == 24  # the smallest volume, whole
+    assert "normal/v1" not in {r.group for r in index.records}
