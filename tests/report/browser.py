@@ -42,7 +42,7 @@ def find_chromium() -> str | None:
     """Path of a Chromium/Chrome binary: ``$ADAPTCLIP_CHROMIUM`` or the first one on ``PATH``."""
     env = os.environ.get("ADAPTCLIP_CHROMIUM")
     if env:
-        return env
+        return shutil.which(env)  # a name on PATH or an executable path; None when it is neither
     return next((p for p in map(shutil.which, CANDIDATES) if p), None)
 
 
