@@ -26,6 +26,7 @@ class CheckReport:
     identical: list[list[str]] = field(default_factory=list)
     near_duplicates: list[list[str]] = field(default_factory=list)
     against: dict[str, object] | None = None
+    searched: bool = True
 
     @property
     def ok(self) -> bool:
@@ -47,12 +48,17 @@ class CheckReport:
     def text(self) -> str:
         """Human-readable report."""
         lines = [self.index.summary()]
-        for cls, row in self.index.split_counts().items():
-            lines.append(f"  {cls} splits: {row}")
+        for cls, splits in self.index.split_counts().items():
+            for split, row in splits.items():
+                lines.append(f"  {cls}/{split}: normal {row['normal']}, abnormal {row['abnormal']}, "
+                             f"masks {row['masks']}")
         if self.index.prompt_note:
             lines.append(f"  note: {self.index.prompt_note}")
         lines.append(f"problems: {len(self.problems)}")
         lines += [f"  {p}: {why}" for p, why in self.problems]
+        if not self.searched:
+            lines.append("duplicates: not searched (--no-duplicates)")
+            return "\n".join(lines)
         lines.append(f"byte-identical groups: {len(self.identical)}")
         lines += [f"  {' = '.join(Path(x).name for x in g)}" for g in self.identical]
         lines.append(f"near-duplicate groups: {len(self.near_duplicates)}")
@@ -99,7 +105,7 @@ def check_dataset(name: str, root: str | Path | None, *, against: tuple[str, str
     index = load(name, root, strict=strict, **options)
     records = list(index.all_records())
     problems = list(index.problems) + (decode_all(records, progress=progress) if decode else [])
-    report = CheckReport(index, problems)
+    report = CheckReport(index, problems, searched=duplicates)
     if duplicates:
         hasher = PerceptualHasher()
         readable = [r for r in records if r.image not in {p for p, _ in problems}]

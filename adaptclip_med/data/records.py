@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,24 +103,20 @@ class DatasetIndex:
             yield from (r for r in pool if r.dataset == self.name)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """``{cls: {"normal", "abnormal", "masks"}}`` over test + prompt-pool records.
+        """``{cls: {"normal", "abnormal", "masks"}}`` over test + own prompt-pool records.
 
         ``masks`` counts abnormal records with a mask (publishers' all-zero masks of normal images
         are not counted).
         """
-        out: dict[str, dict[str, int]] = {}
-        for rec in self.all_records():
-            row = out.setdefault(rec.cls, {"normal": 0, "abnormal": 0, "masks": 0})
-            row["abnormal" if rec.label else "normal"] += 1
-            row["masks"] += int(rec.label == 1 and rec.mask is not None)
-        return dict(sorted(out.items()))
+        return {cls: _tally(recs) for cls, recs in self._by(lambda r: r.cls).items()}
 
-    def split_counts(self) -> dict[str, dict[str, int]]:
-        """``{cls: {split: n}}`` over test + prompt-pool records."""
-        out: dict[str, Counter[str]] = {}
-        for rec in self.all_records():
-            out.setdefault(rec.cls, Counter())[rec.split] += 1
-        return {c: dict(sorted(v.items())) for c, v in sorted(out.items())}
+    def split_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{cls: {split: {"normal", "abnormal", "masks"}}}`` over test + own prompt-pool records."""
+        return {cls: {split: _tally(part) for split, part in _group(recs, lambda r: r.split).items()}
+                for cls, recs in self._by(lambda r: r.cls).items()}
+
+    def _by(self, key: Callable[[Record], str]) -> dict[str, list[Record]]:
+        return _group(self.all_records(), key)
 
     def summary(self) -> str:
         """One line per class: normal / abnormal / masks / prompt pool size."""
@@ -133,6 +128,21 @@ class DatasetIndex:
         if self.problems:
             lines.append(f"  {len(self.problems)} problem(s)")
         return "\n".join(lines)
+
+
+def _group(records: Iterable[Record], key: Callable[[Record], str]) -> dict[str, list[Record]]:
+    out: dict[str, list[Record]] = {}
+    for rec in records:
+        out.setdefault(key(rec), []).append(rec)
+    return dict(sorted(out.items()))
+
+
+def _tally(records: Iterable[Record]) -> dict[str, int]:
+    row = {"normal": 0, "abnormal": 0, "masks": 0}
+    for rec in records:
+        row["abnormal" if rec.label else "normal"] += 1
+        row["masks"] += int(rec.label == 1 and rec.mask is not None)
+    return row
 
 
 def has_suffix(path: str | Path, suffixes: Iterable[str]) -> bool:

@@ -75,6 +75,8 @@ def test_cli_check_json_and_exit_codes(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["dataset"] == "folder" and report["counts"]["set"] == {"normal": 3, "abnormal": 2, "masks": 2}
     assert report["problems"] == []
+    assert report["splits"]["set"]["prompt_pool"] == {"normal": 1, "abnormal": 0, "masks": 0}  # 3 // 2 held out
+    assert report["splits"]["set"]["test"] == {"normal": 2, "abnormal": 2, "masks": 2}
     (root / "abnormal" / "case_009.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     assert main(["check", "folder", "--root", str(root), "--json"]) == 1
     problems = json.loads(capsys.readouterr().out)["problems"]
