@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("name")
     exp.add_argument("--root")
     exp.add_argument("--out", required=True, help="meta.json path")
-    exp.add_argument("--relative", action="store_true", help="paths relative to --root")
+    exp.add_argument("--absolute", action="store_true", help="absolute paths (default: relative to --root)")
     return parser
 
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .meta import export_meta
         from .registry import load_dataset
 
-        path = export_meta(load_dataset(args.name, args.root), args.out, relative=args.relative)
+        path = export_meta(load_dataset(args.name, args.root), args.out, relative=not args.absolute)
         print(f"wrote {path}")
         return 0
     except (AdaptCLIPError, ValueError) as exc:

@@ -110,7 +110,7 @@ def test_cli_check_against_and_export_meta_module(tmp_path, capsys, monkeypatch)
     groups = json.loads(capsys.readouterr().out)["against"]["near_duplicate_groups"]
     assert [sorted(g) for g in groups] == [sorted([str(src), str(b / "normal" / "mirrored.png")])]
     out = tmp_path / "m.json"
-    argv = ["export-meta", "folder", "--root", str(a), "--out", str(out), "--relative"]
+    argv = ["export-meta", "folder", "--root", str(a), "--out", str(out)]
     assert _run_module(argv, monkeypatch) == 0
     meta = json.loads(out.read_text())
     assert set(meta) == {"train", "test"}
