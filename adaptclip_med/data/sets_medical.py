@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..errors import DataValidationError
 from .layout import LoadedSet, first_dir, folder_records, require_dir, same_stem
 from .records import IMAGE_SUFFIXES, Problem, Record
 
@@ -67,7 +68,8 @@ def load_headct(root: Path, **_: object) -> LoadedSet:
     images = first_dir(root, ["head_ct/head_ct", "head_ct", "."])
     require_dir(images or root / "head_ct", "headct", "head_ct/*.png and labels.csv")
     if csv_path is None:
-        require_dir(root / "labels.csv", "headct", "head_ct/*.png and labels.csv")
+        msg = f"headct: {root / 'labels.csv'} not found; expected labels.csv (id, hemorrhage) beside head_ct/"
+        raise DataValidationError(msg)
     problems: list[Problem] = []
     labels: dict[int, int] = {}
     with csv_path.open(newline="") as fh:

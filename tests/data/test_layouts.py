@@ -133,7 +133,13 @@ def test_unknown_name_and_missing_folder(tmp_path):
     with pytest.raises(ValueError, match=r"br35h.*mvtec"):
         load_dataset("mvtek", tmp_path)
     with pytest.raises(DataValidationError, match=r"yes.*not found"):
-        load_dataset("brain_mri", tmp_path / "nowhere")
+        load_dataset("brain_mri", tmp_path)
+    for name in list_datasets():
+        with pytest.raises(DataValidationError, match=rf"{name}: data set folder .*nowhere.* not found"):
+            load_dataset(name, tmp_path / "nowhere")
+    (tmp_path / "head_ct").mkdir()
+    with pytest.raises(DataValidationError, match=r"labels\.csv"):
+        load_dataset("headct", tmp_path)
     with pytest.raises(DataValidationError, match="root=None"):
         load_dataset("kvasir", None)
     assert {"folder", "volume", "meta", "br35h", "visa"} <= set(list_datasets())
