@@ -16,7 +16,7 @@ Byte-identical files are found by SHA-256 (:mod:`adaptclip_med.data.check`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -33,8 +33,8 @@ ANGLES: tuple[float, ...] = (-6.0, -3.0, 3.0, 6.0)
 DEFAULT_THRESHOLD = 0.967
 
 
-def _grey(record: Record) -> Image.Image:
-    """Grey Pillow image of a record (JPEG decoded at reduced scale; DICOM/NIfTI via the pipeline)."""
+def _grey(record: Record, pipeline: Callable[[dict], dict] | None = None) -> Image.Image:
+    """Grey Pillow image of a record (JPEG decoded at reduced scale; DICOM/NIfTI via ``pipeline``)."""
     if has_suffix(record.image, IMAGE_SUFFIXES) and record.slice_index is None:
         try:
             with Image.open(record.image) as img:
@@ -45,15 +45,17 @@ def _grey(record: Record) -> Image.Image:
                 return img.convert("L")
         except OSError as exc:
             raise ImageReadError(record.image, f"cannot be decoded ({exc})", "re-download it") from exc
-    from .transforms import build_transforms
+    if pipeline is None:
+        from .transforms import build_transforms
 
-    u8 = build_transforms(SIDE, with_mask=False)(record.as_dict())["image_u8"]
+        pipeline = build_transforms(SIDE, with_mask=False)
+    u8 = pipeline(record.as_dict())["image_u8"]
     return Image.fromarray(np.asarray(u8)[..., 0])
 
 
-def thumbnail(record: Record) -> np.ndarray:
+def thumbnail(record: Record, pipeline: Callable[[dict], dict] | None = None) -> np.ndarray:
     """``(48, 48)`` float: rank-equalised grey thumbnail in ``(0, 1]``."""
-    a = np.asarray(_grey(record).resize((SIDE, SIDE), Image.BOX), dtype=np.float64)
+    a = np.asarray(_grey(record, pipeline).resize((SIDE, SIDE), Image.BOX), dtype=np.float64)
     return rankdata(a, method="average").reshape(a.shape) / a.size
 
 
@@ -80,11 +82,17 @@ class PerceptualHasher:
         self._thumb: dict[str, np.ndarray] = {}
         self._sig: dict[str, np.ndarray] = {}
         self._var: dict[str, np.ndarray] = {}
+        self._pipeline: Callable[[dict], dict] | None = None  # DICOM/NIfTI reader, built on first use
 
     def signature(self, record: Record) -> np.ndarray:
         """``(255,)`` float32 unit signature of ``record`` (cached)."""
         if record.key not in self._sig:
-            thumb = thumbnail(record)
+            if self._pipeline is None and not (has_suffix(record.image, IMAGE_SUFFIXES)
+                                               and record.slice_index is None):
+                from .transforms import build_transforms
+
+                self._pipeline = build_transforms(SIDE, with_mask=False)  # keeps decoded volumes
+            thumb = thumbnail(record, self._pipeline)
             self._thumb[record.key] = thumb
             self._sig[record.key] = _dihedral(_dct(thumb))[0].astype(np.float32)
         return self._sig[record.key]

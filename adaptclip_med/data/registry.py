@@ -93,7 +93,10 @@ def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher 
         units: dict[str, list[Record]] = {}
         for r in normals:
             units.setdefault(unit_of[r.key], []).append(r)
-        keys = sorted(units)
+        # a patient/volume with abnormal images would stay among the queries: its normals are useless
+        # as prompts (same group), so they stay in the test records
+        sick = {r.group for r in records if r.label == 1 and r.group}
+        keys = sorted(k for k, members in units.items() if not any(m.group in sick for m in members))
         random.Random(f"{seed}:{cls}").shuffle(keys)
         chosen: list[str] = []
         taken = 0

@@ -104,7 +104,12 @@ def test_volume_holdout_takes_a_whole_volume_when_volumes_exceed_the_holdout(tmp
     rng = np.random.default_rng(1)
     for i, depth in enumerate((30, 24, 40)):
         write_nifti(tmp_path / "normal" / f"v{i}.nii.gz", rng.normal(size=(6, 6, depth)).astype(np.float32))
+    write_nifti(tmp_path / "abnormal" / "a.nii.gz", rng.normal(size=(6, 6, 10)).astype(np.float32))
+    label = np.zeros((6, 6, 10), np.uint8)
+    label[2:4, 2:4, 3:6] = 1
+    write_nifti(tmp_path / "masks" / "a.nii.gz", label)  # 7 normal slices in a volume with a lesion
     index = load_dataset("volume", tmp_path, dedupe_holdout=False)  # holdout=16 < every volume
     pool = index.prompt_pool[index.classes[0]]
-    assert {r.group for r in pool} == {"normal/v1"} and len(pool) == 24  # the smallest volume, whole
+    # the smallest *normal* volume, whole; the lesion volume's normal slices would share its group
+    assert {r.group for r in pool} == {"normal/v1"} and len(pool) == 24
     assert "normal/v1" not in {r.group for r in index.records}
