@@ -95,8 +95,8 @@ class ClipNormalize(Transform):
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         array = np.asarray(image)
         array = array if array.flags.writeable and array.flags.c_contiguous else array.copy()
-        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0)
-        return tensor.sub(self.mean).div(self.std)
+        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous().float()
+        return tensor.div_(255.0).sub_(self.mean).div_(self.std)
 
 
 class PillowResized(MapTransform):
