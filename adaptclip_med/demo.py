@@ -18,6 +18,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.errors import AdaptCLIPError, WeightsNotFoundError
@@ -25,6 +26,9 @@ from adaptclip_med.io import atomic_write_text
 from adaptclip_med.registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
 from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
 from adaptclip_med.weights import WEIGHTS_DIR_ENV
+
+if TYPE_CHECKING:
+    from adaptclip_med.model import AdaptCLIP
 
 REAL_CHECKPOINT = "adaptclip-mvtec"
 TINY_BACKBONE = "adaptclip-tiny"
@@ -60,7 +64,7 @@ def tiny_setup(reason: str = "requested") -> DemoSetup:
 
 
 def load_demo_model(*, prefer_real: bool = True, image_size: int | None = None, seed: int = 0,
-                    quiet: bool = False):  # -> tuple[AdaptCLIP, DemoSetup]
+                    quiet: bool = False) -> tuple[AdaptCLIP, DemoSetup]:
     """Load ViT-L-14-336 + ``adaptclip-mvtec`` if reachable, else the tiny random backbone.
 
     Args:

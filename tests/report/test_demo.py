@@ -69,3 +69,10 @@ def test_mark_table_captions_marks_markdown_and_latex_once(fake_run_dir: Path) -
     assert f"\\caption{{[{NOTICE}] Image AUROC}}" in tex.read_text(encoding="utf-8")
     assert bare.read_text(encoding="utf-8").startswith(f"**{NOTICE}**\n\n| a |")
     assert demo.mark_table_captions(fake_run_dir, NOTICE) == []
+
+
+def test_load_demo_model_without_real_weights_is_the_tiny_backbone(capsys: pytest.CaptureFixture[str]) -> None:
+    model, setup = demo.load_demo_model(prefer_real=False)
+    assert (setup.backbone, setup.pretrained, setup.checkpoint, setup.untrained) == ("adaptclip-tiny", None, None, True)
+    assert setup.notice == NOTICE and model.image_size == 224
+    assert capsys.readouterr().out == ""  # only the fallback from real weights prints its one line
