@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from adaptclip_med import __version__
 from adaptclip_med.errors import DataValidationError
 from adaptclip_med.io import atomic_write_text
 from adaptclip_med.reporting import RunFiles, load_run
@@ -224,6 +225,8 @@ def write_html_report(
         '<p class="note">Each panel: image | anomaly map | overlay (red = more anomalous).</p>',
         _images_section(run.overlays[:max_overlays], root, overlay_px, "gallery", _overlay_captions(run)),
         '<h2 id="provenance">Provenance</h2>', _provenance_section(run.run),
+        f'<p class="note">Written by adaptclip_med {html.escape(__version__)} · research software, not for '
+        "diagnostic use.</p>",
     ]
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(page_title)}'
