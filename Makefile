@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --durations=15
 
 demo: $(STAMP)
 	$(PY) -m adaptclip_med.demo --out reports/demo

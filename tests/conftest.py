@@ -10,6 +10,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per xdist worker: ``-n 2`` on 2 cores would otherwise oversubscribe the CPU."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def _shared_root() -> Path:
     env = os.environ.get("ADAPTCLIP_SHARED")
     return Path(env) if env else REPO_ROOT.parent / "shared"
