@@ -341,4 +341,7 @@ def run_evaluation(config: EvalConfig) -> RunResult:
     if config.figures:
         render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records))
     P.write_run_json(out, config, model, parts, status="complete")
+    from .reporting.html import write_html_report
+
+    write_html_report(out)
     return result

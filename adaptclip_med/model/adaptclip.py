@@ -116,9 +116,23 @@ class AdaptCLIP(nn.Module):
         return nullcontext()
 
     def encode_images(self, images: torch.Tensor) -> ImageFeatures:
-        """Frozen features of ``(B, 3, S, S)`` images, float32 (bf16 inside when enabled)."""
+        """Frozen features of ``(B, 3, S, S)`` images, float32 (bf16 inside when enabled).
+
+        On the CPU the backbone runs one image at a time: its matrix products are already large
+        (``N`` tokens × width), and smaller activations stay in cache, so a batch of 8 costs no
+        more per image than a batch of 1 (``benchmarks/inference.py``). Accelerators get the batch.
+        """
+        images = images.to(self.device)
+        step = 1 if self.device.type == "cpu" else images.shape[0]
+        chunks = []
         with self._autocast():
-            feats = self.backbone.encode_image(images.to(self.device))
+            for start in range(0, images.shape[0], step):
+                chunks.append(self.backbone.encode_image(images[start:start + step]))
+        if len(chunks) == 1:
+            feats = chunks[0]
+        else:
+            feats = ImageFeatures(torch.cat([c.global_ for c in chunks]),
+                                  [torch.cat(layer) for layer in zip(*(c.patches for c in chunks), strict=True)])
         return ImageFeatures(feats.global_.float(), [p.float() for p in feats.patches])
 
     def learned_text_features(self) -> torch.Tensor:

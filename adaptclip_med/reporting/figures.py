@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -44,19 +41,18 @@ PAPER_REFERENCE: dict[tuple[tuple[str, ...], int, str], float] = {
 @contextmanager
 def paper_style() -> Any:
     """The shared rc style of every figure."""
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         yield
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi) atomically; close the figure."""
+    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi) atomically; (the figure is garbage-collected)."""
     paths = []
     for fmt in ("pdf", "png"):
         path = stem.with_suffix(f".{fmt}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
         paths.append(path)
-    plt.close(fig)
     return paths
 
 
@@ -64,7 +60,7 @@ def roc_pr_figure(per_image: pd.DataFrame, dataset: str) -> Figure | None:
     """ROC and PR panels of one data set (``None`` when no shot setting has both labels)."""
     df = per_image[per_image["dataset"] == dataset]
     with paper_style():
-        fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(6.4, 3.0), constrained_layout=True)
+        fig, (ax_roc, ax_pr) = Figure(figsize=(6.4, 3.0), constrained_layout=True).subplots(1, 2)
         drawn = 0
         for shots, g in df.groupby("shots"):
             g = g[g["seed"] == g["seed"].min()]
@@ -77,7 +73,6 @@ def roc_pr_figure(per_image: pd.DataFrame, dataset: str) -> Figure | None:
             ax_pr.plot(rec, prec, drawstyle="steps-post", label=f"k = {shots} (AUPR {100 * aupr(s, y):.1f})")
             drawn += 1
         if not drawn:
-            plt.close(fig)
             return None
         ax_roc.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=0.8)
         ax_roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"{dataset}: ROC")
@@ -93,8 +88,8 @@ def qualitative_grid(rows: list[dict[str, Any]], vmin: float, vmax: float, title
     """Grid of image | map | overlay rows; each row dict has ``image``, ``map``, optional ``mask``,
     ``threshold`` and ``label`` (short text, no identifiers)."""
     with paper_style():
-        fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)), squeeze=False,
-                                 constrained_layout=True)
+        fig = Figure(figsize=(6.6, 2.2 * len(rows)), constrained_layout=True)
+        axes = fig.subplots(len(rows), 3, squeeze=False)
         for ax_row, row in zip(axes, rows, strict=True):
             draw_overlay(ax_row, row["image"], row["map"], vmin=vmin, vmax=vmax, threshold=row.get("threshold"),
                          gt_mask=row.get("mask"), colorbar=True)
@@ -120,7 +115,8 @@ def paper_comparison(summary: pd.DataFrame) -> tuple[Figure | None, pd.DataFrame
     if table.empty:
         return None, table
     with paper_style():
-        fig, ax = plt.subplots(figsize=(max(3.2, 1.2 * len(table)), 2.8), constrained_layout=True)
+        fig = Figure(figsize=(max(3.2, 1.2 * len(table)), 2.8), constrained_layout=True)
+        ax = fig.subplots()
         x = np.arange(len(table))
         ax.bar(x - 0.18, table["ours"], width=0.36, label="ours (this run)")
         ax.bar(x + 0.18, table["paper"], width=0.36, label="paper (reference)", color="0.6")

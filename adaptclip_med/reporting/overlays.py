@@ -12,10 +12,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -80,7 +76,7 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
         axes[2].legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.6, facecolor="0.2",
                        labelcolor="white")
     if colorbar:
-        plt.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+        axes[1].figure.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
 
 
 def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = None, vmax: float | None = None,
@@ -89,7 +85,7 @@ def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = 
     """A one-row figure image | map | overlay (per-image limits when ``vmin``/``vmax`` are None)."""
     lo = float(np.min(amap)) if vmin is None else vmin
     hi = float(np.max(amap)) if vmax is None else vmax
-    fig, axes = plt.subplots(1, 3, figsize=(9.0, 3.2), constrained_layout=True)
+    fig, axes = Figure(figsize=(9.0, 3.2), constrained_layout=True).subplots(1, 3)
     draw_overlay(axes, image, amap, vmin=lo, vmax=max(hi, lo + 1e-6), threshold=threshold, gt_mask=gt_mask)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -97,10 +93,9 @@ def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = 
 
 
 def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
-    """Save a figure as PNG atomically and close it."""
+    """Save a figure as PNG atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
     return path
 
 

@@ -12,10 +12,6 @@ import gzip
 import hashlib
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
 from matplotlib.figure import Figure
@@ -79,8 +75,8 @@ def montage_figure(slices: list[tuple[int, np.ndarray, np.ndarray]], vmin: float
         columns: panels per row.
     """
     rows = -(-len(slices) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows), squeeze=False,
-                             constrained_layout=True)
+    fig = Figure(figsize=(2.2 * columns, 2.2 * rows), constrained_layout=True)
+    axes = fig.subplots(rows, columns, squeeze=False)
     im = None
     for ax in axes.ravel():
         ax.set_axis_off()
