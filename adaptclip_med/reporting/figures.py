@@ -60,7 +60,8 @@ def roc_pr_figure(per_image: pd.DataFrame, dataset: str) -> Figure | None:
     """ROC and PR panels of one data set (``None`` when no shot setting has both labels)."""
     df = per_image[per_image["dataset"] == dataset]
     with paper_style():
-        fig, (ax_roc, ax_pr) = Figure(figsize=(6.4, 3.0), constrained_layout=True).subplots(1, 2)
+        fig = Figure(figsize=(6.4, 3.0), constrained_layout=True)
+        ax_roc, ax_pr = fig.subplots(1, 2)
         drawn = 0
         for shots, g in df.groupby("shots"):
             g = g[g["seed"] == g["seed"].min()]

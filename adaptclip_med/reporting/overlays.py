@@ -85,7 +85,8 @@ def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = 
     """A one-row figure image | map | overlay (per-image limits when ``vmin``/``vmax`` are None)."""
     lo = float(np.min(amap)) if vmin is None else vmin
     hi = float(np.max(amap)) if vmax is None else vmax
-    fig, axes = Figure(figsize=(9.0, 3.2), constrained_layout=True).subplots(1, 3)
+    fig = Figure(figsize=(9.0, 3.2), constrained_layout=True)
+    axes = fig.subplots(1, 3)
     draw_overlay(axes, image, amap, vmin=lo, vmax=max(hi, lo + 1e-6), threshold=threshold, gt_mask=gt_mask)
     if title:
         fig.suptitle(title, fontsize=9)
