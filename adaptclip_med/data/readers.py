@@ -89,11 +89,12 @@ class NativeNibabelReader(_NativeOrder, NibabelReader):
 
 
 def _make_loader(key: str, fmt: str) -> LoadImaged:
+    # MONAI's LoadImage registers its fallback readers too, and its GPU DICOM decoder warns on every
+    # construction that nvImageCodec is absent: not actionable here, so silence that one logger.
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     if fmt == "pil":
         reader = PILReader(reverse_indexing=False, converter=_pil_converter)
     elif fmt == "dicom":
-        # MONAI warns on every read that the optional GPU decoder (nvImageCodec) is absent: not actionable.
-        logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
         reader = NativePydicomReader(swap_ij=False, prune_metadata=True)
     else:
         reader = NativeNibabelReader(as_closest_canonical=True)
