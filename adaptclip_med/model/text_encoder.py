@@ -77,14 +77,18 @@ class FrozenTextEncoder(nn.Module):
         """Run the causal transformer on token embeddings.
 
         Args:
-            embeddings: ``(T, C, E)`` token embeddings (positions are added here).
+            embeddings: ``(T, C, E)`` token embeddings (positions are added here); positions after
+                the last end-of-text token are not computed (they cannot affect the result).
             eot_index: ``(T,)`` position of the end-of-text token of each prompt.
 
         Returns:
             ``(T, D)`` projected features at the end-of-text positions (not normalised).
         """
-        x = embeddings + self.positional_embedding.to(embeddings.dtype)
-        x = self.transformer(x, attn_mask=self.causal_mask.to(x.dtype))
+        # Causal attention: nothing after the last end-of-text token can change the pooled features,
+        # so the padding is cut off (77 → ~16 positions for the static prompts: ~5× less work).
+        length = int(eot_index.max()) + 1
+        x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
+        x = self.transformer(x, attn_mask=self.causal_mask[:length, :length].to(x.dtype))
         x = self.ln_final(x)
         pooled = x[torch.arange(x.shape[0], device=x.device), eot_index]
         projection = self.text_projection
