@@ -16,7 +16,7 @@ from adaptclip_med.errors import DataValidationError
 #: Fields that change the numbers: a run directory only resumes parts made with the same values.
 RESULT_FIELDS: tuple[str, ...] = (
     "backbone", "pretrained", "checkpoint", "image_size", "limit", "pixel_mode", "n_bins", "map_range",
-    "target_specificity", "pixel_specificity", "n_boot",
+    "target_specificity", "pixel_specificity", "n_boot", "normal_prompts",
 )
 
 
@@ -27,6 +27,8 @@ class EvalConfig:
     Attributes:
         datasets: registered data set names (``adaptclip_med.data.list_datasets()``).
         roots: ``((name, folder), ...)``: the folder of each data set (see :func:`resolve_roots`).
+        normal_prompts: ``((name, folder), ...)``: a user folder of normal prompt images per data set
+            (flat, or one sub-folder per class); needed for few-shot on polyp sets, which hold no normals.
         out: run directory (tables, figures, overlays, ``run.json``; resumable).
         shots: prompt shot counts ``k`` (0 = zero-shot; run once, with the first seed).
         seeds: prompt-draw seeds (the paper: 10, 20, 30); tables give mean ± std over them.
@@ -51,6 +53,7 @@ class EvalConfig:
 
     datasets: tuple[str, ...]
     roots: tuple[tuple[str, str], ...]
+    normal_prompts: tuple[tuple[str, str], ...] = ()
     out: str = "reports/run"
     shots: tuple[int, ...] = (0,)
     seeds: tuple[int, ...] = (10, 20, 30)
@@ -80,9 +83,14 @@ class EvalConfig:
         """The folder of one data set."""
         return Path(dict(self.roots)[dataset])
 
+    def prompt_folder_for(self, dataset: str) -> str | None:
+        """The user's normal-prompt folder of one data set, if any."""
+        return dict(self.normal_prompts).get(dataset)
+
     def fingerprint(self, dataset: str) -> str:
         """Short hash of the result-changing fields (:data:`RESULT_FIELDS`) and the data set's folder."""
-        fields = {k: asdict(self)[k] for k in RESULT_FIELDS}
+        fields = {k: asdict(self)[k] for k in RESULT_FIELDS if k != "normal_prompts"}
+        fields["normal_prompts"] = self.prompt_folder_for(dataset)
         fields["root"] = str(self.root_for(dataset).resolve())
         payload = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -142,3 +150,28 @@ def resolve_roots(datasets: tuple[str, ...] | list[str], root_args: list[str]) -
             raise DataValidationError(msg)
         out.append((name, str(path)))
     return tuple(out)
+
+
+def resolve_prompt_folders(datasets: tuple[str, ...] | list[str], args: list[str]) -> tuple[tuple[str, str], ...]:
+    """Map ``--normal-prompts`` values to data sets: one folder for one data set, or ``NAME=PATH`` pairs.
+
+    Raises:
+        DataValidationError: a pair names an unknown set, a plain folder is ambiguous, or a folder is missing.
+    """
+    if not args:
+        return ()
+    pairs = dict(a.split("=", 1) for a in args if "=" in a)
+    plain = [a for a in args if "=" not in a]
+    if plain and (len(plain) > 1 or len(datasets) > 1 or pairs):
+        msg = f"--normal-prompts {plain}: with several data sets (or folders) use NAME=PATH pairs"
+        raise DataValidationError(msg)
+    if plain:
+        pairs = {datasets[0]: plain[0]}
+    for name, folder in pairs.items():
+        if name not in datasets:
+            msg = f"--normal-prompts {name}=...: {name!r} is not among --datasets {list(datasets)}"
+            raise DataValidationError(msg)
+        if not Path(folder).is_dir():
+            msg = f"--normal-prompts: folder {folder} for {name!r} does not exist; expected a folder of normal images"
+            raise DataValidationError(msg)
+    return tuple(sorted(pairs.items()))

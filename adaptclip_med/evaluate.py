@@ -11,7 +11,7 @@ import difflib
 import shlex
 import sys
 
-from adaptclip_med.config import EvalConfig, resolve_roots
+from adaptclip_med.config import EvalConfig, resolve_prompt_folders, resolve_roots
 from adaptclip_med.errors import AdaptCLIPError
 
 DESCRIPTION = """\
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--root", nargs="+", default=[], metavar="PATH",
                    help="the data set's folder (one data set); a folder holding one sub-folder per data set; "
                         "or NAME=PATH pairs")
+    d.add_argument("--normal-prompts", nargs="+", default=[], metavar="PATH",
+                   help="folder of normal example images for sets that have none (polyp sets: kvasir, endo, "
+                        "clinicdb, colondb); one folder for one data set, or NAME=PATH pairs")
     d.add_argument("--shots", nargs="+", type=int, default=[0], metavar="K",
                    help="normal example images per class; 0 = zero-shot (default: 0)")
     d.add_argument("--seeds", nargs="+", type=int, default=[10, 20, 30], metavar="S",
@@ -121,7 +124,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
             msg = f"{flag}: got {value}; expected {expected}"
             raise AdaptCLIPError(msg)
     return EvalConfig(
-        datasets=tuple(args.datasets), roots=resolve_roots(args.datasets, args.root), out=args.out,
+        datasets=tuple(args.datasets), roots=resolve_roots(args.datasets, args.root),
+        normal_prompts=resolve_prompt_folders(args.datasets, args.normal_prompts), out=args.out,
         shots=tuple(args.shots), seeds=tuple(args.seeds), backbone=args.backbone, pretrained=args.pretrained,
         checkpoint=args.checkpoint, image_size=args.image_size, allow_random_backbone=args.allow_random_backbone,
         device=args.device, batch_size=args.batch_size, workers=args.workers, limit=args.limit,

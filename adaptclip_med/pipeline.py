@@ -104,7 +104,9 @@ def plan_parts(config: EvalConfig) -> list[Part]:
     """
     parts: list[Part] = []
     for name in config.datasets:
-        index = D.load_dataset(name, config.root_for(name), strict=config.strict)
+        folder = config.prompt_folder_for(name)
+        options = {"normal_prompts": folder} if folder else {}
+        index = D.load_dataset(name, config.root_for(name), strict=config.strict, **options)
         for cls in index.classes:
             queries = select_queries([r for r in index.records if r.cls == cls], config.limit)
             if not queries:

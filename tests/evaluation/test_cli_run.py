@@ -116,6 +116,33 @@ def test_shared_br35h_and_kvasir_subset(shared_datasets: Path, tmp_path: Path, t
     assert len(run.per_image) == 8
 
 
+@pytest.mark.shared
+def test_polyp_set_few_shot_with_a_user_folder_of_normal_prompts(shared_datasets: Path, tmp_path: Path,
+                                                                 tiny_args: list[str]) -> None:
+    from adaptclip_med.evaluate import main
+
+    out, normals = tmp_path / "kvasir_fewshot", shared_datasets / "endo_normal_prompts" / "images"
+    code = main(["--datasets", "kvasir", "--root", str(shared_datasets / "kvasir_seg"), "--normal-prompts",
+                 str(normals), "--shots", "2", "--seeds", "10", "--limit", "2", *tiny_args, "--overlays", "0",
+                 "--no-figures", "--out", str(out)])
+    assert code == 0
+    manifest = json.loads(next((out / "prompts").rglob("k2_seed10.json")).read_text())
+    assert [Path(p["path"]).parent for p in manifest["prompts"]] == [normals, normals]
+    assert all(len(p["sha256"]) == 64 for p in manifest["prompts"])
+    summary = load_run(out).summary.set_index(["dataset", "class"])
+    assert 0.0 <= summary.loc[("kvasir", "colon"), "P-AUROC"] <= 1.0
+
+
+def test_normal_prompts_folder_must_exist(tmp_path: Path, synthetic_root: Path, tiny_args: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from adaptclip_med.evaluate import main
+
+    code = main(["--datasets", "folder", "--root", str(synthetic_root), "--normal-prompts",
+                 str(tmp_path / "missing"), *tiny_args, "--out", str(tmp_path / "out")])
+    assert code == 2 and "--normal-prompts" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 
 def test_rerender_replaces_old_overlays(synthetic_run: Path, synthetic_root: Path, tmp_path: Path,
                                         syn_args: list[str], tiny_args: list[str],
