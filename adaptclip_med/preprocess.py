@@ -148,10 +148,7 @@ def read_image_u8(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode == "L" or img.mode == "RGB":
-                return to_rgb_uint8(img, source=str(path))
-            return to_rgb_uint8(img if img.mode in ("I", "I;16", "I;16B", "F") else img.convert("RGB"),
-                                source=str(path))
+            return to_rgb_uint8(img, source=str(path))
     except UnidentifiedImageError as exc:
         fix = "for DICOM/NIfTI use adaptclip_med.data.build_transforms; otherwise convert to PNG"
         raise ImageReadError(path, "not an image Pillow can read", fix) from exc
