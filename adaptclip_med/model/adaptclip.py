@@ -6,6 +6,7 @@ shots, ``S`` image side, ``G`` grid side, ``N = 1 + G²``, ``D`` joint width, ``
 
 from __future__ import annotations
 
+import hashlib
 import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -101,7 +102,7 @@ class AdaptCLIP(nn.Module):
             feats = text_encoder.encode_tokens(static_tokens.long())
         static = torch.stack([feats[:n_static_normal].mean(0), feats[n_static_normal:].mean(0)])
         self.register_buffer("static_text_features", static, persistent=False)
-        self._text_cache: tuple[tuple[int, int, str], torch.Tensor] | None = None
+        self._text_cache: tuple[tuple[str, str], torch.Tensor] | None = None
         self.eval()
 
     # ----------------------------------------------------------------- features
@@ -139,9 +140,23 @@ class AdaptCLIP(nn.Module):
         """``(2, D)`` text features from the learned contexts (differentiable w.r.t. the TA)."""
         return self.text_adapter(self.text_encoder)
 
+    def _text_adapter_key(self) -> tuple[str, str]:
+        """Content key of the TA: a hash of every TA parameter's bytes (+ its dtype/shape), and the device.
+
+        Hashing the bytes (a few hundred KB, well under a millisecond) catches every edit, including
+        ``.data.copy_`` and ``load_state_dict``, which pointer/version counters can miss.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        for name, tensor in self.text_adapter.state_dict().items():
+            data = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
+            if data.numel():
+                digest.update(data.reshape(-1).view(torch.uint8).numpy())
+        return digest.hexdigest(), str(self.device)
+
     def _cached_learned_text(self) -> torch.Tensor:
-        ctx = self.text_adapter.ctx
-        key = (ctx.data_ptr(), ctx._version, str(ctx.device))
+        """The ``(2, D)`` learned text features, recomputed whenever the TA's content changes."""
+        key = self._text_adapter_key()
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
                 self._text_cache = (key, self.learned_text_features())

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FOCAL_EPS = 1e-6
-"""Lower clamp of the true-class probability inside the focal term's logarithm (avoids ``log 0``)."""
+FOCAL_SMOOTH = 1e-5
+"""The release's focal smoothing (spec §5): the one-hot target is clamped to ``[1e-5, 1 − 1e-5]`` and
+``1e-5`` is added to ``p_t``, so ``log p_t`` stays finite and the gradient never vanishes."""
 
 DICE_SMOOTH = 1.0
 """Additive smoothing of the Dice ratio (numerator and denominator), so empty masks give finite loss."""
@@ -26,9 +27,9 @@ TERMS = ("ce", "focal", "dice_anomalous", "dice_normal")
 def focal_loss(probs: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Focal loss on a 2-channel probability map, averaged over every pixel of the batch.
 
-    ``FL = mean over (b, y, x) of −(1 − p_t)^γ · log(p_t)`` where ``p_t`` is the probability of the
-    true class at that pixel (channel 1 where ``mask`` is 1, channel 0 elsewhere), clamped below at
-    ``FOCAL_EPS``.
+    ``FL = mean over (b, y, x) of −(1 − p_t)^γ · log(p_t)`` with, exactly as the release computes it
+    (spec §5), ``p_t = Σ_c t_c · p_c + ε``: ``t`` the two-class one-hot target (channel 1 where
+    ``mask`` is 1) smoothed to ``[ε, 1 − ε]``, ``p`` the probabilities, ``ε = FOCAL_SMOOTH = 1e-5``.
 
     Args:
         probs: (B, 2, S, S) softmax probabilities, channel 0 normal, channel 1 anomalous.
@@ -45,7 +46,9 @@ def focal_loss(probs: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0) -> t
 def _focal(normal: torch.Tensor, anomalous: torch.Tensor, is_anomalous: torch.Tensor,
            gamma: float = 2.0) -> torch.Tensor:
     """Focal loss from the two ``(B, S, S)`` channels and a boolean ``(B, S, S)`` mask."""
-    p_t = torch.where(is_anomalous, anomalous, normal).clamp_min(FOCAL_EPS)
+    t_anomalous = is_anomalous.to(anomalous.dtype).clamp(FOCAL_SMOOTH, 1.0 - FOCAL_SMOOTH)  # smoothed one-hot
+    t_normal = (~is_anomalous).to(normal.dtype).clamp(FOCAL_SMOOTH, 1.0 - FOCAL_SMOOTH)
+    p_t = t_normal * normal + t_anomalous * anomalous + FOCAL_SMOOTH
     return (-((1.0 - p_t) ** gamma) * torch.log(p_t)).mean()
 
 

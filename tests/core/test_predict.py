@@ -41,6 +41,22 @@ def test_few_shot_outputs_and_bank_reuse(tiny_model, images, prompts):
     assert not torch.allclose(zero.anomaly_map, out.anomaly_map)
 
 
+def test_text_adapter_edits_through_data_copy_change_the_ta_output(images):
+    from adaptclip_med import load_model
+
+    model = load_model(backbone="adaptclip-tiny", pretrained=None, image_size=224, allow_random_backbone=True)
+    before = model.predict(images[:1]).scores["ta"]
+    edited = torch.randn(model.text_adapter.ctx.shape, generator=torch.Generator().manual_seed(5))
+    version = model.text_adapter.ctx._version
+    model.text_adapter.ctx.data.copy_(edited)  # bypasses the parameter's version counter
+    assert model.text_adapter.ctx._version == version
+    after = model.predict(images[:1]).scores["ta"]
+    fresh = load_model(backbone="adaptclip-tiny", pretrained=None, image_size=224, allow_random_backbone=True)
+    fresh.load_state_dict({"text_adapter.ctx": edited}, strict=False)
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, fresh.predict(images[:1]).scores["ta"])
+
+
 def test_batching_does_not_change_results(tiny_model, images, prompts):
     bank = tiny_model.fit_prompts(prompts)
     whole = tiny_model.predict(images, prompts=bank, batch_size=8)
