@@ -1,0 +1,132 @@
+"""adaptclip_med.privacy: pseudonyms, key file, sanitised command lines and the byte-level audit."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from adaptclip_med.errors import DataValidationError
+from adaptclip_med.privacy import (
+    PATH_PLACEHOLDER,
+    Pseudonymiser,
+    check_key_file,
+    collect_identifiers,
+    dicom_identifiers,
+    find_identifiers,
+    relative_to_roots,
+    sanitize_command,
+    sanitize_settings,
+    write_key_file,
+)
+
+
+def test_pseudonyms_are_salted_stable_and_keep_the_slice_index() -> None:
+    a, b = Pseudonymiser(b"s" * 16), Pseudonymiser(b"t" * 16)
+    key = "/pacs/PAT-12345_DOE^JOHN/ACC998877.dcm"
+    assert a.key_of(key) == Pseudonymiser(b"s" * 16).key_of(key)
+    assert a.key_of(key) != b.key_of(key)
+    assert a.key_of(key + "#7").endswith("#7") and a.key_of(key + "#7").split("#")[0] == a.key_of(key)
+    assert a.key_of(key).startswith("img-") and "PAT" not in a.key_of(key)
+    assert a.group_of("PAT-12345").startswith("grp-") and a.group_of(None) is None and a.group_of("") == ""
+    assert a.key[a.key_of(key)] == key
+    assert a.scrub(f"cannot read {key}: truncated") == f"cannot read {a.key_of(key)}: truncated"
+    assert a.salt_id == Pseudonymiser(b"s" * 16).salt_id != b.salt_id
+    assert Pseudonymiser().salt != Pseudonymiser().salt  # a fresh random salt each time
+
+
+def test_key_file_is_private_outside_the_run_and_restores_the_salt(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    pseud = Pseudonymiser()
+    name = pseud.key_of("/pacs/PAT-1/a.dcm")
+    with pytest.raises(DataValidationError, match="inside the run folder"):
+        write_key_file(run / "key.json", pseud, run)
+    with pytest.raises(DataValidationError, match="inside the run folder"):
+        check_key_file(run / "sub" / ".." / "key.json", run)
+    with pytest.raises(DataValidationError, match="is a folder"):
+        check_key_file(tmp_path, run)
+    key = write_key_file(tmp_path / "secure" / "key.json", pseud, run)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    data = json.loads(key.read_text(encoding="utf-8"))
+    assert data["pseudonyms"] == {name: "/pacs/PAT-1/a.dcm"}
+    again = Pseudonymiser.from_key_file(key)
+    assert again.salt == pseud.salt and again.key_of("/pacs/PAT-1/a.dcm") == name
+    (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="not a pseudonym key file"):
+        Pseudonymiser.from_key_file(tmp_path / "bad.json")
+    assert Pseudonymiser.from_key_file(tmp_path / "absent.json").key == {}
+
+
+def test_relative_to_roots_keeps_the_deepest_root_and_the_slice(tmp_path: Path) -> None:
+    roots = {"ct": tmp_path / "data", "prompts": tmp_path / "data" / "extra"}
+    assert relative_to_roots(str(tmp_path / "data" / "PAT-1" / "a.dcm"), roots) == "PAT-1/a.dcm"
+    assert relative_to_roots(str(tmp_path / "data" / "extra" / "n.png"), roots) == "n.png"
+    assert relative_to_roots(str(tmp_path / "data" / "vol.nii.gz") + "#12", roots) == "vol.nii.gz#12"
+    assert relative_to_roots("/elsewhere/PAT-9/x.png", roots) == "x.png"
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("/opt/venv/bin/python -m adaptclip_med.evaluate --datasets br35h --root br35h=/pacs/PAT-1 --out runs/x "
+     "--checkpoint adaptclip-mvtec --shots 0 1",
+     "python -m adaptclip_med.evaluate --datasets br35h --root br35h=<path> --out <path> "
+     "--checkpoint adaptclip-mvtec --shots 0 1"),
+    ("python -m adaptclip_med.score scan.dcm /pacs/PAT-1 --out=runs/x --threshold 0.5 --root data",
+     "python -m adaptclip_med.score <path> <path> --out=<path> --threshold 0.5 --root <path>"),
+    ("python -m adaptclip_med.evaluate --pretrained /w/ViT-L-14.pt --checkpoint /ck/run --protocol 'a b'",
+     "python -m adaptclip_med.evaluate --pretrained <path> --checkpoint <path> --protocol 'a b'"),
+])
+def test_sanitize_command_replaces_every_path(command: str, expected: str) -> None:
+    assert sanitize_command(command) == expected
+
+
+def test_sanitize_settings_keeps_labels_and_names() -> None:
+    settings = {"datasets": ["br35h"], "roots": [["br35h", "/pacs/PAT-1"]], "out": "runs",
+                "command_line": "python -m m --root /pacs", "backbone": "ViT-L-14-336",
+                "checkpoint": "/ck/x", "model": {"checkpoint_file": "/ck/x/adapters.safetensors"}, "shots": [0, 1]}
+    clean = sanitize_settings(settings)
+    assert clean["roots"] == [["br35h", PATH_PLACEHOLDER]] and clean["out"] == PATH_PLACEHOLDER
+    assert clean["command_line"] == "python -m m --root <path>"
+    assert clean["backbone"] == "ViT-L-14-336" and clean["datasets"] == ["br35h"] and clean["shots"] == [0, 1]
+    assert clean["checkpoint"] == clean["model"]["checkpoint_file"] == PATH_PLACEHOLDER
+    assert "/pacs" not in json.dumps(clean) and "/ck" not in json.dumps(clean)
+
+
+def test_collect_identifiers_reads_tags_and_names(identified_archive: Path) -> None:
+    files = sorted(str(p) for p in identified_archive.rglob("*.dcm"))
+    tags = dicom_identifiers(files[0])
+    assert tags["DOE^JOHN"] == tags["JOHN"] == "PatientName" and tags["PAT-12345"] == "PatientID"
+    assert tags["19470312"] == "PatientBirthDate" and tags["St Elsewhere General"] == "InstitutionName"
+    found = collect_identifiers(files, {"ct": identified_archive}, allowed=["ct"])
+    for value in ("PAT-12345_DOE^JOHN", "ACC998877", "ACC112233", "ROE^JANE", "HOUSE^GREGORY",
+                  str(identified_archive.resolve()), "PAT-12345_DOE^JOHN/ACC998877.dcm"):
+        assert value in found, value
+    assert all(len(v) >= 4 for v in found)
+    assert dicom_identifiers(identified_archive / "missing.dcm") == {}
+
+
+def test_find_identifiers_looks_inside_names_text_gzip_npz_and_png_chunks(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "overlays").mkdir(parents=True)
+    forbidden = {"PAT-12345": "DICOM PatientID", "ACC998877": "input file or folder name"}
+    (run / "clean.csv").write_text("path,score\nimg-abc,0.5\n", encoding="utf-8")
+    assert find_identifiers(run, forbidden) == []
+    (run / "per_image.csv").write_text("path\nPAT-12345/x.dcm\n", encoding="utf-8")
+    (run / "map.nii.gz").write_bytes(gzip.compress(b"descrip ACC998877 ..."))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ids=np.array(["ACC998877"]))
+    (run / "maps.npz").write_bytes(buf.getvalue())
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Source", "PAT-12345", zip=True)
+    Image.new("RGB", (8, 8)).save(run / "overlays" / "001.png", pnginfo=info)
+    Image.new("RGB", (8, 8)).save(run / "overlays" / "ACC998877.png")
+    hits = find_identifiers(run, forbidden)
+    assert hits == [("map.nii.gz", "input file or folder name"), ("maps.npz", "input file or folder name"),
+                    ("overlays/001.png", "DICOM PatientID"), ("overlays/ACC998877.png", "input file or folder name"),
+                    ("per_image.csv", "DICOM PatientID")]
