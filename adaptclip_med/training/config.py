@@ -27,7 +27,8 @@ class TrainConfig:
         seed: seeds the shuffling, the prompt draws and torch's generator (10).
         schedule: ``"simultaneous"`` (default, the released one), ``"alternate-epoch"`` or ``"joint"``.
         branches: which adapters to train; ``("va", "ta")`` is zero-shot only.
-        cache_dtype: ``"float16"`` or ``"float32"`` storage of the frozen features.
+        cache_dtype: ``"float16"`` or ``"float32"``: precision of the frozen features (cache storage;
+            the uncached path rounds the same way, so ``use_cache`` does not change the result).
         use_cache: ``False`` recomputes the backbone every epoch (slow; for checks).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         progress: show tqdm progress bars.
@@ -76,5 +77,5 @@ class TrainConfig:
         d["branches"] = list(self.branches)
         d["betas"] = list(self.betas)
         fields = {k: d[k] for k in RESULT_KEYS}
-        fields["feature_dtype"] = self.cache_dtype if self.use_cache else "float32"
+        fields["feature_dtype"] = self.cache_dtype
         return fields

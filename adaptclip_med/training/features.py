@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from adaptclip_med.errors import ImageReadError
 from adaptclip_med.io import sha256_file
 
-from .cache import FeatureCache, split_features
+from .cache import DTYPES, FeatureCache, split_features, to_storage
 
 
 def load_mask(path: str | Path, size: int) -> np.ndarray:
@@ -50,12 +50,19 @@ class FeatureSource:
         cache: where features live; ``None`` recomputes them on every request (no cache).
         device: where returned tensors go.
         chunk: images per backbone call.
+        dtype: ``"float16"``/``"float32"``: without a cache, features are rounded exactly as the cache
+            stores them (``cache.dtype`` wins when a cache is set), so a run gives the same adapters
+            with or without the cache.
     """
 
     def __init__(self, model: torch.nn.Module, cache: FeatureCache | None, device: torch.device | str,
-                 chunk: int = 8) -> None:
+                 chunk: int = 8, dtype: str = "float32") -> None:
+        if dtype not in DTYPES:
+            msg = f"feature dtype: got {dtype!r}; expected one of {sorted(DTYPES)}."
+            raise ValueError(msg)
         self.model = model
         self.cache = cache
+        self.dtype = dtype
         self.device = torch.device(device)
         self.chunk = chunk
         self.layers = len(model.backbone.feature_layers)
@@ -107,9 +114,11 @@ class FeatureSource:
         paths = [Path(p) for p in paths]
         if self.cache is None:
             unique = list(dict.fromkeys(paths))
-            global_, patches = self._encode(unique)
+            encoded = self._encode(unique)
+            rounded = [split_features(to_storage(g, p, self.dtype), self.layers) for g, p in zip(*encoded, strict=True)]
             where = [unique.index(p) for p in paths]
-            global_, patches = global_[where], patches[where]
+            global_ = torch.stack([rounded[i][0] for i in where])
+            patches = torch.stack([rounded[i][1] for i in where])
         else:
             found = self._cached(paths)
             parts = [split_features(found[p], self.layers) for p in paths]

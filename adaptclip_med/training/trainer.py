@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from adaptclip_med.checkpoint import export_authors as export_authors_checkpoint
 from adaptclip_med.checkpoint import save_adapters
 from adaptclip_med.io import atomic_write_json, atomic_write_text
 
-from .cache import FeatureCache, weights_fingerprint
+from .cache import FeatureCache, feature_spec
 from .config import TrainConfig
 from .features import FeatureSource
 from .samples import TrainSample, check_prompt_pool, draw_prompts, epoch_batches
@@ -50,6 +51,7 @@ class TrainResult:
         final_dir: the final adapters in our format.
         authors_checkpoint: the export in the authors' format (``None`` if not requested).
         features_computed: images run through the backbone by this call (0 when all were cached).
+        cache_note: what the feature cache reused and why it computed the rest (also in ``run.json``).
     """
 
     out: Path
@@ -57,13 +59,12 @@ class TrainResult:
     final_dir: Path | None = None
     authors_checkpoint: Path | None = None
     features_computed: int = 0
+    cache_note: str | None = None
 
 
 def model_identity(model: torch.nn.Module) -> dict[str, Any]:
-    """Backbone name, tag, image size, feature layers and a fingerprint of the frozen vision weights."""
-    cfg = model.config
-    return {"backbone": cfg.backbone, "pretrained": cfg.pretrained, "image_size": int(model.image_size),
-            "feature_layers": list(cfg.feature_layers), "weights": weights_fingerprint(model.backbone)}
+    """Every setting that determines the frozen features (:func:`~.cache.feature_spec`)."""
+    return feature_spec(model)
 
 
 def data_identity(source: FeatureSource, samples: Sequence[TrainSample],
@@ -174,7 +175,7 @@ def train_adapters(
     start_epoch = check_out_folder(out, resume)
     pool = check_prompt_pool(samples, prompt_pool) if "pqa" in config.branches else {}
     ident_model = model_identity(model)
-    source = FeatureSource(model, None, model.device, chunk=config.batch_size)
+    source = FeatureSource(model, None, model.device, chunk=config.batch_size, dtype=config.cache_dtype)
     source.hash_files([s.image for s in samples] + [s.mask for s in samples if s.mask]
                       + [p for paths in pool.values() for p in paths], progress=config.progress)
     identity = {**config.result_fields(), **ident_model, "data": data_identity(source, samples, pool)}
@@ -184,14 +185,21 @@ def train_adapters(
     log = load_epoch(out, start_epoch, model, opt, identity) if start_epoch else []
     if config.use_cache:  # only now: a refused resume leaves no trace
         source.cache = FeatureCache(cache_dir or out / "cache", ident_model, config.cache_dtype)
-    atomic_write_json(out / "run.json", {"config": config.__dict__, "identity": identity,
-                                         "queries": len(samples), "prompt_classes": sorted(pool)})
+    run_info = {"config": config.__dict__, "identity": identity, "queries": len(samples),
+                "prompt_classes": sorted(pool)}
+    atomic_write_json(out / "run.json", run_info)
+    result = TrainResult(out=out)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         log.append(_run_epoch(model, source, opt, samples, pool, config, epoch))
+        if source.cache is not None and epoch == start_epoch + 1:  # what was reused, and why not the rest
+            result.cache_note = source.cache.note()
+            atomic_write_json(out / "run.json", {**run_info, "feature_cache": result.cache_note})
+            if config.progress:
+                tqdm.write(result.cache_note, file=sys.stderr)
         save_epoch(out, epoch, model, opt, identity, log)
         write_log(out / LOG_NAME, log)
     model.eval()
-    result = TrainResult(out=out, log=log, features_computed=source.computed)
+    result.log, result.features_computed = log, source.computed
     result.final_dir = out / "final"
     save_adapters(model, result.final_dir, extra={"epoch": len(log), "trained_by": "adaptclip_med.train"})
     if export_authors:

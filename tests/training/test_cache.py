@@ -56,6 +56,39 @@ def test_cache_spec_depends_on_backbone_weights(make_model, tmp_path: Path) -> N
     assert a.dir != b.dir
 
 
+def test_cache_spec_depends_on_vv_start_and_precision_and_the_note_says_why(make_model, synthetic_set,
+                                                                          tmp_path: Path) -> None:
+    from adaptclip_med import load_model
+
+    paths = [s.image for s in synthetic_set[0][:2]]
+    base = make_model()
+    first = FeatureCache(tmp_path, model_identity(base))
+    assert FeatureSource(base, first, "cpu").fill(paths) == 2
+    assert first.note().endswith("empty; computed 2")
+    vv = load_model(backbone="adaptclip-tiny", pretrained=None, image_size=224, allow_random_backbone=True,
+                    vv_start=1)
+    bf16 = make_model()
+    bf16.precision = "bf16"
+    for other, why in ((vv, "vv_start (2 → 1)"), (bf16, "precision (fp32 → bf16)")):
+        cache = FeatureCache(tmp_path, model_identity(other))
+        assert cache.dir != first.dir
+        assert FeatureSource(other, cache, "cpu").fill(paths) == 2
+        assert "no entries for these settings; computed 2" in cache.note() and why in cache.note()
+        assert not np.allclose(cache.features(next(iter(cache.stored))), first.features(next(iter(cache.stored))))
+    again = FeatureCache(tmp_path, model_identity(base))
+    source = FeatureSource(base, again, "cpu")
+    assert source.fill(paths) == 0 and source.fill(paths[:1]) == 0
+    assert again.note().endswith("2 entries for these settings; reused 2, computed 0 "
+                                 "(new or changed image content (keyed by SHA-256))")
+
+
+def test_spec_names_everything_that_determines_the_features(make_model) -> None:
+    spec = model_identity(make_model())
+    assert {"backbone", "pretrained", "image_size", "feature_layers", "vv_start", "precision", "weights",
+            "preprocess", "versions"} <= set(spec)
+    assert len(spec["weights"]) == 64 and spec["versions"]["adaptclip_med"]
+
+
 def test_mask_is_binarised_and_resized_to_the_model_resolution(tmp_path: Path) -> None:
     mask = np.zeros((10, 20), np.uint8)
     mask[:, 10:] = 253  # a grey class value, as in MVTec 3D-AD: foreground is any value > 0
