@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adaptclip_med.argparsing import CLIParser
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.errors import AdaptCLIPError, WeightsNotFoundError
 from adaptclip_med.io import atomic_write_text
 from adaptclip_med.registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
-from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
-from adaptclip_med.weights import WEIGHTS_DIR_ENV
 
 if TYPE_CHECKING:
     from adaptclip_med.model import AdaptCLIP
@@ -55,6 +54,8 @@ class DemoSetup:
     @property
     def notice(self) -> str | None:
         """The marker every output of an untrained run carries, else None."""
+        from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE  # pandas: not before parsing
+
         return UNTRAINED_NOTICE if self.untrained else None
 
 
@@ -77,6 +78,8 @@ def load_demo_model(*, prefer_real: bool = True, image_size: int | None = None, 
         ``(model, setup)``: an :class:`~adaptclip_med.AdaptCLIP` in eval mode and its :class:`DemoSetup`.
     """
     from adaptclip_med import load_model
+    from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
+    from adaptclip_med.weights import WEIGHTS_DIR_ENV
 
     if prefer_real:
         try:
@@ -120,8 +123,8 @@ def mark_table_captions(run_dir: Path, notice: str) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``python -m adaptclip_med.demo``."""
-    p = argparse.ArgumentParser(prog="python -m adaptclip_med.demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CLIParser(prog="python -m adaptclip_med.demo", description=__doc__.split("\n\n")[0],
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="reports/demo", help="run folder (default: reports/demo)")
     p.add_argument("--n-per-class", type=int, default=None,
                    help="normal and abnormal demo images each (default: 8 tiny, 4 real weights)")

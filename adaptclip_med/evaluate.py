@@ -11,6 +11,7 @@ import difflib
 import shlex
 import sys
 
+from adaptclip_med.argparsing import CLIParser
 from adaptclip_med.config import EvalConfig, resolve_prompt_folders, resolve_roots
 from adaptclip_med.errors import AdaptCLIPError
 
@@ -39,8 +40,8 @@ def _none(value: str) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its ``--help`` is meant to be read by clinicians too)."""
-    p = argparse.ArgumentParser(prog="python -m adaptclip_med.evaluate", description=DESCRIPTION,
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CLIParser(prog="python -m adaptclip_med.evaluate", description=DESCRIPTION,
+                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("what to evaluate")
     d.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
                    help="registered data set names (see `python -m adaptclip_med.datasets --list`)")
@@ -142,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
+        config = config_from_args(args, argv)  # bad names and folders fail here, before torch loads
         from adaptclip_med.pipeline import run_evaluation
 
-        config = config_from_args(args, argv)
         result = run_evaluation(config)
     except AdaptCLIPError as err:
         print(f"error: {err}", file=sys.stderr)

