@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from adaptclip_med.checkpoint import load_adapter_state, read_checkpoint, save_adapters
 from adaptclip_med.errors import CheckpointMismatchError
-from adaptclip_med.io import atomic_write_json
+from adaptclip_med.io import atomic_dir, atomic_write_json
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
@@ -94,23 +92,15 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.T
 
 def save_epoch(out: Path, epoch: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
                identity: Mapping[str, Any], log: list[dict[str, Any]]) -> Path:
-    """Write the checkpoint of a finished ``epoch`` atomically; return its folder."""
+    """Write the checkpoint of a finished ``epoch`` atomically and durably (fsynced); return its folder."""
     final = epoch_dir(out, epoch)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp:
         save_adapters(model, tmp, extra={"epoch": epoch})
         opt_tensors, opt_meta = _optimizer_state(opt)
         rng_tensors, rng_meta = _rng_state()
         save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS))
         atomic_write_json(tmp / STATE_JSON, {"epoch": epoch, "identity": dict(identity),
                                              "optimizer": opt_meta, "rng": rng_meta, "log": log})
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return final
 
 
