@@ -167,9 +167,7 @@ class FeatureStore:
         flat = to_storage(feats.global_[0], torch.stack([p[0] for p in feats.patches]), self.dtype)
         path = self.path(record)
         with atomic_path(path) as tmp, tmp.open("wb") as fh:
-            np.save(fh, flat)
-            fh.flush()
-            os.fsync(fh.fileno())
+            np.save(fh, flat)  # atomic_path fsyncs the file and its folder before the rename
         self.stats.stored += 1
         if self.max_bytes is not None:
             self._sizes[path] = path.stat().st_size
