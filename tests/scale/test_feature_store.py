@@ -66,7 +66,7 @@ def test_keyed_by_content_not_path(tiny_model, images, tmp_path):
 
 
 @pytest.mark.parametrize("change", ["vv_start", "precision", "window", "dtype", "weights"])
-def test_every_feature_setting_is_in_the_key(tiny_model, change):
+def test_every_feature_setting_is_in_the_key(tiny_model, change, tmp_path):
     base = store_spec(tiny_model, PRE)
     pre, dtype = dict(PRE), "float16"
     saved = (tiny_model.backbone.vv_start, tiny_model.precision)
@@ -88,7 +88,7 @@ def test_every_feature_setting_is_in_the_key(tiny_model, change):
         if change == "weights":
             param.data.view(-1)[0] -= 1.0
     assert other != base
-    assert FeatureStore("unused", other).dir != FeatureStore("unused", base).dir
+    assert FeatureStore(tmp_path, other).dir != FeatureStore(tmp_path, base).dir
 
 
 def test_size_limit_evicts_least_recently_used(tiny_model, images, tmp_path):
