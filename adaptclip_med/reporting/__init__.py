@@ -28,6 +28,7 @@ class RunFiles:
         figures: figure PNG paths (a PDF sits beside each).
         overlays: overlay PNG paths.
         overlay_index: ``overlays/index.csv`` (file → data set, class, shots, image id, score), or empty.
+        skipped: ``skipped.csv`` (input files left out, with the reason), or empty.
     """
 
     root: Path
@@ -38,6 +39,7 @@ class RunFiles:
     figures: list[Path] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
     overlay_index: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def complete(self) -> bool:
@@ -67,6 +69,8 @@ def load_run(run_dir: str | Path) -> RunFiles:
         figures=sorted((root / "figures").glob("*.png")),
         overlays=sorted((root / "overlays").rglob("*.png")),
         overlay_index=pd.read_csv(index) if index.is_file() else pd.DataFrame(),
+        skipped=(pd.read_csv(root / "skipped.csv", dtype=str, keep_default_na=False)
+                 if (root / "skipped.csv").is_file() else pd.DataFrame()),
     )
 
 

@@ -1,10 +1,15 @@
 """Paper-ready figures (matplotlib Agg, PDF + PNG at 300 dpi, one style).
 
-* ``figures/roc_pr_<dataset>``: image-level ROC and PR curves (step-wise), one curve per shot count
-  (first seed, classes pooled; the legend gives the pooled AUROC / AUPR of the drawn curve);
+* ``figures/roc_pr_<dataset>``: image-level ROC and PR curves (step-wise), one colour per shot count and
+  one curve per prompt seed (classes pooled); the legend gives the mean over seeds of the drawn curves'
+  AUROC / AUPR, and the figure says so (the tables average per class instead, which equals the pooled
+  value only for a single class);
 * ``figures/qualitative_<dataset>``: a grid of image | map | overlay rows (the top-scored kept maps);
 * ``figures/paper_comparison``: our I-AUROC / P-AUPR next to the paper's reference numbers
   (``../shared/docs/adaptclip-method.md`` §7) where the run covers the same data sets and setting.
+
+Every figure of a run on an untrained model carries the run's notice burned in
+(:func:`adaptclip_med.reporting.labels.mark_figure`) and in its PNG ``Description`` / PDF ``Subject``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from adaptclip_med.io import atomic_path
 from adaptclip_med.metrics import aupr, auroc
+from adaptclip_med.reporting.labels import mark_figure, png_metadata
 from adaptclip_med.reporting.overlays import draw_overlay
 
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -45,43 +51,61 @@ def paper_style() -> Any:
         yield
 
 
-def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi) atomically; (the figure is garbage-collected)."""
+def save_figure(fig: Figure, stem: Path, notice: str | None = None) -> list[Path]:
+    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi) atomically, ``notice`` burned in when given."""
+    mark_figure(fig, notice)
     paths = []
     for fmt in ("pdf", "png"):
         path = stem.with_suffix(f".{fmt}")
+        meta = png_metadata(notice) if fmt == "png" else ({"Subject": notice} if notice else {})
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=meta)
         paths.append(path)
     return paths
 
 
 def roc_pr_figure(per_image: pd.DataFrame, dataset: str) -> Figure | None:
-    """ROC and PR panels of one data set (``None`` when no shot setting has both labels)."""
+    """ROC and PR panels of one data set (``None`` when no shot setting has both labels).
+
+    One colour per shot count, one curve per prompt seed (classes pooled); legend: the mean over the
+    seeds of the drawn curves' AUROC / AUPR, and how many seeds they are.
+    """
     df = per_image[per_image["dataset"] == dataset]
     with paper_style():
-        fig = Figure(figsize=(6.4, 3.0), constrained_layout=True)
+        fig = Figure(figsize=(6.4, 3.3), constrained_layout=True)
         ax_roc, ax_pr = fig.subplots(1, 2)
-        drawn = 0
-        for shots, g in df.groupby("shots"):
-            g = g[g["seed"] == g["seed"].min()]
-            if g["label"].nunique() < 2:
+        drawn, n_classes = 0, df["class"].nunique() if "class" in df else 1
+        for i, (shots, by_k) in enumerate(df.groupby("shots")):
+            colour, aurocs, auprs = f"C{i}", [], []
+            for _, g in by_k.groupby("seed"):
+                if g["label"].nunique() < 2:
+                    continue
+                s, y = g["score"].to_numpy(), g["label"].to_numpy()
+                fpr, tpr, _ = roc_curve(y, s)
+                prec, rec, _ = precision_recall_curve(y, s)
+                ax_roc.plot(fpr, tpr, color=colour, linewidth=1.0, alpha=0.8)
+                ax_pr.plot(rec, prec, color=colour, linewidth=1.0, alpha=0.8, drawstyle="steps-post")
+                aurocs.append(auroc(s, y))
+                auprs.append(aupr(s, y))
+            if not aurocs:
                 continue
-            fpr, tpr, _ = roc_curve(g["label"], g["score"])
-            prec, rec, _ = precision_recall_curve(g["label"], g["score"])
-            s, y = g["score"].to_numpy(), g["label"].to_numpy()
-            ax_roc.plot(fpr, tpr, label=f"k = {shots} (AUROC {100 * auroc(s, y):.1f})")
-            ax_pr.plot(rec, prec, drawstyle="steps-post", label=f"k = {shots} (AUPR {100 * aupr(s, y):.1f})")
+            seeds = "zero-shot" if shots == 0 else f"{len(aurocs)} seed{'s' * (len(aurocs) > 1)}"
+            ax_roc.plot([], [], color=colour, label=f"k = {shots}, {seeds}: AUROC {100 * np.mean(aurocs):.1f}")
+            ax_pr.plot([], [], color=colour, label=f"k = {shots}, {seeds}: AUPR {100 * np.mean(auprs):.1f}")
             drawn += 1
         if not drawn:
             return None
         ax_roc.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=0.8)
-        ax_roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"{dataset}: ROC")
-        ax_pr.set(xlabel="recall", ylabel="precision", title=f"{dataset}: precision-recall")
+        ax_roc.set(xlabel="false-positive rate (1 − specificity)", ylabel="true-positive rate (sensitivity)",
+                   title=f"{dataset}: ROC")
+        ax_pr.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=f"{dataset}: precision-recall")
         for ax in (ax_roc, ax_pr):
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
             ax.legend(loc="lower right" if ax is ax_roc else "lower left")
+        pooled = "one class" if n_classes == 1 else f"{n_classes} classes pooled"
+        fig.suptitle(f"Image level, {pooled}; one curve per prompt seed; legend: mean over the seeds"
+                     + ("" if n_classes == 1 else " (the tables average per class instead)"), fontsize=7)
     return fig
 
 
@@ -129,19 +153,22 @@ def paper_comparison(summary: pd.DataFrame) -> tuple[Figure | None, pd.DataFrame
 
 
 def render_run_figures(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame,
-                       grid: dict[str, list[dict[str, Any]]], limits: tuple[float, float]) -> list[Path]:
-    """Every figure of a run under ``figures/``; returns the written paths."""
+                       grid: dict[str, list[dict[str, Any]]], limits: tuple[float, float],
+                       notice: str | None = None) -> list[Path]:
+    """Every figure of a run under ``figures/`` (``notice`` burned into each); returns the written paths."""
+    from adaptclip_med.reporting.provenance import slug
+
     written: list[Path] = []
     for dataset in sorted(per_image["dataset"].unique()):
         fig = roc_pr_figure(per_image, dataset)
         if fig is not None:
-            written += save_figure(fig, out / "figures" / f"roc_pr_{dataset}")
+            written += save_figure(fig, out / "figures" / f"roc_pr_{slug(str(dataset))}", notice)
         if grid.get(dataset):
             fig = qualitative_grid(grid[dataset], *limits, title=f"{dataset}: highest-scored images")
-            written += save_figure(fig, out / "figures" / f"qualitative_{dataset}")
+            written += save_figure(fig, out / "figures" / f"qualitative_{slug(str(dataset))}", notice)
     fig, table = paper_comparison(summary)
     if fig is not None:
-        written += save_figure(fig, out / "figures" / "paper_comparison")
+        written += save_figure(fig, out / "figures" / "paper_comparison", notice)
         from adaptclip_med.reporting.tables import write_csv
 
         write_csv(out / "figures" / "paper_comparison.csv", table)

@@ -2,8 +2,15 @@
 
 The map is resized (bilinear) to the image's original size. Colour limits are fixed across a run by
 default (``vmin``/``vmax`` passed in); per-image normalisation only on request. The threshold contour is
-the calibrated pixel threshold; the ground-truth contour is drawn when a mask exists. File names are an
-index plus a hash of the image id, and the burned-in text carries no path or patient id.
+the calibrated pixel threshold; the ground-truth contour is drawn when a mask exists; the colour bar is
+labelled "anomaly score". File names are an index plus a hash of the image id, and the burned-in text
+carries no path or patient id (data set label, class, k, image number, score). A run on an untrained
+model gets its notice burned in (:mod:`adaptclip_med.reporting.labels`).
+
+Galleries (``overlays/index.csv`` column ``gallery``): ``top`` (highest-scored images), ``false_alarm``
+(highest-scored *normal* images: what would be flagged first by mistake) and ``miss`` (lowest-scored
+*abnormal* images: what would be missed first), each the ``--overlays`` first of its ranking among the
+maps a part kept.
 """
 
 from __future__ import annotations
@@ -18,9 +25,17 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from adaptclip_med.io import atomic_path
+from adaptclip_med.reporting.labels import mark_figure, png_metadata
 
 THRESHOLD_COLOUR = "white"
 GT_COLOUR = "lime"
+COLOURBAR_LABEL = "anomaly score"
+#: Gallery tags of ``overlays/index.csv`` and what the report calls them.
+GALLERIES: dict[str, str] = {
+    "top": "Highest-scored images",
+    "false_alarm": "Highest-scored normal images (false alarms first)",
+    "miss": "Lowest-scored abnormal images (misses first)",
+}
 
 
 def resize_map(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -58,12 +73,12 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
     for ax in axes:
         ax.set_axis_off()
     axes[0].imshow(image, cmap="gray" if gray is not None else None)
-    axes[0].set_title("image")
+    axes[0].set_title("input image")
     im = axes[1].imshow(m, cmap="jet", vmin=vmin, vmax=vmax)
-    axes[1].set_title("anomaly map")
+    axes[1].set_title("anomaly map (red = more anomalous)")
     axes[2].imshow(image, cmap="gray" if gray is not None else None)
     axes[2].imshow(m, cmap="jet", vmin=vmin, vmax=vmax, alpha=alpha)
-    axes[2].set_title("overlay")
+    axes[2].set_title("map over the image")
     handles = []
     if threshold is not None and m.min() < threshold < m.max():
         axes[2].contour(m, levels=[threshold], colors=THRESHOLD_COLOUR, linewidths=1.0)
@@ -76,13 +91,17 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
         axes[2].legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.6, facecolor="0.2",
                        labelcolor="white")
     if colorbar:
-        axes[1].figure.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+        bar = axes[1].figure.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+        bar.set_label(COLOURBAR_LABEL)
 
 
 def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = None, vmax: float | None = None,
                    threshold: float | None = None, gt_mask: np.ndarray | None = None,
-                   title: str = "") -> Figure:
-    """A one-row figure image | map | overlay (per-image limits when ``vmin``/``vmax`` are None)."""
+                   title: str = "", notice: str | None = None) -> Figure:
+    """A one-row figure image | map | overlay (per-image limits when ``vmin``/``vmax`` are None).
+
+    ``title`` may hold several lines; ``notice`` (untrained model) is burned in under the panels.
+    """
     lo = float(np.min(amap)) if vmin is None else vmin
     hi = float(np.max(amap)) if vmax is None else vmax
     fig = Figure(figsize=(9.0, 3.2), constrained_layout=True)
@@ -90,13 +109,18 @@ def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = 
     draw_overlay(axes, image, amap, vmin=lo, vmax=max(hi, lo + 1e-6), threshold=threshold, gt_mask=gt_mask)
     if title:
         fig.suptitle(title, fontsize=9)
-    return fig
+    return mark_figure(fig, notice)
 
 
-def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
-    """Save a figure as PNG atomically."""
+def save_png(fig: Figure, path: Path, dpi: int = 150, notice: str | None = None) -> Path:
+    """Save a figure as PNG atomically (tight box); ``notice`` burned in and in the ``Description`` chunk.
+
+    A figure already marked (``overlay_figure(notice=...)``) is not marked twice.
+    """
+    if notice and not any(t.get_text() == notice for t in fig.texts):
+        mark_figure(fig, notice)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08, metadata=png_metadata(notice))
     return path
 
 
@@ -112,14 +136,53 @@ def run_colour_limits(records: list[dict[str, Any]]) -> tuple[float, float]:
     return lo, max(hi, lo + 1e-6)
 
 
+def gallery_tags(rows: list[dict[str, Any]], kept: list[int], n: int) -> dict[int, list[str]]:
+    """Which galleries each kept image id belongs to (see :data:`GALLERIES`).
+
+    Args:
+        rows: every scored image of a part (``label``, ``score``), indexed by image id.
+        kept: ids whose maps the part kept.
+        n: images per gallery (-1: all kept).
+
+    Returns:
+        ``{image id: tags}`` for the kept ids in at least one gallery.
+    """
+    n = len(kept) if n < 0 else n
+    score = {i: float(rows[i]["score"]) for i in kept}
+    normals = sorted((i for i in kept if int(rows[i]["label"]) == 0), key=lambda i: (-score[i], i))
+    abnormals = sorted((i for i in kept if int(rows[i]["label"]) == 1), key=lambda i: (score[i], i))
+    ranked = {"top": sorted(kept, key=lambda i: (-score[i], i))[:n], "false_alarm": normals[:n],
+              "miss": abnormals[:n]}
+    tags: dict[int, list[str]] = {}
+    for tag, ids in ranked.items():
+        for i in ids:
+            tags.setdefault(i, []).append(tag)
+    return tags
+
+
+def panel_title(dataset: str, cls: str, shots: int, image_id: int, label: int, score: float,
+                threshold: float | None) -> str:
+    """Two readable lines: truth, score and the decision at the threshold; then where the image is from."""
+    truth = "Abnormal image" if label else "Normal image"
+    if threshold is None:
+        decision = "no calibrated threshold"
+    elif score > threshold:
+        decision = f"above the threshold {threshold:.3g}: " + ("flagged (true positive)" if label else "false alarm")
+    else:
+        decision = f"below the threshold {threshold:.3g}: " + ("missed (false negative)" if label else "passed")
+    where = f"{dataset} / {cls} · k = {shots} · image {image_id}"
+    return f"{truth} (ground truth) · score {score:.3f} · {decision}\n{where}"
+
+
 def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[Any], image_size: int,
-                        per_image: bool = False, grid_rows: int = 4, top: int = -1
+                        per_image: bool = False, grid_rows: int = 4, top: int = -1, notice: str | None = None
                         ) -> dict[str, list[dict[str, Any]]]:
     """Overlays of the maps kept in ``parts/*.npz`` (first seed of each shot count).
 
     Writes ``overlays/<dataset>/<class>/k<shots>/<rank>_<hash>.png`` and ``overlays/index.csv`` (file →
-    data set, class, shots, seed, image id, path, label, score), for the ``top`` highest-scored kept maps
-    of each part (-1: all kept maps; a part keeps the maps of the ``--overlays`` it was computed with).
+    data set, class, shots, seed, image id, path as in ``per_image.csv``, label, score, ``gallery`` tags),
+    for the ``top`` first of each gallery (:func:`gallery_tags`; -1: every kept map). ``notice`` is burned
+    into every PNG.
 
     Returns:
         ``{dataset: rows}``: the top ``grid_rows`` overlays of the highest shot count per data set, each a
@@ -140,7 +203,8 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
     by_stem = {p.stem: p for p in parts}
     first_seed: dict[tuple[str, str, int], int] = {}
     for r in records:
-        first_seed.setdefault((r["dataset"], r["cls"], r["shots"]), r["seed"])
+        key = (r["dataset"], r["cls"], r["shots"])
+        first_seed[key] = min(first_seed.get(key, r["seed"]), r["seed"])
     index: list[dict[str, Any]] = []
     grid: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(records, key=lambda rec: -rec["shots"]):
@@ -148,31 +212,34 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
         if not r.get("maps_file") or part is None or first_seed[(r["dataset"], r["cls"], r["shots"])] != r["seed"]:
             continue
         with np.load(out / "parts" / r["maps_file"]) as npz:
-            ids, maps = npz["ids"], npz["maps"].astype(np.float32)
-        if top >= 0:
-            ids, maps = ids[:top], maps[:top]
+            kept = {int(i): m.astype(np.float32) for i, m in zip(npz["ids"], npz["maps"], strict=True)}
+        tags = gallery_tags(r["rows"], list(kept), top)
         transform = build_transforms(image_size, with_mask=part.has_masks)
         threshold = r["operating_point"].get("pixel_threshold")
-        for rank, (image_id, amap) in enumerate(zip(ids, maps, strict=True)):
-            rec, row = part.queries[int(image_id)], r["rows"][int(image_id)]
-            sample = transform(rec.as_dict())
+        image_threshold = r["operating_point"].get("image_threshold")
+        ordered = sorted(tags, key=lambda i: (-float(r["rows"][i]["score"]), i))
+        for rank, image_id in enumerate(ordered):
+            amap, row = kept[image_id], r["rows"][image_id]
+            sample = transform(part.queries[image_id].as_dict())
             mask = sample.get("mask")
-            title = (f"{r['dataset']} / {r['cls']} / k={r['shots']} / image #{int(image_id)}: "
-                     f"score {row['score']:.3f}, {'abnormal' if row['label'] else 'normal'}")
+            title = panel_title(r["dataset"], r["cls"], r["shots"], image_id, int(row["label"]), float(row["score"]),
+                                image_threshold)
             fig = overlay_figure(np.asarray(sample["image_u8"]), amap, vmin=None if per_image else vmin,
                                  vmax=None if per_image else vmax, threshold=threshold,
                                  gt_mask=None if mask is None else np.asarray(mask), title=title)
-            rel = Path("overlays") / r["dataset"] / slug(r["cls"]) / f"k{r['shots']}" / overlay_name(rank, rec.key)
-            save_png(fig, out / rel)
+            rel = Path("overlays") / slug(r["dataset"]) / slug(r["cls"]) / f"k{r['shots']}" / overlay_name(
+                rank, str(row["path"]))
+            save_png(fig, out / rel, notice=notice)
             rows = grid.setdefault(r["dataset"], [])
-            if len(rows) < grid_rows and (not rows or rows[0]["shots"] == r["shots"]):
+            if "top" in tags[image_id] and len(rows) < grid_rows and (not rows or rows[0]["shots"] == r["shots"]):
                 rows.append({"image": np.asarray(sample["image_u8"]), "map": amap, "shots": r["shots"],
                              "mask": None if mask is None else np.asarray(mask), "threshold": threshold,
                              "label": f"k={r['shots']}, {'abnormal' if row['label'] else 'normal'}, "
                                       f"score {row['score']:.2f}"})
-            index.append({"file": str(rel), "dataset": r["dataset"], "class": r["cls"], "shots": r["shots"],
-                          "seed": r["seed"], "image_id": int(image_id), "path": rec.key, "label": row["label"],
-                          "score": row["score"], "vmin": vmin, "vmax": vmax, "threshold": threshold})
+            index.append({"file": rel.as_posix(), "dataset": r["dataset"], "class": r["cls"], "shots": r["shots"],
+                          "seed": r["seed"], "image_id": image_id, "path": row["path"], "label": row["label"],
+                          "score": row["score"], "gallery": ";".join(tags[image_id]), "vmin": vmin, "vmax": vmax,
+                          "threshold": threshold, "image_threshold": image_threshold})
     if index:
         frame = pd.DataFrame(index).sort_values(["dataset", "class", "shots", "file"])
         write_csv(out / "overlays" / "index.csv", frame)

@@ -7,10 +7,15 @@ Files (under the run folder):
 * ``summary.csv``: one row per data set × class × shots, each metric's mean and std over seeds (fractions
   in [0, 1]; NaN = not applicable, reasons in ``na_reasons``), plus ``Avg`` rows (class = ``Avg``: the
   unweighted mean over classes; data set = ``Avg``: the mean over data sets; both taken per seed, then
-  mean ± std over seeds); std is the population std (``ddof=0``) as in the paper's scripts;
+  mean ± std over seeds); std is the population std (``ddof=0``) as in the paper's scripts; the counts
+  ``n_normal``, ``n_abnormal`` (images scored), ``n_skipped`` (files left out, ``skipped.csv``),
+  ``n_pixel_skipped`` (abnormal images without a mask, left out of the pixel metrics) and ``notice``
+  (e.g. "untrained backbone — pipeline demo only", else empty);
 * ``clinical.csv``, ``operating_points.csv``: sens@95%spec / spec@95%sens with bootstrap CIs, and the
   calibrated thresholds with the decision metrics at them, per seed;
-* ``tables/main.md``, ``tables/main.tex``, ``tables/clinical.md``: percent, one decimal, ``mean ± std``.
+* ``tables/main.md``, ``tables/main.tex``, ``tables/clinical.md``, ``tables/operating_points.md``: percent,
+  one decimal, ``mean ± std`` over seeds for k ≥ 1 (zero-shot rows are one run); every caption carries
+  the run's notice (:mod:`adaptclip_med.reporting.labels`).
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ import pandas as pd
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.io import atomic_path, atomic_write_text
 from adaptclip_med.metrics import ALL_METRICS, PAPER_METRICS
+from adaptclip_med.reporting.labels import notice_of, with_notice
 
 KEYS = ["dataset", "class", "shots"]
+COUNTS = ["n_normal", "n_abnormal", "n_skipped", "n_pixel_skipped"]
+SKIPPED_NOTE = ("n skipped: input files left out of the run (unreadable or unusable), listed with the reason "
+                "in skipped.csv; files not attributable to a class are counted on the data set's Avg row.")
 
 
 def per_image_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -82,6 +91,61 @@ def summary_frame(long: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["_d", "dataset", "shots", "_c", "class"]).drop(columns=["_d", "_c"]).reset_index(drop=True)
 
 
+def _first_seed_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    first: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        key = (r["dataset"], r["cls"], r["shots"])
+        if key not in first or r["seed"] < first[key]["seed"]:
+            first[key] = r
+    return list(first.values())
+
+
+def counts_frame(records: list[dict[str, Any]], skipped: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Images behind each summary row: ``dataset, class, shots`` + :data:`COUNTS`, with ``Avg`` rows.
+
+    ``n_normal`` / ``n_abnormal`` / ``n_pixel_skipped`` come from each part (first seed: every seed scores
+    the same queries); ``Avg`` rows sum them. ``skipped`` (``skipped.csv``: ``dataset``, optional
+    ``class``, ``path``, ``reason``) gives ``n_skipped``: per class where the class is known; the data
+    set's ``Avg`` row (or its only row) counts all of its skipped files, the overall ``Avg`` row all.
+    """
+    rows = []
+    for r in _first_seed_records(records):
+        labels = [int(row["label"]) for row in r["rows"]]
+        rows.append({"dataset": r["dataset"], "class": r["cls"], "shots": r["shots"],
+                     "n_normal": labels.count(0), "n_abnormal": labels.count(1), "n_skipped": 0,
+                     "n_pixel_skipped": int(r.get("pixel_skipped") or 0)})
+    base = pd.DataFrame(rows, columns=[*KEYS, *COUNTS])
+    if base.empty:
+        return base
+    n_cls = base.groupby("dataset")["class"].nunique()
+    cls_avg = base.groupby(["dataset", "shots"], as_index=False)[COUNTS].sum()
+    cls_avg["class"] = "Avg"
+    ds_avg = cls_avg.groupby("shots", as_index=False)[COUNTS].sum()
+    ds_avg["dataset"], ds_avg["class"] = "Avg", "Avg"
+    out = pd.concat([base, cls_avg[cls_avg["dataset"].map(n_cls) > 1], ds_avg], ignore_index=True)
+    if skipped is not None and len(skipped):
+        cls_col = skipped["class"].fillna("").astype(str) if "class" in skipped else pd.Series("", index=skipped.index)
+        ds_col = skipped["dataset"].astype(str) if "dataset" in skipped else pd.Series("", index=skipped.index)
+        for i, row in out.iterrows():
+            d, c = row["dataset"], row["class"]
+            if d == "Avg":
+                n = len(skipped)
+            elif c == "Avg" or n_cls.get(d, 0) == 1:
+                n = int((ds_col == d).sum())
+            else:
+                n = int(((ds_col == d) & (cls_col == c)).sum())
+            out.loc[i, "n_skipped"] = n
+    return out
+
+
+def with_counts(summary: pd.DataFrame, counts: pd.DataFrame, notice: str | None = None) -> pd.DataFrame:
+    """``summary`` with the :data:`COUNTS` columns (0 where a row has no count) and the ``notice`` column."""
+    out = summary.drop(columns=[c for c in [*COUNTS, "notice"] if c in summary]).merge(counts, on=KEYS, how="left")
+    out[COUNTS] = out[COUNTS].fillna(0).astype(int)
+    out["notice"] = notice or ""
+    return out
+
+
 def _cell(mean: float, std: float, n: int) -> str:
     if pd.isna(mean):
         return "N/A"
@@ -90,12 +154,43 @@ def _cell(mean: float, std: float, n: int) -> str:
 
 def display_frame(summary: pd.DataFrame, metrics: tuple[str, ...] = PAPER_METRICS) -> pd.DataFrame:
     """Strings for the Markdown/LaTeX tables: percent, one decimal, ``mean ± std`` over seeds."""
+    counts = [c for c in COUNTS[:3] if c in summary]
+    names = {"n_normal": "n normal", "n_abnormal": "n abnormal", "n_skipped": "n skipped"}
     rows = []
     for _, r in summary.iterrows():
         row = {"Dataset": r["dataset"], "Class": r["class"], "k": int(r["shots"])}
+        row.update({names[c]: int(r[c]) for c in counts})
         row.update({m: _cell(r[m], r[f"{m}_std"], int(r["n_seeds"])) for m in metrics})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["Dataset", "Class", "k", *metrics])
+    return pd.DataFrame(rows, columns=["Dataset", "Class", "k", *(names[c] for c in counts), *metrics])
+
+
+def seeds_caption(shots: list[int], seeds: list[int]) -> str:
+    """What a cell is: ``mean ± std`` over the prompt seeds for k ≥ 1; zero-shot rows are one run."""
+    parts = []
+    if any(k > 0 for k in shots):
+        parts.append(f"k ≥ 1: mean ± std over prompt seeds {list(seeds)}" if len(seeds) > 1
+                     else f"k ≥ 1: one prompt seed ({seeds[0]})")
+    if any(k == 0 for k in shots):
+        parts.append("k = 0 (zero-shot): one run, no prompts to draw")
+    return "; ".join(parts)
+
+
+def describe_operating_point(op: dict[str, Any]) -> str:
+    """The calibrated threshold named for what it is, from an ``operating_point`` record.
+
+    Uses the record's ``rule`` (e.g. "max leave-one-out normal score, k = 4"), ``n_normals`` and achieved
+    ``alpha`` (false-positive rate bounded by the conformal rule) when present, else its ``method``.
+    """
+    if op.get("image_threshold") is None:
+        return f"none: {op.get('reason', 'not calibrated')}"
+    text = str(op.get("rule") or op.get("method") or "calibrated on normal images")
+    n, alpha = op.get("n_normals"), op.get("alpha", op.get("achieved_alpha"))
+    if alpha is not None and n:
+        text += f"; α = {float(alpha):g} on {int(n)} normals"
+    elif n and f"{n} normal" not in text:
+        text += f"; on {int(n)} normals"
+    return text
 
 
 def _latex(df: pd.DataFrame, caption: str) -> str:
@@ -103,7 +198,10 @@ def _latex(df: pd.DataFrame, caption: str) -> str:
         s = str(text)
         for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
             s = s.replace(a, b)
-        return s.replace("±", r"$\pm$")
+        for a, b in (("±", r"$\pm$"), ("≥", r"$\geq$"), ("≤", r"$\leq$"), ("α", r"$\alpha$"), ("—", "---"),
+                     ("–", "--")):
+            s = s.replace(a, b)
+        return s
 
     cols = "ll" + "r" * (df.shape[1] - 2)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}", rf"\begin{{tabular}}{{{cols}}}",
@@ -144,31 +242,74 @@ def _clinical_md(clin: pd.DataFrame) -> str:
     return disp.to_markdown(index=False) if len(disp) else "(no parts)"
 
 
+def _operating_points_md(records: list[dict[str, Any]]) -> str:
+    def pct(value: object) -> str:
+        return "–" if value is None or pd.isna(value) else f"{100 * float(value):.1f}"
+
+    rows = []
+    for r in sorted(records, key=lambda r: (r["dataset"], r["cls"], r["shots"], r["seed"])):
+        op, dec = r.get("operating_point") or {}, r.get("decision") or {}
+        thr = op.get("image_threshold")
+        rows.append({"Dataset": r["dataset"], "Class": r["cls"], "k": r["shots"], "seed": r["seed"],
+                     "Threshold rule": describe_operating_point(op),
+                     "Threshold": "–" if thr is None else f"{float(thr):.4g}",
+                     "Sensitivity": pct(dec.get("sensitivity")), "Specificity": pct(dec.get("specificity"))})
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "(no parts)"
+
+
 def write_csv(path: Path, df: pd.DataFrame) -> None:
     """Write a CSV atomically (no index)."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
 
 
-def write_tables(out: Path, records: list[dict[str, Any]], config: EvalConfig) -> pd.DataFrame:
-    """Write every CSV and table of the run; returns the summary frame."""
+def _pixel_skipped_note(counts: pd.DataFrame) -> str:
+    rows = counts[(counts["class"] != "Avg") & (counts["n_pixel_skipped"] > 0)].drop_duplicates(["dataset", "class"])
+    if rows.empty:
+        return ""
+    each = ", ".join(f"{r['dataset']} / {r['class']}: {int(r['n_pixel_skipped'])}" for _, r in rows.iterrows())
+    return (f"Pixel metrics leave out {int(rows['n_pixel_skipped'].sum())} abnormal image(s) without a "
+            f"ground-truth mask ({each}).")
+
+
+def read_skipped(out: Path) -> pd.DataFrame | None:
+    """``<out>/skipped.csv`` (files left out of the run), or None when the run wrote none."""
+    path = out / "skipped.csv"
+    return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
+
+
+def write_tables(out: Path, records: list[dict[str, Any]], config: EvalConfig,
+                 skipped: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Write every CSV and table of the run; returns the summary frame (with counts and ``notice``).
+
+    Args:
+        skipped: the run's skipped files (``dataset``, optional ``class``, ``path``, ``reason``);
+            None reads ``<out>/skipped.csv`` when present.
+    """
+    notice = notice_of(config)
     write_csv(out / "per_image.csv", per_image_frame(records))
     long = metrics_long_frame(records)
     write_csv(out / "metrics_long.csv", long)
-    summary = summary_frame(long)
+    counts = counts_frame(records, read_skipped(out) if skipped is None else skipped)
+    summary = with_counts(summary_frame(long), counts, notice)
     write_csv(out / "summary.csv", summary)
     clin, ops = clinical_frames(records)
     write_csv(out / "clinical.csv", clin)
     write_csv(out / "operating_points.csv", ops)
     disp = display_frame(summary)
     reasons = sorted({x for s in summary["na_reasons"] if s for x in s.split("; ")})
-    notes = "\n".join(f"- N/A {x}" for x in reasons)
-    caption = (f"AdaptCLIP results (%), mean ± std over prompt seeds {list(config.seeds)}. "
-               f"Protocol: {config.protocol_string()}.")
-    md = f"**{caption}**\n\n{disp.to_markdown(index=False)}\n\n{notes}\n"
+    notes = [f"- N/A {x}" for x in reasons] + [f"- {n}" for n in (_pixel_skipped_note(counts), SKIPPED_NOTE) if n]
+    notes.append(f"- Protocol: {config.protocol_string()}.")
+    caption = with_notice(f"AdaptCLIP results (%); {seeds_caption(sorted(set(summary['shots'])), list(config.seeds))}.",
+                          notice)
+    md = f"**{caption}**\n\n{disp.to_markdown(index=False)}\n\n" + "\n".join(notes) + "\n"
     atomic_write_text(out / "tables" / "main.md", md)
     atomic_write_text(out / "tables" / "main.tex", _latex(disp, caption))
-    clin_caption = ("Clinical operating points (%), bootstrap 95 % CI (patient-level when patient ids are "
-                    "known) per prompt seed.")
+    clin_caption = with_notice("Clinical operating points (%), bootstrap 95 % CI (patient-level when patient ids "
+                               "are known) per prompt seed.", notice)
     atomic_write_text(out / "tables" / "clinical.md", f"**{clin_caption}**\n\n{_clinical_md(clin)}\n")
+    op_caption = with_notice("Calibrated operating point per part: the threshold, the rule it comes from (on "
+                             "the k normal prompts only, never the test images), and the sensitivity and "
+                             "specificity (%) on the test images at it.", notice)
+    atomic_write_text(out / "tables" / "operating_points.md", f"**{op_caption}**\n\n{_operating_points_md(records)}\n")
     return summary

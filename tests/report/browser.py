@@ -30,9 +30,19 @@ window.addEventListener('load', () => {
     caption: (t.closest('.tbl') && t.closest('.tbl').querySelector('.cap') || {}).textContent || ''}));
   const out = document.createElement('pre');
   out.id = 'render-probe';
+  const text = id => (document.getElementById(id) || {}).textContent || null;
+  const gallery = tag => document.querySelectorAll('#gallery-' + tag + ' + .gallery figure').length;
+  const glossary = document.getElementById('glossary');
   out.textContent = JSON.stringify({images: imgs.length, images_shown: shown.length,
     min_width: Math.min(...shown.map(i => i.getBoundingClientRect().width)), tables: tables,
-    notice: (document.getElementById('notice') || {}).textContent || null});
+    headers: Array.from(document.querySelectorAll('table')).map(t => t.rows.length ?
+      Array.from(t.rows[0].cells).map(c => c.textContent.trim()) : []),
+    notice: text('notice'), counts: text('counts'),
+    glossary: Array.from(document.querySelectorAll('#glossary dt')).map(d => d.textContent),
+    glossary_width: glossary ? glossary.getBoundingClientRect().width : 0,
+    galleries: {top: gallery('top'), false_alarm: gallery('false_alarm'), miss: gallery('miss')},
+    gallery_captions: Array.from(document.querySelectorAll('.gallery figcaption')).map(c => c.textContent),
+    provenance_folded: !!document.querySelector('details#provenance-details:not([open])')});
   document.body.appendChild(out);
 });
 </script>"""
@@ -82,7 +92,12 @@ def screenshot(binary: str, page: Path, png: Path, width: int = 1280, height: in
 
 
 def probe(binary: str, page: Path, workdir: Path) -> dict:
-    """Load a copy of ``page`` with a probe script; return what rendered (images shown, tables, notice)."""
+    """Load a copy of ``page`` with a probe script; return what rendered.
+
+    Keys: ``images`` / ``images_shown`` / ``min_width``, ``tables`` (rows, cols, width, caption) and their
+    ``headers``, ``notice``, ``counts`` (the "n images scored" line), ``glossary`` (its terms) and
+    ``glossary_width``, ``galleries`` (figures per gallery), ``gallery_captions``, ``provenance_folded``.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     probed = workdir / f"probe-{page.name}"
     text = page.read_text(encoding="utf-8")

@@ -93,7 +93,8 @@ def fake_run_dir(tmp_path: Path) -> Path:
     rows = [("brain_mri", "1", 10, 71.5), ("brain_mri", "0", 10, 64.2), ("chest_ct", "1", 10, 80.1)]
     tidy = pd.DataFrame(rows, columns=["dataset", "shot", "seed", "I-AUROC"])
     tidy.to_csv(run / "summary.csv", index=False)
-    pd.DataFrame({"path": ["ct_small.dcm", "anatomical.nii"], "label": [1, 0], "score": [0.8, 0.3]}).to_csv(
+    pd.DataFrame({"dataset": ["chest_ct", "brain_mri"], "path": ["ct_small.dcm", "anatomical.nii"], "label": [1, 0],
+                  "score": [0.8, 0.3]}).to_csv(
         run / "per_image.csv", index=False)
     (run / "tables").mkdir()
     wide = tidy.pivot_table(index="dataset", columns="shot", values="I-AUROC").reset_index()
@@ -106,7 +107,22 @@ def fake_run_dir(tmp_path: Path) -> Path:
     ax.legend()
     fig.savefig(run / "figures" / "roc.png", dpi=80)
     plt.close(fig)
+    pd.DataFrame([
+        {"file": "overlays/demo/ct_small.png", "dataset": "chest_ct", "class": "ct", "shots": 1, "seed": 10,
+         "image_id": 0, "path": "PAT-12345/ct_small.dcm", "label": 1, "score": 0.31, "gallery": "top;miss",
+         "image_threshold": 0.5},
+        {"file": "overlays/demo/anatomical.png", "dataset": "brain_mri", "class": "brain", "shots": 1, "seed": 10,
+         "image_id": 1, "path": "PAT-67890/anatomical.nii#45", "label": 0, "score": 0.62,
+         "gallery": "top;false_alarm", "image_threshold": 0.5},
+    ]).to_csv(run / "overlays" / "index.csv", index=False)
+    pd.DataFrame({"dataset": ["brain_mri"], "path": ["PAT-1/broken.dcm"], "reason": ["not a DICOM file"]}).to_csv(
+        run / "skipped.csv", index=False)
     meta = {"title": "test run", "notice": "untrained backbone — pipeline demo only", "seeds": [10],
+            "command_line": "/opt/venv/bin/python -m adaptclip_med.evaluate --datasets brain_mri "
+                            "--root brain_mri=/pacs/PAT-12345_DOE^JOHN --out /home/dr_who/runs/x",
+            "config": {"roots": [["brain_mri", "/pacs/PAT-12345_DOE^JOHN"]], "out": "/home/dr_who/runs/x",
+                       "shots": [1], "backbone": "adaptclip-tiny"},
+            "fingerprints": {"brain_mri": "0123456789abcdef"},
             "versions": {"numpy": np.__version__}}
     (run / "run.json").write_text(json.dumps(meta), encoding="utf-8")
     return run
