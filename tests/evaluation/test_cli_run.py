@@ -157,5 +157,9 @@ def test_rerender_replaces_old_overlays(synthetic_run: Path, synthetic_root: Pat
             "--out", str(out)]
     assert main(args) == 0
     assert "0 part(s) computed, 3 reused" in capsys.readouterr().out
-    assert len(list((out / "overlays").rglob("*.png"))) == 2  # one per (class, shots), the old four removed
+    pngs = {p.relative_to(out).as_posix() for p in (out / "overlays").rglob("*.png")}
+    index = pd.read_csv(out / "overlays" / "index.csv")
+    assert pngs == set(index["file"])  # the old four removed
+    # per (class, shots): the highest-scored image, highest-scored normal, lowest-scored abnormal (may coincide)
+    assert index.groupby(["class", "shots"]).size().between(1, 3).all()
     assert (out / "summary.csv").read_text() == (synthetic_run / "summary.csv").read_text()
