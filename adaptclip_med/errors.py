@@ -20,16 +20,32 @@ class CheckpointMismatchError(AdaptCLIPError, ValueError):
 
 
 class ImageReadError(AdaptCLIPError, ValueError):
-    """An image, scan or mask cannot be read or has unusable content (NaN, wrong shape, ...)."""
+    """An image, scan or mask cannot be read or has unusable content (NaN, wrong shape, ...).
+
+    Attributes ``path``, ``problem`` and ``fix`` are kept apart (skip lists show ``path, problem``); the
+    message is always one line: line breaks in a wrapped library message are folded and it is cut
+    at :data:`MAX_PROBLEM` characters.
+    """
+
+    MAX_PROBLEM = 240
 
     def __init__(self, path: object, problem: str, fix: str = "") -> None:
+        problem = " ".join(str(problem).split())
+        if len(problem) > self.MAX_PROBLEM:
+            problem = problem[: self.MAX_PROBLEM - 3].rstrip() + "..."
         self.path = str(path)
         self.problem = problem
-        self.fix = fix
+        self.fix = " ".join(str(fix).split())
         msg = f"{self.path}: {problem}"
         if fix:
-            msg += f". {fix}"
+            msg += f". {self.fix}"
         super().__init__(msg)
+
+
+class NotAnImageError(ImageReadError):
+    """A readable file that holds no image to score: a DICOM Segmentation, RT Structure Set, RT Plan,
+    RT Dose, Structured Report, presentation state, key object selection, DICOMDIR, ... (data set
+    scans list it as a skip with this reason)."""
 
 
 class DataValidationError(AdaptCLIPError, ValueError):

@@ -1,9 +1,11 @@
 """DICOM display mapping: VOI LUT / window tags / presets, MONOCHROME1, palette colour, frames.
 
-MONAI's ``PydicomReader`` already applies the *modality* LUT (RescaleSlope/Intercept, so CT is in HU).
-This module maps those values to 8 bit the way a DICOM viewer does (PS3.3 C.11.2): a VOI LUT
-sequence if present, else the first WindowCenter/WindowWidth pair, else a named preset or
-percentile clipping chosen by the caller; MONOCHROME1 is then inverted so that high = bright.
+The reader (:mod:`~adaptclip_med.data.dicom_read`) applies pydicom's ``apply_modality_lut``
+(RescaleSlope/Intercept or Modality LUT Sequence: CT in HU). This module maps those values to 8 bit
+the way a DICOM viewer does (PS3.3 C.11.2), with pydicom's ``apply_voi_lut``: a VOI LUT Sequence if
+present, else the first WindowCenter/WindowWidth pair under the file's VOI LUT Function (LINEAR,
+LINEAR_EXACT, SIGMOID); a named preset or percentile clipping chosen by the caller replaces it;
+MONOCHROME1 is then inverted so that high = bright.
 Patient identifiers are never read into records, file names or logs: only the display tags below are
 kept.
 """
@@ -14,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from ..errors import ImageReadError
+from .dicom_read import read_dataset
 
 #: Display tags copied from a header; nothing identifying.
 DISPLAY_TAGS: tuple[str, ...] = (
     "Modality", "PhotometricInterpretation", "SamplesPerPixel", "NumberOfFrames", "BitsStored",
-    "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept",
+    "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept", "VOILUTFunction",
 )
 
 
@@ -48,11 +50,7 @@ def read_header(path: str | Path) -> pydicom.Dataset:
         if not files:
             raise ImageReadError(p, "folder holds no DICOM files", "point to a DICOM series folder")
         p = files[0]
-    try:
-        return pydicom.dcmread(p, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
-        raise ImageReadError(p, f"not a readable DICOM file ({type(exc).__name__}: {exc})",
-                             "check that the file is a complete DICOM file") from exc
+    return read_dataset(p, pixels=False)
 
 
 def display_info(header: pydicom.Dataset) -> dict[str, object]:
@@ -69,6 +67,7 @@ def display_info(header: pydicom.Dataset) -> dict[str, object]:
         else:
             info[tag] = str(value)
     info["has_voi_lut"] = "VOILUTSequence" in header
+    info["has_modality_lut"] = "ModalityLUTSequence" in header
     return info
 
 
@@ -82,28 +81,62 @@ def tag_window(header: pydicom.Dataset) -> tuple[float, float] | None:
     return float(center), float(width)
 
 
-def apply_voi_lut_sequence(array: np.ndarray, header: pydicom.Dataset) -> np.ndarray | None:
-    """Apply the first VOI LUT of the header and scale its output to ``[0, 255]`` float; else ``None``."""
-    if "VOILUTSequence" not in header:
-        return None
-    from pydicom.pixels import apply_voi
+def _voi_output_range(header: pydicom.Dataset) -> tuple[float, float]:
+    """``(y_min, y_max)`` of pydicom's windowing for this header, asked of pydicom itself.
 
-    item = header.VOILUTSequence[0]
-    bits = int(item.LUTDescriptor[2]) or 16
+    The range depends on BitsStored, PixelRepresentation, rescale and a Modality LUT Sequence (PS3.3
+    C.11.2.1.2); windowing two values far outside any window gives exactly its two ends.
+    """
+    from pydicom.pixels import apply_windowing
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ends = apply_windowing(np.array([-1e300, 1e300]), header)
+    return float(ends[0]), float(ends[1])
+
+
+def voi_to_uint8(array: np.ndarray, header: pydicom.Dataset) -> np.ndarray | None:
+    """The file's own VOI transform (PS3.3 C.11.2) by pydicom's ``apply_voi_lut``, scaled to uint8.
+
+    A VOI LUT Sequence is preferred; else the first WindowCenter/WindowWidth pair with the file's VOI
+    LUT Function (LINEAR, LINEAR_EXACT or SIGMOID). The output range of the LUT (``2**bits − 1``) or of
+    the windowing (pydicom's ``y_min..y_max``) is mapped linearly to ``[0, 255]``.
+
+    Args:
+        array: ``(H, W)`` modality values (after ``apply_modality_lut``).
+
+    Returns:
+        ``(H, W)`` uint8, or ``None`` when the header has no VOI LUT and no usable window (a width
+        below 1, or 0 for LINEAR_EXACT, counts as none: the caller falls back to percentiles).
+    """
+    from pydicom.pixels import apply_voi_lut
+
     arr = np.asarray(array)
-    if np.issubdtype(arr.dtype, np.floating) and np.array_equal(arr, np.round(arr)):
-        arr = arr.astype(np.int64)  # MONAI returns float after the modality LUT; LUTs index integers
-    out = apply_voi(arr, header, index=0).astype(np.float64)
-    return np.clip(out / float(2**bits - 1) * 255.0, 0.0, 255.0)
+    if "VOILUTSequence" in header and header.VOILUTSequence:
+        bits = int(header.VOILUTSequence[0].LUTDescriptor[2]) or 16
+        if np.issubdtype(arr.dtype, np.floating) and np.array_equal(arr, np.round(arr)):
+            arr = arr.astype(np.int64)  # LUTs index integers
+        out = apply_voi_lut(arr, header, index=0, prefer_lut=True).astype(np.float64)
+        low, high = 0.0, float(2**bits - 1)
+    elif tag_window(header) is not None:
+        try:
+            out = apply_voi_lut(arr.astype(np.float64), header, index=0, prefer_lut=False)
+            low, high = _voi_output_range(header)
+        except ValueError:  # width < 1 (LINEAR) or ≤ 0 (LINEAR_EXACT): not a usable window
+            return None
+    else:
+        return None
+    if high <= low:
+        return None
+    scaled = (np.asarray(out, dtype=np.float64) - low) / (high - low) * 255.0
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
-def palette_to_rgb(array: np.ndarray, header: pydicom.Dataset, path: str) -> np.ndarray:
+def palette_to_rgb(array: np.ndarray, header: pydicom.Dataset) -> np.ndarray:
     """Map PALETTE COLOR indices to ``(H, W, 3)`` uint8 with the header's colour LUT."""
     from pydicom.pixels import apply_color_lut
 
-    full = pydicom.dcmread(path)
-    rgb = apply_color_lut(np.asarray(array).astype(np.int64), full)
-    bits = int(full.RedPaletteColorLookupTableDescriptor[2])
+    rgb = apply_color_lut(np.asarray(array).astype(np.int64), header)
+    bits = int(header.RedPaletteColorLookupTableDescriptor[2])
     scale = 255.0 / float(2**bits - 1)
     return np.clip(np.round(rgb.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 

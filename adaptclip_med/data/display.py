@@ -18,10 +18,10 @@ from .intensity import (
     DEFAULT_PERCENTILES,
     WindowSpec,
     check_finite,
+    colour_to_uint8,
     range_to_uint8,
     resolve_window,
     to_uint8,
-    window_to_uint8,
 )
 
 
@@ -62,24 +62,15 @@ class ToUint8d(MapTransform):
         info = meta.get("dicom", {})
         kind, params = self.kind, self.params
         if header is not None and info.get("PhotometricInterpretation") == "PALETTE COLOR":
-            return dcm.palette_to_rgb(array, header, source)
-        if array.ndim == 3:  # colour: 8-bit by construction of PIL/DICOM colour images
-            check_finite(array, source)
-            return np.clip(np.round(array), 0, 255).astype(np.uint8) if array.dtype != np.uint8 else array
+            return dcm.palette_to_rgb(array, header)
+        if array.ndim == 3:
+            return colour_to_uint8(array, int(meta.get("bits", 8) or 8), source)
+        out = None
         if kind == "multi":
             out = to_uint8(array, kind, params, source)
-        elif header is not None and kind == "tags":
-            voi = dcm.apply_voi_lut_sequence(array, header)
-            if voi is not None:
-                out = np.round(voi).astype(np.uint8)
-            elif (win := dcm.tag_window(header)) is not None:
-                check_finite(array, source)
-                out = window_to_uint8(array, *win)
-            else:
-                kind, params = "percentile", DEFAULT_PERCENTILES
-                out = None
-        else:
-            out = None
+        elif kind == "tags" and header is not None:
+            check_finite(array, source)
+            out = dcm.voi_to_uint8(array, header)
         if out is None:
             if kind == "tags" and array.dtype != np.uint8:
                 kind, params = "percentile", DEFAULT_PERCENTILES

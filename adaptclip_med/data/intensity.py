@@ -47,6 +47,30 @@ def check_finite(array: np.ndarray, source: str) -> None:
             raise ImageReadError(source, msg, "clean the file (e.g. replace NaN by the background value)")
 
 
+def colour_to_uint8(array: np.ndarray, bits: int, source: str) -> np.ndarray:
+    """``(H, W, 3)`` colour of any depth → uint8, scaled (never clipped) by its sample depth.
+
+    Integers are scaled by ``255 / (2**bits − 1)`` (``bits``: DICOM BitsStored, TIFF BitsPerSample;
+    values above ``2**bits − 1`` widen the scale to the dtype's range); floats in ``[0, 1]`` by 255,
+    other floats by their min–max. uint8 with ``bits == 8`` is returned unchanged.
+
+    Raises:
+        ImageReadError: NaN/inf values.
+    """
+    check_finite(array, source)
+    if array.dtype == np.uint8 and bits <= 8:
+        return array
+    x = np.asarray(array, dtype=np.float64)
+    if np.issubdtype(array.dtype, np.integer):
+        top = float(2 ** max(int(bits), 1) - 1)
+        if x.max(initial=0) > top:
+            top = float(np.iinfo(array.dtype).max)
+        return np.clip(np.round(x / top * 255.0), 0, 255).astype(np.uint8)
+    if x.min(initial=0) >= 0 and x.max(initial=0) <= 1:
+        return np.round(x * 255.0).astype(np.uint8)
+    return range_to_uint8(x, float(x.min()), float(x.max()))
+
+
 def window_to_uint8(array: np.ndarray, center: float, width: float) -> np.ndarray:
     """DICOM linear window ``(center, width)`` → uint8, same shape.
 

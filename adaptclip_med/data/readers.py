@@ -1,16 +1,20 @@
-"""Format detection and :class:`LoadMedicald`: MONAI ``LoadImaged`` with an explicit reader per format.
+"""``LoadMedicald``: one loader for every format, chosen by content (:mod:`adaptclip_med.data.formats`).
 
-=========  ====================================================  ==========================================
-format     reader                                                array after loading
-=========  ====================================================  ==========================================
-``pil``    ``PILReader(reverse_indexing=False)`` (PNG/JPEG/TIFF)   ``(H, W)`` or ``(H, W, 3)``, dtype kept
-``dicom``  ``PydicomReader(swap_ij=False)`` (file or series dir)  ``(H, W)``, ``(F, H, W[, 3])``; modality
-                                                                  LUT (slope/intercept) applied by MONAI
-``nifti``  ``NibabelReader(as_closest_canonical=True)``           ``(X, Y, Z[, T])`` in RAS orientation
-=========  ====================================================  ==========================================
+=========  ==========================================================  =====================================
+format     reader                                                      array after loading
+=========  ==========================================================  =====================================
+``pil``    MONAI ``PILReader(reverse_indexing=False)`` (PNG/JPEG/BMP)  ``(H, W)`` or ``(H, W, 3)``, dtype kept
+``tiff``   tifffile, first page (:mod:`~adaptclip_med.data.tiff`)      ``(H, W)`` or ``(H, W, 3)``, dtype kept
+``dicom``  file: pydicom + its pixel plugins, ``apply_modality_lut``   ``(H, W)``, ``(F, H, W[, 3])``
+           (:mod:`~adaptclip_med.data.dicom_read`); series folder:     ``(H, W, N)`` (rescale applied)
+           MONAI ``PydicomReader(swap_ij=False)``
+``nifti``  MONAI ``NibabelReader(as_closest_canonical=True)``          ``(X, Y, Z[, T])`` in RAS orientation
+=========  ==========================================================  =====================================
 
 ``reverse_indexing=False`` keeps rows first, so a PNG is never transposed. EXIF orientation tags are
-ignored (as by the benchmark code). 16-bit PNG/TIFF keep their values (``I;16`` → int32).
+ignored (as by the benchmark code). Pillow modes are converted explicitly (:func:`pil_converter`).
+Every failure is a one-line :class:`~adaptclip_med.errors.ImageReadError` (``NotAnImageError`` for
+DICOM objects that are not images), never a reader's traceback.
 """
 
 from __future__ import annotations
@@ -25,49 +29,26 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import LoadImaged, MapTransform
-from PIL import Image
 
 from ..errors import ImageReadError
 from .dicom import display_info, read_header
-from .records import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, has_suffix
+from .dicom_read import check_is_image, read_dicom
+from .formats import FORMATS, image_format
+from .pil_modes import pil_converter
+from .tiff import read_tiff
 
-FORMATS: tuple[str, ...] = ("pil", "dicom", "nifti")
+__all__ = ["FORMATS", "LoadMedicald", "image_format", "pil_converter"]
 
-
-def image_format(path: str | Path) -> str:
-    """Return ``"pil"``, ``"dicom"`` or ``"nifti"`` for a file (or ``"dicom"`` for a series folder).
-
-    Raises:
-        ImageReadError: missing path or unsupported suffix.
-    """
-    p = Path(path)
-    if p.is_dir():
-        return "dicom"
-    if not p.exists():
-        raise ImageReadError(p, "file not found", "check the path (data sets are read in place)")
-    if has_suffix(p, NIFTI_SUFFIXES):
-        return "nifti"
-    if has_suffix(p, DICOM_SUFFIXES):
-        return "dicom"
-    if has_suffix(p, IMAGE_SUFFIXES):
-        return "pil"
-    with p.open("rb") as fh:
-        head = fh.read(132)
-    if head[128:132] == b"DICM":
-        return "dicom"
-    supported = ", ".join(IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES)
-    raise ImageReadError(p, f"unsupported file type {p.suffix!r}", f"use one of {supported}")
+_FORMAT_NAMES = {"pil": "PNG/JPEG/BMP", "tiff": "TIFF", "dicom": "DICOM", "nifti": "NIfTI"}
 
 
-def _pil_converter(image: Image.Image) -> Image.Image:
-    """Bring a Pillow image to a mode MONAI turns into a plain array (L, RGB, I or F)."""
-    if image.mode in ("L", "RGB", "I", "F"):
-        return image
-    if image.mode.startswith("I;16"):
-        return image.convert("I")
-    if image.mode == "1":
-        return image.convert("L")
-    return image.convert("RGB")
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost cause of a (MONAI-wrapped) exception."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {text[0]}" if text else type(root).__name__
 
 
 class _NativeOrder:
@@ -93,7 +74,7 @@ def _make_loader(key: str, fmt: str) -> LoadImaged:
     # construction that nvImageCodec is absent: not actionable here, so silence that one logger.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     if fmt == "pil":
-        reader = PILReader(reverse_indexing=False, converter=_pil_converter)
+        reader = PILReader(reverse_indexing=False, converter=pil_converter)
     elif fmt == "dicom":
         reader = NativePydicomReader(swap_ij=False, prune_metadata=True)
     else:
@@ -102,43 +83,67 @@ def _make_loader(key: str, fmt: str) -> LoadImaged:
 
 
 class LoadMedicald(MapTransform):
-    """Load each key's file with the MONAI reader of its format; keep the path and format.
+    """Load each key's file with the reader of its format; keep the path and format.
 
     Input: ``{key: path}``. Output: ``{key: np.ndarray}`` (see the module table for shapes) and
-    ``{f"{key}_meta": {"path", "format"[, "dicom", "header"]}}`` (DICOM: display tags and the
-    header without pixels, kept in memory only and dropped at the end of :func:`build_transforms`).
-    A ``None`` value is left as ``None`` (optional masks).
+    ``{f"{key}_meta": {"path", "format", "bits"[, "dicom", "header"]}}`` (``bits``: sample depth of
+    colour images, for scaling; DICOM: display tags and the data set, kept in memory only and dropped
+    at the end of :func:`build_transforms`). A ``None`` value is left as ``None`` (optional masks).
 
-    ``volume_cache`` NIfTI volumes / DICOM series stay in memory (keyed by path, mtime and size), so
-    reading the slices of one volume in order decodes it once.
+    ``volume_cache`` NIfTI volumes, DICOM files and series stay in memory (keyed by path, mtime and
+    size), so reading the slices or frames of one volume in order decodes it once.
 
     Raises:
         ImageReadError: unreadable, empty or unsupported file (the message names it).
+        NotAnImageError: a DICOM object that is not an image (SEG, RT, SR, DICOMDIR, ...).
     """
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True, volume_cache: int = 2) -> None:
         super().__init__(keys, allow_missing_keys)
         self._loaders: dict[tuple[Hashable, str], LoadImaged] = {}  # built on first use per format
-        self._volumes: OrderedDict[tuple, np.ndarray] = OrderedDict()  # last NIfTI/series arrays read
+        self._volumes: OrderedDict[tuple, tuple[np.ndarray, dict]] = OrderedDict()  # last volumes read
         self.volume_cache = volume_cache
 
-    def _read(self, key: Hashable, fmt: str, path: str) -> np.ndarray:
-        """Read with the format's loader; NIfTI files and DICOM series are kept in a small LRU cache."""
-        cache_key = None
-        if fmt == "nifti" or Path(path).is_dir():
-            st = Path(path).stat()
-            cache_key = (path, st.st_mtime_ns, st.st_size)
-            if cache_key in self._volumes:
-                self._volumes.move_to_end(cache_key)
-                return self._volumes[cache_key]
+    def _load(self, key: Hashable, fmt: str, path: str) -> tuple[np.ndarray, dict[str, object]]:
+        """Array and format-specific metadata of one file or series folder."""
+        if fmt == "dicom" and not Path(path).is_dir():
+            array, ds = read_dicom(path)
+            return array, {"header": ds, "dicom": {**display_info(ds), "is_series": False},
+                           "bits": int(ds.get("BitsStored", 8) or 8)}
+        if fmt == "tiff":
+            array, info = read_tiff(path)
+            return array, {"bits": info["bits"], "tiff": info}
+        extra: dict[str, object] = {"bits": 8}
+        if fmt == "dicom":
+            header = read_header(path)
+            check_is_image(header, path, has_pixels=False)
+            extra = {"header": header, "dicom": {**display_info(header), "is_series": True},
+                     "bits": int(header.get("BitsStored", 8) or 8)}
         if (key, fmt) not in self._loaders:
             self._loaders[(key, fmt)] = _make_loader(str(key), fmt)
-        array = np.asarray(self._loaders[(key, fmt)]({key: path})[key])
-        if cache_key is not None and self.volume_cache > 0:
-            self._volumes[cache_key] = array
-            while len(self._volumes) > self.volume_cache:
-                self._volumes.popitem(last=False)
-        return array
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                array = np.asarray(self._loaders[(key, fmt)]({key: path})[key])
+        except Exception as exc:  # MONAI wraps reader errors in nested RuntimeErrors: keep the root's line
+            raise ImageReadError(path, f"cannot be read as {_FORMAT_NAMES[fmt]} ({first_line(exc)})",
+                                 "the file is truncated or corrupt; re-download or re-export it") from exc
+        return array, extra
+
+    def _read(self, key: Hashable, fmt: str, path: str) -> tuple[np.ndarray, dict[str, object]]:
+        """:meth:`_load` through a small LRU cache for volumes, DICOM files and series."""
+        if fmt not in ("nifti", "dicom") or self.volume_cache <= 0:
+            return self._load(key, fmt, path)
+        st = Path(path).stat()
+        cache_key = (path, st.st_mtime_ns, st.st_size)
+        if cache_key in self._volumes:
+            self._volumes.move_to_end(cache_key)
+            return self._volumes[cache_key]
+        loaded = self._load(key, fmt, path)
+        self._volumes[cache_key] = loaded
+        while len(self._volumes) > self.volume_cache:
+            self._volumes.popitem(last=False)
+        return loaded
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         out = dict(data)
@@ -147,23 +152,7 @@ class LoadMedicald(MapTransform):
             if path is None:
                 continue
             fmt = image_format(str(path))
-            if Path(str(path)).is_file() and Path(str(path)).stat().st_size == 0:
-                raise ImageReadError(path, "file is empty (0 bytes)", "re-download or remove it")
-            meta: dict[str, object] = {"path": str(path), "format": fmt}
-            if fmt == "dicom":
-                header = read_header(str(path))
-                meta["header"] = header
-                meta["dicom"] = {**display_info(header), "is_series": Path(str(path)).is_dir()}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    loaded = self._read(key, fmt, str(path))
-            except ImageReadError:
-                raise
-            except Exception as exc:
-                raise ImageReadError(path, f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
-                                     "check that the file is complete and of the format its name says"
-                                     ) from exc
-            out[key] = loaded
-            out[f"{key}_meta"] = meta
+            array, extra = self._read(key, fmt, str(path))
+            out[key] = array
+            out[f"{key}_meta"] = {"path": str(path), "format": fmt, **extra}
         return out

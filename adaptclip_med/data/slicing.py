@@ -6,8 +6,14 @@ Conventions (documented in docs/data.md):
   shown with ``np.rot90`` (anterior or superior at the top, patient left on the image left:
   neurological convention). 4-D volumes use time point ``frame`` (default 0). ``slice_index=None``
   takes the middle slice.
-* DICOM multi-frame ``(F, H, W[, 3])``: ``slice_index`` is the frame (default 0). A series folder
-  ``(H, W, N)`` (MONAI sorts the files by position): ``slice_index`` is the position (default middle).
+* DICOM multi-frame ``(F, H, W[, 3])``: ``slice_index`` is the frame; without one, the frame rule
+  ``dicom_frame`` picks it: ``"middle"`` (default, ``F // 2``: a cine loop or a multi-frame volume
+  is shown at its middle, like a series), ``"first"``, or a fixed frame number. Every frame as its own
+  record: enumerate ``range(slice_count(...))`` as ``slice_index`` (the ``volume`` data set does).
+  A series folder ``(H, W, N)`` (MONAI sorts the files by position): ``slice_index`` is the position
+  (default middle).
+* A 2-D image smaller than :data:`MIN_SIDE` pixels on a side (e.g. 1×1) is unusable:
+  :class:`~adaptclip_med.errors.ImageReadError`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,25 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from ..errors import ImageReadError
+
+FRAME_RULES: tuple[str, ...] = ("middle", "first")
+MIN_SIDE = 2
+
+
+def frame_default(rule: str | int, n: int) -> int:
+    """Frame of a multi-frame DICOM taken when no ``slice_index`` is given (see the module notes).
+
+    Raises:
+        ValueError: unknown rule.
+    """
+    if isinstance(rule, int) and not isinstance(rule, bool):
+        return rule
+    if rule == "middle":
+        return n // 2
+    if rule == "first":
+        return 0
+    msg = f"dicom_frame {rule!r} not understood; expected one of {', '.join(FRAME_RULES)} or a frame number"
+    raise ValueError(msg)
 
 
 def slice_count(shape: tuple[int, ...], fmt: str, info: Mapping[str, object], axis: int = 2) -> int:
@@ -42,12 +67,23 @@ def _pick(index: int | None, n: int, default: int, source: str) -> int:
 
 
 def select_slice(array: np.ndarray, fmt: str, info: Mapping[str, object], index: int | None, *,
-                 axis: int = 2, frame: int = 0, source: str = "image") -> np.ndarray:
+                 axis: int = 2, frame: int = 0, dicom_frame: str | int = "middle",
+                 source: str = "image") -> np.ndarray:
     """Return the 2-D image ``(H, W)`` or ``(H, W, 3)`` at ``index`` of a loaded array.
 
     Raises:
-        ImageReadError: NIfTI that is not 3-D/4-D, index out of range, unexpected shape.
+        ImageReadError: NIfTI that is not 3-D/4-D, index out of range, unexpected shape, an image
+            smaller than 2×2.
     """
+    image = _select(array, fmt, info, index, axis=axis, frame=frame, dicom_frame=dicom_frame, source=source)
+    if min(image.shape[:2]) < MIN_SIDE:
+        msg = f"image is {image.shape[0]}x{image.shape[1]} pixels (HxW); too small to score"
+        raise ImageReadError(source, msg, f"remove it (images need at least {MIN_SIDE}x{MIN_SIDE} pixels)")
+    return image
+
+
+def _select(array: np.ndarray, fmt: str, info: Mapping[str, object], index: int | None, *,
+            axis: int, frame: int, dicom_frame: str | int, source: str) -> np.ndarray:
     if fmt == "nifti":
         if array.ndim == 4:
             array = array[..., _pick(frame, array.shape[3], 0, source)]
@@ -61,7 +97,7 @@ def select_slice(array: np.ndarray, fmt: str, info: Mapping[str, object], index:
         if info.get("is_series"):
             return array[..., _pick(index, n, n // 2, source)]
         if n > 1:
-            return array[_pick(index, n, 0, source)]
+            return array[_pick(index, n, frame_default(dicom_frame, n), source)]
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 3 and array.shape[-1] == 4:
@@ -80,9 +116,10 @@ class SelectSliced(MapTransform):
     """
 
     def __init__(self, keys: KeysCollection, *, axis: int = 2, frame: int = 0,
-                 allow_missing_keys: bool = True) -> None:
+                 dicom_frame: str | int = "middle", allow_missing_keys: bool = True) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.axis, self.frame = axis, frame
+        frame_default(dicom_frame, 1)  # validates the rule
+        self.axis, self.frame, self.dicom_frame = axis, frame, dicom_frame
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         out = dict(data)
@@ -96,7 +133,7 @@ class SelectSliced(MapTransform):
                 meta["volume"] = full  # a reference, for volume-level percentiles; dropped at the end
             out[key] = select_slice(
                 full, meta.get("format", "pil"), meta.get("dicom", {}),
-                out.get("slice_index"), axis=self.axis, frame=self.frame,
+                out.get("slice_index"), axis=self.axis, frame=self.frame, dicom_frame=self.dicom_frame,
                 source=meta.get("path", str(key)),
             )
         return out

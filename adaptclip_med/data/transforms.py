@@ -176,7 +176,8 @@ class MedicalCompose(Compose):
 def build_transforms(image_size: int, *, modality: str = "auto", window: WindowSpec = None,
                      with_mask: bool = True, mean: Sequence[float] = CLIP_MEAN,
                      std: Sequence[float] = CLIP_STD, axis: int = 2, frame: int = 0,
-                     keep_original: bool = True, crop_border: bool | None = None) -> Compose:
+                     keep_original: bool = True, crop_border: bool | None = None,
+                     dicom_frame: str | int = "middle") -> Compose:
     """Build the dictionary pipeline from ``{"image": path, "mask": path|None, "slice_index": int|None}``.
 
     Args:
@@ -189,6 +190,8 @@ def build_transforms(image_size: int, *, modality: str = "auto", window: WindowS
         mean, std: normalisation (CLIP's by default).
         axis: NIfTI slicing axis (0 sagittal, 1 coronal, 2 axial in RAS).
         frame: time point of 4-D NIfTI volumes.
+        dicom_frame: frame of a multi-frame DICOM read without ``slice_index``: ``"middle"``
+            (default), ``"first"`` or a frame number (:mod:`~adaptclip_med.data.slicing`).
         keep_original: keep ``image_u8`` and ``original_size`` (set False to batch mixed sizes).
         crop_border: crop the black frame of endoscopy images (and masks); adds ``crop_box``.
             Default: on for ``modality="endoscopy"``, off otherwise.
@@ -199,14 +202,15 @@ def build_transforms(image_size: int, *, modality: str = "auto", window: WindowS
         whose value is not ``None``.
 
     Raises:
-        ValueError: unknown modality or window.
+        ValueError: unknown modality, window or frame rule.
     """
     if modality not in MODALITIES:
         msg = f"modality {modality!r} unknown; expected one of {', '.join(MODALITIES)}"
         raise ValueError(msg)
     resolve_window(window)
     keys = ["image", "mask"] if with_mask else ["image"]
-    steps = [LoadMedicald(keys), SelectSliced(keys, axis=axis, frame=frame), ToUint8d("image", window=window)]
+    steps = [LoadMedicald(keys), SelectSliced(keys, axis=axis, frame=frame, dicom_frame=dicom_frame),
+             ToUint8d("image", window=window)]
     if with_mask:
         steps.append(BinarizeMaskd("mask", ref_key="image"))
     if crop_border if crop_border is not None else modality == "endoscopy":
