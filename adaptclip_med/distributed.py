@@ -73,6 +73,23 @@ class Dist:
             dist.destroy_process_group()
 
 
+def together(ctx: Dist, step: Callable[[], T]) -> T:
+    """Run ``step`` on every rank, then wait until all have finished it (a barrier that sees failures).
+
+    When ``step`` raises on one rank, every rank stops here instead of waiting for it forever: the
+    failing rank re-raises its error, the others raise :class:`AdaptCLIPError` pointing at it.
+    """
+    try:
+        value = step()
+    except BaseException:
+        ctx.all_ok(False)
+        raise
+    if not ctx.all_ok(True):
+        msg = f"rank {ctx.rank}: stopped because another rank failed (its error is printed above)"
+        raise AdaptCLIPError(msg)
+    return value
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     try:

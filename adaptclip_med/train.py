@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default OUT/cache)")
     p.add_argument("--cache-dtype", choices=("float16", "float32"), default=d.cache_dtype)
     p.add_argument("--no-cache", action="store_true", help="recompute the backbone every epoch (slow)")
-    p.add_argument("--precompute", action="store_true", help="fill the feature cache before epoch 1")
+    p.add_argument("--precompute", action="store_true",
+                   help="fill the feature cache before epoch 1 (under torchrun: each process fills its share)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--no-export", action="store_true", help="skip the authors'-format export")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -52,10 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, print where the results are; return the exit status."""
     args = build_parser().parse_args(argv)
-    from adaptclip_med.training.api import train  # torch loads after parsing: --help answers at once
+    from adaptclip_med.distributed import init_from_env  # torch loads after parsing: --help answers at once
+    from adaptclip_med.training.api import train
 
     pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
+    ctx = None
     try:
+        ctx, args.device = init_from_env(args.device)
+        if ctx.active and not (args.precompute and not args.no_cache):
+            msg = (f"torchrun with {ctx.world_size} processes shards the feature precompute only; pass "
+                   "--precompute (training itself then runs on rank 0 from the shared cache)")
+            raise AdaptCLIPError(msg)
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, betas=tuple(args.betas), seed=args.seed,
             schedule=args.schedule, branches=tuple(b.strip() for b in args.branches.split(",") if b.strip()),
@@ -66,10 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                        image_size=args.image_size, checkpoint=args.checkpoint,
                        allow_random_backbone=args.allow_random_backbone, config=config,
                        cache_dir=args.cache_dir, resume=args.resume, precompute=args.precompute,
-                       export_authors=not args.no_export)
+                       export_authors=not args.no_export, ctx=ctx)
     except (AdaptCLIPError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if ctx is not None:
+            ctx.close()
+    if result is None:
+        print(f"rank {ctx.rank}: stored its share of the feature cache; rank 0 trains")
+        return 0
     last = result.log[-1] if result.log else {}
     print(f"trained {len(result.log)} epoch(s); final loss {last.get('loss', float('nan')):.4f}")
     print(f"adapters: {result.final_dir}")

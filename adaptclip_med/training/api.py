@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from adaptclip_med.distributed import Dist, shard, together
 from adaptclip_med.errors import DataValidationError
 
 from .cache import FeatureCache
@@ -37,18 +38,22 @@ def samples_from_index(index: object) -> tuple[list[TrainSample], dict[str, list
 
 def precompute_features(model: object, samples: Sequence[TrainSample], prompt_pool: Mapping[str, Sequence[Path]],
                         cache_dir: str | Path, dtype: str = "float16", progress: bool = True,
-                        batch_size: int = 8) -> int:
+                        batch_size: int = 8, ctx: Dist | None = None) -> int:
     """Fill the feature cache for every query and prompt image; return how many were computed.
 
     Args:
         model: an ``AdaptCLIP``; the cache entries are keyed by its backbone identity.
         samples: queries; prompt_pool: ``{cls: [paths]}``; cache_dir: the cache folder.
         dtype: ``"float16"`` or ``"float32"`` storage.
+        ctx: under ``torchrun``, this rank's place: it computes only its share of the images (sorted
+            by content hash, every ``world_size``-th), so N ranks fill one cache folder together.
     """
     source = FeatureSource(model, FeatureCache(cache_dir, model_identity(model), dtype), model.device,
                            chunk=batch_size)
     paths = list(dict.fromkeys([s.image for s in samples] + [Path(p) for ps in prompt_pool.values() for p in ps]))
     source.hash_files(paths, progress=progress)
+    if ctx is not None and ctx.active:
+        paths = shard(paths, ctx, key=lambda p: f"{source.sha[p]}|{p}")
     done = 0
     step = batch_size * 4
     for start in tqdm(range(0, len(paths), step), desc="precomputing features", disable=not progress):
@@ -71,7 +76,8 @@ def train(
     resume: bool = False,
     precompute: bool = False,
     export_authors: bool = True,
-) -> TrainResult:
+    ctx: Dist | None = None,
+) -> TrainResult | None:
     """Train AdaptCLIP's adapters on an industrial data set (method spec §5).
 
     Args:
@@ -86,6 +92,8 @@ def train(
         resume: continue the run in ``out`` exactly.
         precompute: fill the feature cache for all images before the first epoch.
         export_authors: also write ``out/adaptclip_authors.pth``.
+        ctx: under ``torchrun`` (``precompute`` only): every rank fills its share of the cache, then
+            rank 0 trains from the full cache and the others return ``None``.
 
     Raises:
         DataValidationError: missing test split, anomalous images without masks, problems in the set.
@@ -104,8 +112,12 @@ def train(
     model = load_model(backbone=backbone, pretrained=pretrained, checkpoint=checkpoint, image_size=image_size,
                        device=config.device, allow_random_backbone=allow_random_backbone, seed=config.seed)
     cache_dir = Path(cache_dir) if cache_dir else Path(out) / "cache"
+    ctx = ctx or Dist()
     if precompute and config.use_cache:
-        precompute_features(model, samples, pool, cache_dir, config.cache_dtype, config.progress,
-                            config.batch_size)
+        # every rank stores its share, then waits for the others: rank 0 then finds the whole cache
+        together(ctx, lambda: precompute_features(model, samples, pool, cache_dir, config.cache_dtype,
+                                                  config.progress and ctx.is_main, config.batch_size, ctx))
+    if not ctx.is_main:
+        return None
     return train_adapters(model, samples, pool, out, config, cache_dir=cache_dir, resume=resume,
                           export_authors=export_authors)
