@@ -136,6 +136,17 @@ def run_colour_limits(records: list[dict[str, Any]]) -> tuple[float, float]:
     return lo, max(hi, lo + 1e-6)
 
 
+def load_kept_maps(path: Path) -> dict[int, np.ndarray]:
+    """``{image id: (S, S) float32 map}`` of a part's kept maps: ``ids``/``maps`` (highest-scored) and,
+    when present, ``miss_ids``/``miss_maps`` (highest-scored normals, lowest-scored abnormals)."""
+    kept: dict[int, np.ndarray] = {}
+    with np.load(path) as npz:
+        for ids, maps in (("ids", "maps"), ("miss_ids", "miss_maps")):
+            if ids in npz.files and len(npz[ids]):
+                kept.update({int(i): m.astype(np.float32) for i, m in zip(npz[ids], npz[maps], strict=True)})
+    return kept
+
+
 def gallery_tags(rows: list[dict[str, Any]], kept: list[int], n: int) -> dict[int, list[str]]:
     """Which galleries each kept image id belongs to (see :data:`GALLERIES`).
 
@@ -211,8 +222,7 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
         part = by_stem.get(f"{r['dataset']}__{slug(r['cls'])}__k{r['shots']}__s{r['seed']}")
         if not r.get("maps_file") or part is None or first_seed[(r["dataset"], r["cls"], r["shots"])] != r["seed"]:
             continue
-        with np.load(out / "parts" / r["maps_file"]) as npz:
-            kept = {int(i): m.astype(np.float32) for i, m in zip(npz["ids"], npz["maps"], strict=True)}
+        kept = load_kept_maps(out / "parts" / r["maps_file"])
         tags = gallery_tags(r["rows"], list(kept), top)
         transform = build_transforms(image_size, with_mask=part.has_masks)
         threshold = r["operating_point"].get("pixel_threshold")

@@ -103,16 +103,19 @@ def _first_seed_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def counts_frame(records: list[dict[str, Any]], skipped: pd.DataFrame | None = None) -> pd.DataFrame:
     """Images behind each summary row: ``dataset, class, shots`` + :data:`COUNTS`, with ``Avg`` rows.
 
-    ``n_normal`` / ``n_abnormal`` / ``n_pixel_skipped`` come from each part (first seed: every seed scores
-    the same queries); ``Avg`` rows sum them. ``skipped`` (``skipped.csv``: ``dataset``, optional
-    ``class``, ``path``, ``reason``) gives ``n_skipped``: per class where the class is known; the data
-    set's ``Avg`` row (or its only row) counts all of its skipped files, the overall ``Avg`` row all.
+    ``n_normal`` / ``n_abnormal`` / ``n_pixel_skipped`` and ``n_skipped`` (the part's ``skipped`` queries:
+    unreadable when scored) come from each part (first seed: every seed scores the same queries); ``Avg``
+    rows sum them. ``skipped`` (``skipped.csv``: ``dataset``, optional ``class``, ``path``, ``reason``;
+    it also lists the files the loaders skipped, whose class is unknown) sets the data set's ``Avg`` row
+    (or its only row) to all of the set's skipped files, the overall ``Avg`` row to all, and class rows
+    to their own when it has a ``class`` column.
     """
     rows = []
     for r in _first_seed_records(records):
         labels = [int(row["label"]) for row in r["rows"]]
         rows.append({"dataset": r["dataset"], "class": r["cls"], "shots": r["shots"],
-                     "n_normal": labels.count(0), "n_abnormal": labels.count(1), "n_skipped": 0,
+                     "n_normal": labels.count(0), "n_abnormal": labels.count(1),
+                     "n_skipped": len(r.get("skipped") or []),
                      "n_pixel_skipped": int(r.get("pixel_skipped") or 0)})
     base = pd.DataFrame(rows, columns=[*KEYS, *COUNTS])
     if base.empty:
@@ -129,12 +132,11 @@ def counts_frame(records: list[dict[str, Any]], skipped: pd.DataFrame | None = N
         for i, row in out.iterrows():
             d, c = row["dataset"], row["class"]
             if d == "Avg":
-                n = len(skipped)
+                out.loc[i, "n_skipped"] = len(skipped)
             elif c == "Avg" or n_cls.get(d, 0) == 1:
-                n = int((ds_col == d).sum())
-            else:
-                n = int(((ds_col == d) & (cls_col == c)).sum())
-            out.loc[i, "n_skipped"] = n
+                out.loc[i, "n_skipped"] = max(int((ds_col == d).sum()), int(row["n_skipped"]))
+            elif "class" in skipped:
+                out.loc[i, "n_skipped"] = int(((ds_col == d) & (cls_col == c)).sum())
     return out
 
 
@@ -179,17 +181,22 @@ def seeds_caption(shots: list[int], seeds: list[int]) -> str:
 def describe_operating_point(op: dict[str, Any]) -> str:
     """The calibrated threshold named for what it is, from an ``operating_point`` record.
 
-    Uses the record's ``rule`` (e.g. "max leave-one-out normal score, k = 4"), ``n_normals`` and achieved
-    ``alpha`` (false-positive rate bounded by the conformal rule) when present, else its ``method``.
+    Uses the record's ``name`` (e.g. "max leave-one-out normal score, k = 4 (α = 0.2)"), the number of
+    normals it rests on and the false-positive rate ``alpha`` it bounds, saying when that misses the
+    target (too few normals for the conformal rule); older records fall back to ``method``.
     """
     if op.get("image_threshold") is None:
         return f"none: {op.get('reason', 'not calibrated')}"
-    text = str(op.get("rule") or op.get("method") or "calibrated on normal images")
-    n, alpha = op.get("n_normals"), op.get("alpha", op.get("achieved_alpha"))
-    if alpha is not None and n:
-        text += f"; α = {float(alpha):g} on {int(n)} normals"
-    elif n and f"{n} normal" not in text:
-        text += f"; on {int(n)} normals"
+    text = str(op.get("name") or op.get("rule") or op.get("method") or "calibrated on normal images")
+    n, alpha = op.get("n_normals"), op.get("alpha")
+    has_alpha = alpha is not None and not pd.isna(alpha)
+    if has_alpha and "α" not in text:
+        text += f"; α = {float(alpha):.3g}"
+    if n:
+        text += f"; rests on {int(n)} normal image{'s' * (int(n) != 1)}"
+    target = op.get("target_specificity")
+    if has_alpha and target is not None and float(alpha) > 1 - float(target) + 1e-9:
+        text += f" (too few for α = {1 - float(target):.3g}: bounds false alarms at {float(alpha):.3g} only)"
     return text
 
 

@@ -78,7 +78,8 @@ def _record(cls: str, seed: int, shots: int, labels: list[int], op: dict | None 
 
 @pytest.fixture
 def records() -> list[dict]:
-    op = {"image_threshold": 0.42, "rule": "max leave-one-out normal score, k = 4", "n_normals": 4, "alpha": 0.2}
+    op = {"image_threshold": 0.42, "name": "max leave-one-out normal score, k = 4 (α = 0.2)", "n_normals": 4,
+          "alpha": 0.2, "target_specificity": 0.95}
     return [_record("liver", 10, 0, [0, 0, 1]), _record("lung", 10, 0, [0, 1, 1, 1]),
             _record("liver", 10, 4, [0, 0, 1], op), _record("liver", 20, 4, [0, 0, 1], op),
             _record("lung", 10, 4, [0, 1, 1, 1], op), _record("lung", 20, 4, [0, 1, 1, 1], op),
@@ -86,8 +87,11 @@ def records() -> list[dict]:
 
 
 def test_counts_per_row_with_skips_by_class_and_by_data_set(records: list[dict]) -> None:
-    skipped = pd.DataFrame({"dataset": ["ct", "ct", "ct", "mr"], "class": ["lung", "", "", ""],
-                            "path": ["a", "b", "c", "d"], "reason": ["bad"] * 4})
+    for r in records:
+        r["skipped"] = [{"path": "lung/9.png", "reason": "truncated"}] if r["cls"] == "lung" else []
+    # as the pipeline writes it: no class column; the scoring-time skip of lung is listed too
+    skipped = pd.DataFrame({"dataset": ["ct", "ct", "ct", "mr"], "path": ["lung/9.png", "b", "c", "d"],
+                            "reason": ["bad"] * 4})
     c = counts_frame(records, skipped).set_index(["dataset", "class", "shots"])
     cols = ["n_normal", "n_abnormal", "n_skipped", "n_pixel_skipped"]
     assert c.loc[("ct", "liver", 4), cols].tolist() == [2, 1, 0, 1]
@@ -117,7 +121,8 @@ def test_tables_carry_notice_counts_seed_caption_and_the_operating_point_rule(re
     assert "k ≥ 1: mean ± std over prompt seeds [10, 20]; k = 0 (zero-shot): one run" in main
     assert "Pixel metrics leave out 1 abnormal image(s) without a ground-truth mask (ct / liver: 1)" in main
     ops = (tmp_path / "tables" / "operating_points.md").read_text(encoding="utf-8")
-    assert "max leave-one-out normal score, k = 4; α = 0.2 on 4 normals" in ops
+    assert ("max leave-one-out normal score, k = 4 (α = 0.2); rests on 4 normal images (too few for α = 0.05: "
+            "bounds false alarms at 0.2 only)") in ops
     assert r"k $\geq$ 1" in (tmp_path / "tables" / "main.tex").read_text(encoding="utf-8")
 
 
@@ -126,7 +131,11 @@ def test_seed_caption_and_operating_point_wording() -> None:
     assert seeds_caption([2], [10]) == "k ≥ 1: one prompt seed (10)"
     assert describe_operating_point({"reason": "needs 2 prompts"}) == "none: needs 2 prompts"
     assert describe_operating_point({"image_threshold": 0.3, "method": "leave-one-out", "n_normals": 3}) == (
-        "leave-one-out; on 3 normals")
+        "leave-one-out; rests on 3 normal images")
+    conformal = {"image_threshold": 0.3, "name": "leave-one-out normal score 19 of 19 (conformal, α = 0.05)",
+                 "n_normals": 19, "alpha": 0.05, "target_specificity": 0.95}
+    assert describe_operating_point(conformal) == ("leave-one-out normal score 19 of 19 (conformal, α = 0.05); "
+                                                   "rests on 19 normal images")
 
 
 def test_galleries_rank_false_alarms_and_misses_and_titles_read_plainly() -> None:
@@ -153,3 +162,16 @@ def test_roc_figure_draws_every_seed_and_says_what_the_legend_is() -> None:
     labels = [t.get_text() for t in roc.get_legend().get_texts()]
     assert labels[0].startswith("k = 0, zero-shot: AUROC") and labels[1].startswith("k = 2, 2 seeds: AUROC")
     assert "2 classes pooled" in fig.get_suptitle() and "tables average per class" in fig.get_suptitle()
+
+
+def test_kept_maps_include_the_miss_gallery_maps(tmp_path: Path) -> None:
+    from adaptclip_med.reporting.overlays import load_kept_maps
+
+    maps = np.random.default_rng(0).random((3, 8, 8)).astype(np.float16)
+    np.savez_compressed(tmp_path / "p.npz", ids=np.array([4]), maps=maps[:1], miss_ids=np.array([0, 7]),
+                        miss_maps=maps[1:], miss_roles=np.array(["normal_high", "abnormal_low"]))
+    kept = load_kept_maps(tmp_path / "p.npz")
+    assert sorted(kept) == [0, 4, 7] and kept[7].dtype == np.float32
+    np.testing.assert_array_equal(kept[0], maps[1].astype(np.float32))
+    np.savez_compressed(tmp_path / "old.npz", ids=np.array([1]), maps=maps[:1])
+    assert sorted(load_kept_maps(tmp_path / "old.npz")) == [1]
