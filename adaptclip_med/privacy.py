@@ -127,11 +127,22 @@ class Pseudonymiser:
         """Pseudonym of a patient / volume group id (``None`` and ``""`` stay as they are)."""
         return self.name(group, prefix="grp") if group else group
 
-    def scrub(self, text: str) -> str:
-        """``text`` with every value handed out so far replaced by its pseudonym (longest first)."""
+    def path_of(self, path: str | os.PathLike[str]) -> str:
+        """Pseudonym of an input path (resolved first, so every spelling of a file gets one name)."""
+        text, sep, index = str(path).rpartition("#")
+        if sep and index.isdigit():
+            return f"{self.name(str(Path(text).expanduser().resolve()))}#{index}"
+        return self.name(str(Path(path).expanduser().resolve()))
+
+    def scrub(self, text: str, folders: Iterable[str | os.PathLike[str]] = ()) -> str:
+        """``text`` with every value handed out so far replaced by its pseudonym (longest first), and
+        each of ``folders`` (as given and resolved) by ``<path>``."""
         for pseudonym, value in sorted(self.key.items(), key=lambda kv: -len(kv[1])):
             if value:
                 text = text.replace(value, pseudonym)
+        spellings = {str(f) for f in folders} | {str(Path(f).expanduser().resolve()) for f in folders}
+        for folder in sorted((f for f in spellings if f not in ("", ".")), key=len, reverse=True):
+            text = text.replace(folder, PATH_PLACEHOLDER)
         return text
 
 
@@ -204,8 +215,10 @@ def relative_to_roots(path: str, roots: Mapping[str, str | os.PathLike[str]]) ->
 def looks_like_path(value: str) -> bool:
     """True for absolute / home / relative paths with a separator, and for names of data or weight files."""
     v = str(value)
-    return (v.startswith(("/", "~", "./", "../")) or bool(re.match(r"^[A-Za-z]:[\\/]", v)) or "/" in v
-            or "\\" in v or v.lower().endswith(_SUFFIXES))
+    rooted = v.startswith(("/", "~", "./", "../")) or bool(re.match(r"^[A-Za-z]:[\\/]", v))
+    if " " in v and not rooted:
+        return False  # a sentence ("adaptclip-tiny/random at 224 px"), not a path
+    return rooted or "/" in v or "\\" in v or v.lower().endswith(_SUFFIXES)
 
 
 def _clean_token(token: str, is_path: bool) -> str:
@@ -250,6 +263,7 @@ def sanitize_command(command: str | Iterable[str], path_options: Iterable[str] =
 
 
 _PATH_KEYS = frozenset({"out", "key_file", "normals", "inputs", "root"})
+_TEXT_KEYS = frozenset({"protocol", "title", "notice", "name", "method", "reason"})  # prose, kept as written
 _PAIR_KEYS = frozenset({"roots", "normal_prompts"})
 
 
@@ -257,7 +271,8 @@ def sanitize_settings(obj: Any, key: str = "") -> Any:
     """A copy of a settings tree (dicts, lists, scalars) with every path replaced by ``<path>``.
 
     ``roots`` / ``normal_prompts`` pairs keep their labels; ``command_line`` goes through
-    :func:`sanitize_command`; any other string that :func:`looks_like_path` is replaced.
+    :func:`sanitize_command`; prose (``protocol``, ``title``, ``notice``, ...) is kept; any other string
+    that :func:`looks_like_path` is replaced.
     """
     if isinstance(obj, Mapping):
         return {k: sanitize_settings(v, str(k)) for k, v in obj.items()}
@@ -269,6 +284,8 @@ def sanitize_settings(obj: Any, key: str = "") -> Any:
     if isinstance(obj, str):
         if key == "command_line":
             return sanitize_command(obj) if obj else obj
+        if key in _TEXT_KEYS:
+            return obj
         if (key in _PATH_KEYS and obj) or looks_like_path(obj):
             return PATH_PLACEHOLDER
     return obj
@@ -388,8 +405,26 @@ def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, st
     return hits
 
 
+def audit_run(run_dir: str | os.PathLike[str], inputs: Iterable[str], roots: Mapping[str, str | os.PathLike[str]],
+              allowed: Iterable[str] = ()) -> None:
+    """The last step of an ``--anonymize`` run: fail when any output still holds patient data.
+
+    Raises:
+        AdaptCLIPError: names the files and the kind of identifier found (never the value).
+    """
+    from adaptclip_med.errors import AdaptCLIPError
+
+    hits = find_identifiers(run_dir, collect_identifiers(inputs, roots, allowed))
+    if hits:
+        shown = "; ".join(f"{f} ({kind})" for f, kind in hits[:5])
+        msg = (f"--anonymize: {len(hits)} output file(s) of {run_dir} still contain patient data: {shown}"
+               f"{' ...' if len(hits) > 5 else ''}; do not share this folder (please report this as a bug)")
+        raise AdaptCLIPError(msg)
+
+
 __all__ = [
-    "IDENTIFIER_KEYWORDS", "LAYOUT_WORDS", "PATH_OPTIONS", "PATH_PLACEHOLDER", "Pseudonymiser", "check_key_file",
+    "IDENTIFIER_KEYWORDS", "LAYOUT_WORDS", "PATH_OPTIONS", "PATH_PLACEHOLDER", "Pseudonymiser", "audit_run",
+    "check_key_file",
     "collect_identifiers", "dicom_identifiers", "find_identifiers", "is_inside", "looks_like_path",
     "relative_to_roots", "sanitize_command", "sanitize_settings", "write_key_file",
 ]

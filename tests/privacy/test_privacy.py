@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from adaptclip_med.errors import DataValidationError
+from adaptclip_med.errors import AdaptCLIPError, DataValidationError
 from adaptclip_med.privacy import (
     PATH_PLACEHOLDER,
     Pseudonymiser,
+    audit_run,
     check_key_file,
     collect_identifiers,
     dicom_identifiers,
@@ -38,6 +39,8 @@ def test_pseudonyms_are_salted_stable_and_keep_the_slice_index() -> None:
     assert a.key[a.key_of(key)] == key
     assert a.scrub(f"cannot read {key}: truncated") == f"cannot read {a.key_of(key)}: truncated"
     assert a.salt_id == Pseudonymiser(b"s" * 16).salt_id != b.salt_id
+    assert a.path_of("/pacs/x/../PAT-12345_DOE^JOHN/ACC998877.dcm#2") == a.key_of(key) + "#2"
+    assert a.scrub("cannot read /pacs/other.dcm", folders=["/pacs"]) == "cannot read <path>/other.dcm"
     assert Pseudonymiser().salt != Pseudonymiser().salt  # a fresh random salt each time
 
 
@@ -89,13 +92,17 @@ def test_sanitize_command_replaces_every_path(command: str, expected: str) -> No
 def test_sanitize_settings_keeps_labels_and_names() -> None:
     settings = {"datasets": ["br35h"], "roots": [["br35h", "/pacs/PAT-1"]], "out": "runs",
                 "command_line": "python -m m --root /pacs", "backbone": "ViT-L-14-336",
-                "checkpoint": "/ck/x", "model": {"checkpoint_file": "/ck/x/adapters.safetensors"}, "shots": [0, 1]}
+                "checkpoint": "/ck/x", "model": {"checkpoint_file": "/ck/x/adapters.safetensors"}, "shots": [0, 1],
+                "protocol": "AdaptCLIP on adaptclip-tiny/random at 224 px", "note": "a b/c d"}
     clean = sanitize_settings(settings)
     assert clean["roots"] == [["br35h", PATH_PLACEHOLDER]] and clean["out"] == PATH_PLACEHOLDER
     assert clean["command_line"] == "python -m m --root <path>"
     assert clean["backbone"] == "ViT-L-14-336" and clean["datasets"] == ["br35h"] and clean["shots"] == [0, 1]
     assert clean["checkpoint"] == clean["model"]["checkpoint_file"] == PATH_PLACEHOLDER
     assert "/pacs" not in json.dumps(clean) and "/ck" not in json.dumps(clean)
+    assert clean["protocol"] == settings["protocol"] and clean["note"] == "a b/c d"  # prose is not a path
+    assert sanitize_settings({"x": "/data/my scans/a.dcm", "y": "C:\\scans\\a b.dcm"}) == {
+        "x": PATH_PLACEHOLDER, "y": PATH_PLACEHOLDER}
 
 
 def test_collect_identifiers_reads_tags_and_names(identified_archive: Path) -> None:
@@ -127,6 +134,8 @@ def test_find_identifiers_looks_inside_names_text_gzip_npz_and_png_chunks(tmp_pa
     Image.new("RGB", (8, 8)).save(run / "overlays" / "001.png", pnginfo=info)
     Image.new("RGB", (8, 8)).save(run / "overlays" / "ACC998877.png")
     hits = find_identifiers(run, forbidden)
+    with pytest.raises(AdaptCLIPError, match=r"3 output file\(s\) .* still contain patient data: map\.nii\.gz"):
+        audit_run(run, ["/x/ACC998877.dcm"], {"set": "/x"})
     assert hits == [("map.nii.gz", "input file or folder name"), ("maps.npz", "input file or folder name"),
                     ("overlays/001.png", "DICOM PatientID"), ("overlays/ACC998877.png", "input file or folder name"),
                     ("per_image.csv", "DICOM PatientID")]
