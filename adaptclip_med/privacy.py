@@ -405,6 +405,46 @@ def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, st
     return hits
 
 
+#: Identifier attributes the patient / study modules require to be present (type 2): emptied, not removed.
+_TYPE2_IDENTIFIERS = frozenset({"PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID"})
+
+
+def pseudonymise_dataset(ds: Any, pseudonym: str) -> Any:
+    """De-identify a pydicom ``Dataset`` in place for a derived object of an ``--anonymize`` run.
+
+    PatientName and PatientID become ``pseudonym``; the other :data:`IDENTIFIER_KEYWORDS` are removed
+    (type-2 ones emptied), also inside sequences; PatientIdentityRemoved = YES with the method named. UIDs
+    are kept (a viewer needs them to lay the derived object over its source). Returns ``ds``.
+    """
+    def clean(item: Any) -> None:
+        for keyword in IDENTIFIER_KEYWORDS:
+            if keyword in item:
+                if keyword in _TYPE2_IDENTIFIERS and item is ds:
+                    setattr(item, keyword, "")
+                else:
+                    delattr(item, keyword)
+        for element in list(item):
+            if element.VR == "SQ":
+                for child in element.value:
+                    clean(child)
+
+    clean(ds)
+    ds.PatientName = pseudonym
+    ds.PatientID = pseudonym
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "adaptclip_med --anonymize: salted pseudonym, identifiers removed"
+    return ds
+
+
+def read_key_file(key_file: str | os.PathLike[str]) -> dict[str, str]:
+    """``{pseudonym: path}`` of a key file written by :func:`write_key_file`.
+
+    Raises:
+        DataValidationError: not such a key file.
+    """
+    return dict(Pseudonymiser.from_key_file(key_file).key) if Path(key_file).is_file() else {}
+
+
 def audit_run(run_dir: str | os.PathLike[str], inputs: Iterable[str], roots: Mapping[str, str | os.PathLike[str]],
               allowed: Iterable[str] = ()) -> None:
     """The last step of an ``--anonymize`` run: fail when any output still holds patient data.
@@ -426,5 +466,6 @@ __all__ = [
     "IDENTIFIER_KEYWORDS", "LAYOUT_WORDS", "PATH_OPTIONS", "PATH_PLACEHOLDER", "Pseudonymiser", "audit_run",
     "check_key_file",
     "collect_identifiers", "dicom_identifiers", "find_identifiers", "is_inside", "looks_like_path",
-    "relative_to_roots", "sanitize_command", "sanitize_settings", "write_key_file",
+    "pseudonymise_dataset", "read_key_file", "relative_to_roots", "sanitize_command", "sanitize_settings",
+    "write_key_file",
 ]

@@ -21,6 +21,8 @@ from adaptclip_med.privacy import (
     collect_identifiers,
     dicom_identifiers,
     find_identifiers,
+    pseudonymise_dataset,
+    read_key_file,
     relative_to_roots,
     sanitize_command,
     sanitize_settings,
@@ -59,6 +61,7 @@ def test_key_file_is_private_outside_the_run_and_restores_the_salt(tmp_path: Pat
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     data = json.loads(key.read_text(encoding="utf-8"))
     assert data["pseudonyms"] == {name: "/pacs/PAT-1/a.dcm"}
+    assert read_key_file(key) == {name: "/pacs/PAT-1/a.dcm"} and read_key_file(tmp_path / "none.json") == {}
     again = Pseudonymiser.from_key_file(key)
     assert again.salt == pseud.salt and again.key_of("/pacs/PAT-1/a.dcm") == name
     (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
@@ -139,3 +142,26 @@ def test_find_identifiers_looks_inside_names_text_gzip_npz_and_png_chunks(tmp_pa
     assert hits == [("map.nii.gz", "input file or folder name"), ("maps.npz", "input file or folder name"),
                     ("overlays/001.png", "DICOM PatientID"), ("overlays/ACC998877.png", "input file or folder name"),
                     ("per_image.csv", "DICOM PatientID")]
+
+
+def test_pseudonymise_dataset_removes_identifiers_also_in_sequences(identified_archive: Path) -> None:
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = next(identified_archive.rglob("ACC998877.dcm"))
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.InstitutionName = "St Elsewhere General"
+    item.OperatorsName = "HOUSE^GREGORY"
+    ds.ContributingEquipmentSequence = Sequence([item])
+    uid = ds.SOPInstanceUID
+    pseudonymise_dataset(ds, "img-0123456789ab")
+    assert ds.PatientName == ds.PatientID == "img-0123456789ab" and ds.PatientIdentityRemoved == "YES"
+    assert ds.PatientBirthDate == "" and ds.AccessionNumber == "" and "InstitutionName" not in ds
+    assert "InstitutionName" not in ds.ContributingEquipmentSequence[0] and ds.SOPInstanceUID == uid
+    out = identified_archive.parent / "clean.dcm"
+    ds.save_as(out)
+    raw = out.read_bytes()
+    leaks = ("DOE^JOHN", "PAT-12345", "ACC998877", "19470312", "Elsewhere", "HOUSE")
+    assert not [v for v in leaks if v.encode() in raw]
