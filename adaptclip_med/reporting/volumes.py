@@ -11,13 +11,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 from matplotlib.figure import Figure
 
 from adaptclip_med.io import atomic_path
-from adaptclip_med.reporting.overlays import resize_map
+from adaptclip_med.reporting.labels import mark_figure
+from adaptclip_med.reporting.overlays import COLOURBAR_LABEL, resize_map
 
 NIFTI_ENDINGS = (".nii", ".nii.gz")
 
@@ -27,8 +29,13 @@ def is_nifti(path: str) -> bool:
     return str(path).lower().endswith(NIFTI_ENDINGS)
 
 
-def volume_file_stem(source: str) -> str:
-    """A name for a volume's outputs that carries no file name or patient id."""
+def volume_file_stem(source: str, pseudonymiser: Any = None) -> str:
+    """A name for a volume's outputs that carries no file name or patient id.
+
+    With a :class:`~adaptclip_med.privacy.Pseudonymiser` (``--anonymize``): the volume's salted pseudonym.
+    """
+    if pseudonymiser is not None:
+        return pseudonymiser.path_of(source)
     return hashlib.sha1(str(source).encode()).hexdigest()[:10]
 
 
@@ -65,7 +72,7 @@ def save_nifti(img: nib.Nifti1Image, path: Path) -> Path:
 
 
 def montage_figure(slices: list[tuple[int, np.ndarray, np.ndarray]], vmin: float, vmax: float,
-                   threshold: float | None = None, columns: int = 4) -> Figure:
+                   threshold: float | None = None, columns: int = 4, notice: str | None = None) -> Figure:
     """Slice montage: each panel the slice with its map overlaid (fixed colour limits).
 
     Args:
@@ -73,6 +80,7 @@ def montage_figure(slices: list[tuple[int, np.ndarray, np.ndarray]], vmin: float
         vmin, vmax: colour limits.
         threshold: map value drawn as a white contour.
         columns: panels per row.
+        notice: burned in under the panels (untrained model; :mod:`adaptclip_med.reporting.labels`).
     """
     rows = -(-len(slices) // columns)
     fig = Figure(figsize=(2.2 * columns, 2.2 * rows), constrained_layout=True)
@@ -88,5 +96,5 @@ def montage_figure(slices: list[tuple[int, np.ndarray, np.ndarray]], vmin: float
             ax.contour(m, levels=[threshold], colors="white", linewidths=0.8)
         ax.set_title(f"slice {k}", fontsize=8)
     if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-    return fig
+        fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01).set_label(COLOURBAR_LABEL)
+    return mark_figure(fig, notice)
