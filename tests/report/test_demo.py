@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from adaptclip_med import demo
 
@@ -54,6 +57,18 @@ def test_demo_end_to_end_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     results = [t for t in seen["tables"] if t["caption"].startswith("AdaptCLIP results")]
     assert len(results) == 1 and results[0]["rows"] >= 3 and results[0]["cols"] >= 8, seen["tables"]
     assert NOTICE in results[0]["caption"]
+    # readable without help: glossary beside the tables, n per row, the miss gallery, folded provenance
+    assert {"I-AUROC", "P-AUPR", "AUPRO", "I-F1max", "k (shots)", "operating point"} <= set(seen["glossary"])
+    main_header = seen["headers"][seen["tables"].index(results[0])]
+    assert {"n normal", "n abnormal", "n skipped"} <= set(main_header), main_header
+    assert re.match(r"^\d+ images scored \(\d+ normal, \d+ abnormal\), 0 skipped", seen["counts"]), seen["counts"]
+    assert seen["galleries"]["top"] >= 1 and seen["galleries"]["miss"] >= 1, seen["galleries"]
+    assert any(c.startswith("Abnormal image · score") for c in seen["gallery_captions"])
+    assert seen["provenance_folded"]
+    png = browser.screenshot(chromium, run / "index.html", tmp_path / "demo.png", width=1280, height=2400)
+    shot = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
+    assert shot.shape == (2400, 1280, 3) and shot.std() > 20, "the screenshot is (nearly) blank"
+    assert ((shot.max(axis=2) - shot.min(axis=2)) > 120).mean() > 0.002  # heat-map colours are on screen
 
 
 def test_mark_table_captions_marks_markdown_and_latex_once(fake_run_dir: Path) -> None:
