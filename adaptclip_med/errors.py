@@ -7,6 +7,15 @@ do about it. User input is checked with ``raise``, never ``assert``.
 from __future__ import annotations
 
 
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost cause of ``exc`` (libraries wrap and nest their errors)."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {text[0]}" if text else type(root).__name__
+
+
 class AdaptCLIPError(Exception):
     """Base class of every error this package raises on purpose."""
 

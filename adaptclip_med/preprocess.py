@@ -1,28 +1,33 @@
-"""The authors' test-time preprocessing, as MONAI-shaped array and dictionary transforms.
+"""The authors' pixel rules, as MONAI-shaped array and dictionary transforms: a leaf module.
 
-AdaptCLIP resizes the **8-bit** image with Pillow's bicubic filter (which antialiases when it shrinks)
-straight to ``S×S`` (aspect ratio not kept), then applies the CLIP mean/std. Tensor bicubic (torch,
-MONAI ``Resize``) gives slightly different pixels, so this one step is ours (spec §1). Medical pipelines
-window/normalise to 8 bit *before* this step (see :mod:`adaptclip_med.data`).
+Images: AdaptCLIP resizes the **8-bit** image with Pillow's bicubic filter (which antialiases when it
+shrinks) straight to ``S×S`` (aspect ratio not kept), then applies the CLIP mean/std. Tensor bicubic
+(torch, MONAI ``Resize``) gives slightly different pixels, so this one step is ours (spec §1).
+
+Masks (:func:`binarize_mask`, :func:`resize_mask`; the one mask rule of prediction, evaluation and
+training): foreground is any value > 0 (> 127 for JPEG masks, lossy); the 0/255 mask is resized with
+Pillow's bilinear filter (antialiased when it shrinks) and thresholded at > 0.5 of 255 (spec §5: "resized
+to 518, > 0.5").
+
+This module reads no files and imports nothing of :mod:`adaptclip_med.data`; ``data`` builds its
+readers and transforms on it, and ``model.preprocess(path)`` reads paths through ``data``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import ImageReadError
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-PICTURE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 def to_rgb_uint8(image: Image.Image | np.ndarray, *, source: str = "image") -> np.ndarray:
@@ -133,58 +138,52 @@ class ClipNormalized(MapTransform):
         return out
 
 
-def read_image_u8(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an 8-bit PNG/JPEG/BMP/TIFF into an ``(H, W, 3)`` uint8 array (grey repeated to 3 channels).
-
-    Raises:
-        ImageReadError: missing, empty or unreadable file, or a 16-bit/float image (window it first
-            with :func:`adaptclip_med.data.build_transforms`, which also reads DICOM and NIfTI).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(path, "file does not exist", "check the path")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "file is empty (0 bytes)", "re-export or remove it")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb_uint8(img, source=str(path))
-    except UnidentifiedImageError as exc:
-        fix = "for DICOM/NIfTI use adaptclip_med.data.build_transforms; otherwise convert to PNG"
-        raise ImageReadError(path, "not an image Pillow can read", fix) from exc
-    except OSError as exc:
-        raise ImageReadError(path, f"unreadable ({exc})", "re-export the file") from exc
-
-
 def preprocess_image(
-    image: Image.Image | np.ndarray | str | os.PathLike[str],
+    image: Image.Image | np.ndarray,
     size: int,
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
 ) -> torch.Tensor:
-    """PIL image, 8-bit array or path → ``(3, size, size)`` CLIP-normalised float32 tensor.
+    """PIL image or 8-bit array → ``(3, size, size)`` CLIP-normalised float32 tensor.
 
-    8-bit PNG/JPEG files are read here; DICOM, NIfTI (middle slice), 16-bit and float images go
-    through :func:`adaptclip_med.data.build_transforms` (MONAI readers and intensity windowing).
+    Files are read by :func:`adaptclip_med.data.image_tensor` (or ``model.preprocess(path)``), which
+    ends in this same resize and normalisation.
+
+    Raises:
+        TypeError: a path was given.
+        ImageReadError: wrong shape, dtype or NaN/inf (see :func:`to_rgb_uint8`).
     """
     if isinstance(image, (str, os.PathLike)):
-        if not _is_8bit_picture(Path(image)):
-            from .data import build_transforms
-
-            pipeline = build_transforms(size, with_mask=False, mean=mean, std=std)
-            return pipeline({"image": str(image)})["image"]
-        rgb = read_image_u8(image)
-    else:
-        rgb = to_rgb_uint8(image)
-    return ClipNormalize(mean, std)(PillowResize(size)(rgb))
+        msg = (f"got the path {os.fspath(image)!r}; preprocess_image takes a PIL image or an 8-bit array. "
+               "Read files with model.preprocess(path) or adaptclip_med.data.image_tensor(path, size)")
+        raise TypeError(msg)
+    return ClipNormalize(mean, std)(PillowResize(size)(to_rgb_uint8(image)))
 
 
-def _is_8bit_picture(path: Path) -> bool:
-    """True for files Pillow reads as 8-bit L/RGB/RGBA/P pictures (missing/empty files: True, to report them)."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return True
-    try:
-        with Image.open(path) as img:
-            return img.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
-    except (UnidentifiedImageError, OSError):
-        return path.suffix.lower() in PICTURE_SUFFIXES  # a broken PNG is reported by read_image_u8
+#: Mask files whose compression is lossy: their foreground is taken above 127, not above 0.
+LOSSY_MASK_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
+#: The mask resize rule, as recorded in caches and run settings.
+MASK_RULE = "pillow-bilinear>0.5"
+
+
+def mask_threshold(path: str | os.PathLike[str]) -> int:
+    """Foreground threshold of a mask file: 127 for JPEG (lossy edges), else 0."""
+    return 127 if os.fspath(path).lower().endswith(LOSSY_MASK_SUFFIXES) else 0
+
+
+def binarize_mask(mask: np.ndarray, threshold: int = 0) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` mask → ``(H, W)`` uint8 {0, 1}: any channel's value > ``threshold``."""
+    array = np.asarray(mask)
+    array = array.max(axis=-1) if array.ndim == 3 else array
+    return (array > threshold).astype(np.uint8)
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W)`` {0, 1} mask → ``(size, size)`` uint8 {0, 1}: Pillow bilinear on 0/255, then > 0.5.
+
+    Shrinking, Pillow's bilinear filter averages over the footprint of each output pixel, so a pixel is
+    foreground when more than half of what it covers is; enlarging, the boundary is interpolated.
+    """
+    binary = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
+    resized = np.asarray(binary.resize((int(size), int(size)), Image.Resampling.BILINEAR), dtype=np.float32)
+    return (resized / 255.0 > 0.5).astype(np.uint8)

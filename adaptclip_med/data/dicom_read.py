@@ -23,7 +23,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from ..errors import ImageReadError, NotAnImageError
+from ..errors import ImageReadError, NotAnImageError, exception_line
 
 #: Words of SOP Class names (pydicom's UID dictionary) of objects that are not images to score.
 NOT_IMAGE_NAMES: tuple[str, ...] = (
@@ -94,7 +94,7 @@ def read_dataset(path: str | Path, *, pixels: bool) -> pydicom.Dataset:
             warnings.simplefilter("ignore")
             return pydicom.dcmread(path, stop_before_pixels=not pixels)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ImageReadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})",
+        raise ImageReadError(path, f"not a readable DICOM file ({exception_line(exc)})",
                              "check that the file is a complete DICOM file") from exc
 
 
@@ -140,8 +140,7 @@ def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
             warnings.simplefilter("ignore")
             array = ds.pixel_array
     except Exception as exc:  # pydicom/plugins raise ValueError, RuntimeError, ... on bad data
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageReadError(path, f"pixel data cannot be decoded ({syntax_name(uid)}: {first})",
+        raise ImageReadError(path, f"pixel data cannot be decoded ({syntax_name(uid)}; {exception_line(exc)})",
                              "the file is truncated or corrupt; re-export it") from exc
     if array.dtype.byteorder not in ("=", "|"):
         array = array.astype(array.dtype.newbyteorder("="))

@@ -30,7 +30,7 @@ from monai.config import KeysCollection
 from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import LoadImaged, MapTransform
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, exception_line
 from .dicom import display_info, read_header
 from .dicom_read import check_is_image, read_dicom
 from .formats import FORMATS, image_format
@@ -40,15 +40,6 @@ from .tiff import read_tiff
 __all__ = ["FORMATS", "LoadMedicald", "image_format", "pil_converter"]
 
 _FORMAT_NAMES = {"pil": "PNG/JPEG/BMP", "tiff": "TIFF", "dicom": "DICOM", "nifti": "NIfTI"}
-
-
-def first_line(exc: BaseException) -> str:
-    """``Type: first line`` of the innermost cause of a (MONAI-wrapped) exception."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    text = str(root).strip().splitlines()
-    return f"{type(root).__name__}: {text[0]}" if text else type(root).__name__
 
 
 class _NativeOrder:
@@ -126,7 +117,7 @@ class LoadMedicald(MapTransform):
                 warnings.simplefilter("ignore")
                 array = np.asarray(self._loaders[(key, fmt)]({key: path})[key])
         except Exception as exc:  # MONAI wraps reader errors in nested RuntimeErrors: keep the root's line
-            raise ImageReadError(path, f"cannot be read as {_FORMAT_NAMES[fmt]} ({first_line(exc)})",
+            raise ImageReadError(path, f"cannot be read as {_FORMAT_NAMES[fmt]} ({exception_line(exc)})",
                                  "the file is truncated or corrupt; re-download or re-export it") from exc
         return array, extra
 

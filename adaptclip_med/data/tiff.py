@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, exception_line
 from .pil_modes import pil_converter
 
 
@@ -57,8 +57,7 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
 
 
 def _unreadable(path: str | Path, exc: BaseException) -> ImageReadError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ImageReadError(path, f"cannot be read as TIFF ({type(exc).__name__}: {first})",
+    return ImageReadError(path, f"cannot be read as TIFF ({exception_line(exc)})",
                           "the file is truncated or corrupt; re-export it")
 
 
@@ -72,8 +71,7 @@ def _read_with_pillow(path: str | Path, cause: Exception) -> tuple[np.ndarray, d
             mode = img.mode
             array = np.asarray(pil_converter(img))
     except Exception as exc:
-        first = str(cause).strip().splitlines()[0]
-        raise ImageReadError(path, f"TIFF compression not decodable here ({first})",
+        raise ImageReadError(path, f"TIFF compression not decodable here ({exception_line(cause)})",
                              "pip install imagecodecs") from exc
     bits = 16 if mode.startswith("I;16") else 32 if mode in ("I", "F") else 8
     return np.ascontiguousarray(array), {"bits": bits, "photometric": mode, "pages": 1}

@@ -5,12 +5,12 @@ Pipeline (dictionary transforms; ``keys = ["image", "mask"]``)::
     LoadMedicald      explicit MONAI reader per format (PIL / Pydicom / Nibabel)
     SelectSliced      volume / multi-frame / series → one 2-D slice (``slice_index``)
     ToUint8d          VOI LUT, window tags or preset, percentiles → uint8; MONOCHROME1 inverted
-    BinarizeMaskd     mask > 0 (> 127 for JPEG masks), size checked against the image
+    BinarizeMaskd     mask > 0 (> 127 for JPEG masks), size checked against the image (preprocess rule)
     CropBorderd       optional: black endoscopy frame cropped from image and mask (``crop_box``)
     ToRGBd            grey → 3 channels (repeated); keeps ``image_u8`` and ``original_size``
     PillowResized     the authors' 8-bit Pillow bicubic squash to S×S   (adaptclip_med.preprocess)
     ClipNormalized    (u8/255 − mean)/std → (3, S, S) float32             (adaptclip_med.preprocess)
-    ResizeMaskd       nearest neighbour → (S, S) uint8 tensor
+    ResizeMaskd       Pillow bilinear on 0/255, > 0.5 → (S, S) uint8 tensor  (adaptclip_med.preprocess)
     Finalized         drops loader metadata (DICOM headers never leave the pipeline)
 
 Any failure is re-raised as :class:`~adaptclip_med.errors.ImageReadError` naming the file.
@@ -24,18 +24,23 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, MapTransform
-from PIL import Image
 
 from ..errors import ImageReadError
-from ..preprocess import CLIP_MEAN, CLIP_STD, ClipNormalized, PillowResized
+from ..preprocess import (
+    CLIP_MEAN,
+    CLIP_STD,
+    ClipNormalized,
+    PillowResized,
+    binarize_mask,
+    mask_threshold,
+    resize_mask,
+)
 from .display import ToUint8d
 from .intensity import WindowSpec, resolve_window
 from .readers import LoadMedicald
-from .records import has_suffix
 from .slicing import SelectSliced
 
 MODALITIES: tuple[str, ...] = ("auto", "ct", "mr", "xray", "endoscopy", "photo")
-LOSSY_MASK_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
 
 
 class ToRGBd(MapTransform):
@@ -60,13 +65,14 @@ class ToRGBd(MapTransform):
 
 
 class BinarizeMaskd(MapTransform):
-    """Mask → ``(H, W)`` uint8 in {0, 1}: any value > 0 (> 127 for JPEG masks, lossy); RGB → max.
+    """Mask → ``(H, W)`` uint8 in {0, 1}: any value > 0 (> 127 for JPEG masks, lossy); RGB → any channel
+    (:func:`adaptclip_med.preprocess.binarize_mask`).
 
     Raises:
-        ImageReadError: the mask's size differs from the image's (``ref_key``).
+        ImageReadError: the mask's size differs from the image's (``ref_key``; ``None``: not checked).
     """
 
-    def __init__(self, keys: KeysCollection = "mask", ref_key: str = "image",
+    def __init__(self, keys: KeysCollection = "mask", ref_key: str | None = "image",
                  allow_missing_keys: bool = True) -> None:
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
@@ -76,15 +82,13 @@ class BinarizeMaskd(MapTransform):
         for key in self.key_iterator(out):
             if out[key] is None:
                 continue
-            mask = np.asarray(out[key])
-            mask = mask.max(axis=-1) if mask.ndim == 3 else mask
             path = str(out.get(f"{key}_meta", {}).get("path", key))
-            threshold = 127 if has_suffix(path, LOSSY_MASK_SUFFIXES) else 0
-            ref = np.asarray(out[self.ref_key]).shape[:2]
+            mask = binarize_mask(np.asarray(out[key]), mask_threshold(path))
+            ref = np.asarray(out[self.ref_key]).shape[:2] if self.ref_key is not None else mask.shape
             if mask.shape != ref:
                 msg = f"mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image is {ref[0]}x{ref[1]}"
                 raise ImageReadError(path, msg, "masks must have the size of their image")
-            out[key] = (mask > threshold).astype(np.uint8)
+            out[key] = mask
         return out
 
 
@@ -121,7 +125,8 @@ class CropBorderd(MapTransform):
 
 
 class ResizeMaskd(MapTransform):
-    """``(H, W)`` {0,1} uint8 → ``(S, S)`` uint8 tensor, nearest neighbour (Pillow)."""
+    """``(H, W)`` {0,1} uint8 → ``(S, S)`` uint8 tensor by :func:`adaptclip_med.preprocess.resize_mask`
+    (Pillow bilinear on 0/255, > 0.5: the authors' rule, also used by training)."""
 
     def __init__(self, keys: KeysCollection, size: int, allow_missing_keys: bool = True) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -131,9 +136,7 @@ class ResizeMaskd(MapTransform):
         out = dict(data)
         for key in self.key_iterator(out):
             if out[key] is not None:
-                img = Image.fromarray(np.asarray(out[key], dtype=np.uint8))
-                resized = img.resize((self.size, self.size), Image.NEAREST)
-                out[key] = torch.from_numpy(np.array(resized, dtype=np.uint8))
+                out[key] = torch.from_numpy(np.ascontiguousarray(resize_mask(np.asarray(out[key]), self.size)))
         return out
 
 
@@ -166,7 +169,7 @@ class MedicalCompose(Compose):
                 if isinstance(cause, ImageReadError):
                     raise cause from exc
                 cause = cause.__cause__ or cause.__context__
-            source = data.get("image", "sample") if isinstance(data, Mapping) else "sample"
+            source = (data.get("image") or data.get("mask") or "sample") if isinstance(data, Mapping) else "sample"
             root = exc
             while root.__cause__ is not None:
                 root = root.__cause__

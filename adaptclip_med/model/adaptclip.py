@@ -213,7 +213,14 @@ class AdaptCLIP(nn.Module):
 
     # ----------------------------------------------------------------- conveniences
     def preprocess(self, image: object) -> torch.Tensor:
-        """PIL image, 8-bit array or image path → ``(3, S, S)`` tensor, resized as the authors did."""
+        """PIL image, 8-bit array or image path → ``(3, S, S)`` tensor, resized as the authors did.
+
+        Paths go through :func:`adaptclip_med.data.image_tensor` (the evaluation and training path).
+        """
+        if isinstance(image, (str, os.PathLike)):
+            from ..data.pixels import image_tensor
+
+            return image_tensor(image, self.image_size)
         from ..preprocess import preprocess_image
 
         return preprocess_image(image, self.image_size)

@@ -10,36 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from adaptclip_med.errors import ImageReadError
+from adaptclip_med.data.pixels import load_mask  # the one mask rule (spec §5), shared with evaluation
 from adaptclip_med.io import sha256_file
 
 from .cache import DTYPES, FeatureCache, split_features, to_storage
-
-
-def load_mask(path: str | Path, size: int) -> np.ndarray:
-    """Read a mask file and bring it to the model resolution: ``(S, S)`` uint8 0/1.
-
-    Foreground is any value > 0 (> 127 for JPEG masks, whose edges carry compression noise); the
-    binary 0/255 image is resized bilinearly with Pillow to ``S×S`` and thresholded at > 0.5 of 255,
-    as the method resizes masks (spec §5).
-
-    Raises:
-        ImageReadError: the file cannot be read as an image.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L"))
-    except (OSError, ValueError) as exc:
-        raise ImageReadError(path, f"cannot be read as a mask image ({exc})",
-                             "Expected a PNG/JPEG/TIFF mask; replace or remove the file.") from exc
-    threshold = 127 if path.suffix.lower() in (".jpg", ".jpeg") else 0
-    binary = Image.fromarray(((arr > threshold) * 255).astype(np.uint8))
-    resized = np.asarray(binary.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-    return (resized / 255.0 > 0.5).astype(np.uint8)
 
 
 class FeatureSource:

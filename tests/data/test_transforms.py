@@ -48,7 +48,7 @@ def test_16bit_png_is_windowed_with_percentiles(tmp_path, png_writer):
     assert explicit["image_u8"][0, 100, 0] == pytest.approx(128, abs=1)
 
 
-def test_mask_is_binarised_and_resized_nearest(tmp_path, png_writer):
+def test_mask_is_binarised_and_resized_by_the_one_mask_rule(tmp_path, png_writer):
     img = png_writer(tmp_path / "i.png", np.full((40, 60), 100, np.uint8))
     mask = np.zeros((40, 60), np.uint8)
     mask[10:30, 20:40] = 1  # value 1: any value > 0 is foreground
@@ -56,6 +56,19 @@ def test_mask_is_binarised_and_resized_nearest(tmp_path, png_writer):
     assert out["mask"].dtype == torch.uint8 and out["mask"].shape == (20, 20)
     assert set(out["mask"].unique().tolist()) == {0, 1}
     assert out["mask"].sum().item() == pytest.approx(20 * 20 * (20 * 20) / (40 * 60), rel=0.15)
+    # the authors' rule (spec §5), the same in training: Pillow bilinear on 0/255, then > 0.5
+    from PIL import Image
+
+    from adaptclip_med.data import load_mask
+    from adaptclip_med.training.features import load_mask as training_mask
+
+    ref = np.asarray(Image.fromarray(mask * 255).resize((20, 20), Image.Resampling.BILINEAR)) / 255 > 0.5
+    assert np.array_equal(out["mask"].numpy(), ref.astype(np.uint8))
+    assert np.array_equal(load_mask(tmp_path / "m.png", 20), ref) and training_mask is load_mask
+    # a one-pixel-wide line survives only where it covers more than half of an output pixel
+    thin = np.zeros((40, 60), np.uint8)
+    thin[:, 30] = 1
+    assert load_mask(png_writer(tmp_path / "thin.png", thin), 20).sum() == 0
 
 
 def test_jpeg_masks_use_a_127_threshold(tmp_path):
@@ -131,3 +144,23 @@ def test_endoscopy_black_border_is_cropped_from_image_and_mask(tmp_path, png_wri
     assert out["image_u8"].min() == 80
     assert out["mask"].sum().item() == pytest.approx(50 * 50 * 100 / (50 * 58), rel=0.1)
     assert "crop_box" not in build_transforms(50)(sample)
+
+
+def test_model_preprocess_path_equals_the_evaluation_pipeline(tmp_path, png_writer):
+    """Prediction reads a path through the evaluation transforms; arrays take the same last steps."""
+    import ast
+    from pathlib import Path
+
+    import adaptclip_med.preprocess as pre
+    from adaptclip_med.data import image_tensor
+
+    rgb = np.random.default_rng(3).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    path = png_writer(tmp_path / "p.png", rgb)
+    via_pipeline = build_transforms(32)({"image": str(path)})["image"]
+    assert torch.equal(image_tensor(path, 32), via_pipeline)
+    assert torch.equal(pre.preprocess_image(rgb, 32), via_pipeline)
+    with pytest.raises(TypeError, match=r"model\.preprocess"):
+        pre.preprocess_image(str(path), 32)
+    tree = ast.parse(Path(pre.__file__).read_text())  # preprocess is a leaf: it never imports data
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.startswith(("data", "adaptclip_med.data"))]
