@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,32 @@ def tiny_model():
         backbone="adaptclip-tiny", pretrained=None, image_size=224, device="cpu",
         allow_random_backbone=True, seed=0,
     )
+
+
+@dataclass(frozen=True)
+class BadCorpus:
+    """The bad-input corpus of tests/bad_corpus.py, written once per session (a ``folder`` data set).
+
+    ``good``: image paths that must be read and scored; ``bad``: ``{path: reason regex}`` of the
+    files that must be skipped and listed (a bad image/mask pair under its image).
+    """
+
+    root: Path
+    good: list[str]
+    bad: dict[str, str]
+
+
+def load_bad_corpus_module():
+    """Import tests/bad_corpus.py (pytest's importlib mode does not put tests/ on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location("adaptclip_bad_corpus", REPO_ROOT / "tests" / "bad_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> BadCorpus:
+    """The bad-input corpus (see tests/bad_corpus.py), shared by the data and evaluation tests."""
+    root = tmp_path_factory.mktemp("bad_corpus") / "corpus"
+    good, bad = load_bad_corpus_module().build_bad_corpus(root)
+    return BadCorpus(root, good, bad)

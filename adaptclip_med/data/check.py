@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import AdaptCLIPError
+from ..errors import DataValidationError
 from .hashing import PerceptualHasher, duplicate_groups
 from .records import DatasetIndex, Problem, Record
-from .registry import load_dataset
+from .registry import load_dataset, strict_message
+from .screen import screen_error
 from .transforms import build_transforms
 
 CHECK_SIZE = 32
@@ -54,8 +55,7 @@ class CheckReport:
                              f"masks {row['masks']}")
         if self.index.prompt_note:
             lines.append(f"  note: {self.index.prompt_note}")
-        lines.append(f"problems: {len(self.problems)}")
-        lines += [f"  {p}: {why}" for p, why in self.problems]
+        lines += problems_text(self.problems)
         if not self.searched:
             lines.append("duplicates: not searched (--no-duplicates)")
             return "\n".join(lines)
@@ -70,16 +70,57 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def decode_record(pipeline: Callable[[dict], dict], record: Record) -> tuple[dict | None, Problem | None]:
+    """Run ``pipeline`` on one record: ``(sample, None)``, or ``(None, (image path, one-line reason))``.
+
+    Never raises for a bad file: every failure (a reader's, MONAI's, NumPy's) becomes one line; a
+    failure of the mask is reported under the image (the unit that is skipped) and names the mask.
+    ``evaluate`` and ``datasets check`` share this rule.
+    """
+    try:
+        return pipeline(record.as_dict()), None
+    except Exception as exc:  # the skip policy: one line per file, never a traceback
+        why = screen_error(exc)
+        where = getattr(exc, "path", None)
+        if record.mask is not None and where == record.mask:
+            why = f"mask {Path(record.mask).name}: {why}"
+        if record.slice_index is not None:
+            why = f"slice {record.slice_index}: {why}"
+        return None, (record.image, why)
+
+
 def decode_all(records: list[Record], *, progress: bool = False) -> list[Problem]:
-    """Run the full loading pipeline (tiny output size) on every record; return the failures."""
+    """Run the full loading pipeline (tiny output size) on every record; return the failures.
+
+    Every record is tried (a bad file never stops the scan); a volume with several failing slices is
+    listed once, with its first reason and the count.
+    """
     pipeline = build_transforms(CHECK_SIZE)
-    problems: list[Problem] = []
+    failed: dict[str, list[str]] = {}
     for rec in tqdm(records, desc="decode", disable=not progress, unit="img"):
-        try:
-            pipeline({"image": rec.image, "mask": rec.mask, "slice_index": rec.slice_index})
-        except AdaptCLIPError as exc:
-            problems.append((getattr(exc, "path", rec.image), getattr(exc, "problem", str(exc))))
-    return problems
+        _, problem = decode_record(pipeline, rec)
+        if problem is not None:
+            failed.setdefault(problem[0], []).append(problem[1])
+    return [(path, whys[0] if len(whys) == 1 else f"{whys[0]} (and {len(whys) - 1} more slice(s))")
+            for path, whys in failed.items()]
+
+
+def problems_text(problems: list[Problem], first: int = 10) -> list[str]:
+    """Screen lines: the count, then the first ``first`` problems (``--json`` has them all)."""
+    lines = [f"problems: {len(problems)} file(s) skipped or inconsistent"]
+    lines += [f"  {p}: {why}" for p, why in problems[:first]]
+    if len(problems) > first:
+        lines.append(f"  ... and {len(problems) - first} more (--json lists every one)")
+    return lines
+
+
+def _without(index: DatasetIndex, paths: set[str]) -> DatasetIndex:
+    """A copy of ``index`` without the records (test and prompt pool) of ``paths``."""
+    if not paths:
+        return index
+    keep = [r for r in index.records if r.image not in paths]
+    pools = {c: [r for r in pool if r.image not in paths] for c, pool in index.prompt_pool.items()}
+    return replace(index, records=keep, prompt_pool=pools)
 
 
 def _identical(records: list[Record]) -> list[list[str]]:
@@ -100,15 +141,23 @@ def check_dataset(name: str, root: str | Path | None, *, against: tuple[str, str
     ``decode=False`` skips the full decode of every file (the duplicate search still reads them).
 
     Raises:
-        DataValidationError: missing folder, or any loader problem when ``strict``.
+        DataValidationError: missing folder, or (``strict``) the first problem, in one line naming the file.
     """
     index = load(name, root, strict=strict, **options)
     records = list(index.all_records())
-    problems = list(index.problems) + (decode_all(records, progress=progress) if decode else [])
+    problems = list(index.problems)
+    if decode:
+        listed = {p for p, _ in problems}
+        failed = [p for p in decode_all(records, progress=progress) if p[0] not in listed]
+        problems += failed
+        if strict and problems:
+            raise DataValidationError(strict_message(problems))
+        index = _without(index, {p for p, _ in failed})  # the counts are of usable files
     report = CheckReport(index, problems, searched=duplicates)
     if duplicates:
         hasher = PerceptualHasher()
-        readable = [r for r in records if r.image not in {p for p, _ in problems}]
+        skipped = {p for p, _ in problems}
+        readable = [r for r in records if r.image not in skipped]
         report.identical = _identical(readable)
         report.near_duplicates = duplicate_groups(readable, hasher)
         if against is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import LoadedSet, folder_records, require_dir, same_stem
+from .layout import LoadedSet, folder_records, orphan_masks, require_dir, same_stem
 from .records import SUPPORTED_SUFFIXES, Problem, Record
 
 
@@ -33,9 +33,11 @@ def load_folder(root: Path, *, cls: str | None = None, dataset: str = "folder", 
         if (root / sub).is_dir():
             records += folder_records(root / sub, label=label, cls=name, split="test", dataset=dataset,
                                       problems=problems, mask_for=masks if label else None,
-                                      suffixes=SUPPORTED_SUFFIXES, need_mask=has_masks, series=True)
+                                      suffixes=SUPPORTED_SUFFIXES, need_mask=has_masks, series=True,
+                                      other_files=True)
     if not (root / "normal").is_dir() and not (root / "abnormal").is_dir():
         require_dir(root / "normal", dataset, tree)
+    orphan_masks(root / "masks", [root / "normal", root / "abnormal"], problems)
     policy = "holdout"
     if (root / "prompts").is_dir():
         records += prompt_folder_records(root / "prompts", cls=name, dataset=dataset, problems=problems)
@@ -47,4 +49,4 @@ def prompt_folder_records(folder: Path, *, cls: str, dataset: str, problems: lis
                           ) -> list[Record]:
     """Normal prompt candidates from a flat folder of images (split ``"prompt_pool"``, label 0)."""
     return folder_records(folder, label=0, cls=cls, split="prompt_pool", dataset=dataset, problems=problems,
-                          suffixes=SUPPORTED_SUFFIXES)
+                          suffixes=SUPPORTED_SUFFIXES, series=True, other_files=True)

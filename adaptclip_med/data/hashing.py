@@ -26,6 +26,7 @@ from scipy.stats import rankdata
 
 from ..errors import ImageReadError
 from .records import IMAGE_SUFFIXES, Record, has_suffix
+from .screen import screen_error
 
 SIDE = 48
 LOW = 16
@@ -43,13 +44,16 @@ def _grey(record: Record, pipeline: Callable[[dict], dict] | None = None) -> Ima
                     a = np.asarray(img, dtype=np.float64)
                     return Image.fromarray(np.uint8(255 * (a - a.min()) / (np.ptp(a) + 1e-9)))
                 return img.convert("L")
-        except OSError as exc:
-            raise ImageReadError(record.image, f"cannot be decoded ({exc})", "re-download it") from exc
+        except Exception:  # Pillow cannot read it (e.g. planar TIFF): the full pipeline decides
+            pass
     if pipeline is None:
         from .transforms import build_transforms
 
         pipeline = build_transforms(SIDE, with_mask=False)
-    u8 = pipeline(record.as_dict())["image_u8"]
+    try:
+        u8 = pipeline(record.as_dict())["image_u8"]
+    except Exception as exc:  # one line naming the file, whatever the reader raised
+        raise ImageReadError(record.image, screen_error(exc)) from exc
     return Image.fromarray(np.asarray(u8)[..., 0])
 
 
@@ -87,8 +91,7 @@ class PerceptualHasher:
     def signature(self, record: Record) -> np.ndarray:
         """``(255,)`` float32 unit signature of ``record`` (cached)."""
         if record.key not in self._sig:
-            if self._pipeline is None and not (has_suffix(record.image, IMAGE_SUFFIXES)
-                                               and record.slice_index is None):
+            if self._pipeline is None:
                 from .transforms import build_transforms
 
                 self._pipeline = build_transforms(SIDE, with_mask=False)  # keeps decoded volumes
@@ -96,6 +99,16 @@ class PerceptualHasher:
             self._thumb[record.key] = thumb
             self._sig[record.key] = _dihedral(_dct(thumb))[0].astype(np.float32)
         return self._sig[record.key]
+
+    def unreadable(self, records: Sequence[Record]) -> dict[str, str]:
+        """``{record.key: reason}`` of the records whose signature cannot be computed (undecodable)."""
+        failed: dict[str, str] = {}
+        for rec in records:
+            try:
+                self.signature(rec)
+            except ImageReadError as exc:
+                failed[rec.key] = exc.problem
+        return failed
 
     def variants(self, record: Record) -> np.ndarray:
         """``(40, 255)`` float32: signatures under 8 flips/transposes × 5 rotations (cached)."""

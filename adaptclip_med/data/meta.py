@@ -19,6 +19,7 @@ from ..errors import DataValidationError
 from ..io import atomic_write_json
 from .layout import LoadedSet
 from .records import DatasetIndex, Problem, Record
+from .screen import screen_image, screen_mask
 
 
 def _item(rec: Record, root: Path, relative: bool) -> dict[str, object]:
@@ -87,8 +88,14 @@ def load_meta(root: Path, *, meta: str | Path | None = None, **_: object) -> Loa
                     problems.append((str(image), "listed in meta.json but missing; skipped"))
                     continue
                 if mask is not None and not mask.exists():
-                    problems.append((str(mask), "mask listed in meta.json but missing"))
-                    mask = None
+                    problems.append((str(image), f"mask {mask.name} listed in meta.json but missing; skipped"))
+                    continue
+                why = (screen_image(image, series=image.is_dir())
+                       or (screen_mask(mask) if label and mask is not None and item.get("slice_index") is None
+                           else None))
+                if why is not None:
+                    problems.append((str(image), why))
+                    continue
                 records.append(Record(str(image), str(mask) if mask else None, label,
                                       str(item.get("cls_name", cls)), split, item.get("group"), "meta",
                                       item.get("slice_index")))

@@ -120,6 +120,12 @@ def draw_prompts(index: DatasetIndex, cls: str, k: int, seed: int, *, queries: S
             excluded["identical"] += 1
         else:
             left.append(r)
+    unreadable = h.unreadable(left)
+    if unreadable:  # undecodable candidates are never prompts (datasets check lists them)
+        excluded["unreadable"] = len(unreadable)
+        left = [r for r in left if r.key not in unreadable]
+    bad_queries = h.unreadable(queries)
+    queries = [q for q in queries if q.key not in bad_queries]  # skipped by the caller when decoded
     if left and queries:
         near = h.near(left, queries).any(axis=1)
         excluded["near_duplicate"] = int(near.sum())

@@ -192,6 +192,8 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         pool_recs = [r for r in records if r.split != "test" and r.label == 0]
         records = [r for r in records if r.split == "test"]
     elif loaded.policy == "holdout" and prompts_dir is None:
+        if hasher is not None:  # the hold-out hashes every normal: undecodable ones are skipped here
+            records = _drop_unreadable(records, hasher, problems)
         records, pool_recs = _holdout(records, holdout, seed, hasher)
     pools: dict[str, list[Record]] = {}
     for r in pool_recs:
@@ -206,7 +208,23 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
                                                     "normal_prompts": str(prompts_dir) if prompts_dir else None,
                                                     **{k: str(v) for k, v in options.items()}})
     if strict and problems:
-        listing = "\n".join(f"  {p}: {why}" for p, why in problems[:20])
-        msg = f"{name} ({root}): {len(problems)} problem(s) (strict mode):\n{listing}"
-        raise DataValidationError(msg)
+        raise DataValidationError(strict_message(problems))
     return index
+
+
+def strict_message(problems: list[Problem]) -> str:
+    """The one-line ``--strict`` error: the first problem's file and reason, and how many there are."""
+    path, why = problems[0]
+    more = f" (strict mode; {len(problems) - 1} more problem(s) not shown)" if len(problems) > 1 else " (strict mode)"
+    return f"{path}: {why}{more}"
+
+
+def _drop_unreadable(records: list[Record], hasher: PerceptualHasher, problems: list[Problem]) -> list[Record]:
+    """Records minus the normals whose thumbnail cannot be decoded; one problem per file."""
+    failed = hasher.unreadable([r for r in records if r.label == 0])
+    seen: set[str] = set()
+    for rec in records:
+        if rec.key in failed and rec.image not in seen:
+            seen.add(rec.image)
+            problems.append((rec.image, failed[rec.key]))
+    return [r for r in records if r.key not in failed and r.image not in seen]

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .layout import LoadedSet, folder_records, require_dir, same_stem
+from .layout import LoadedSet, folder_records, orphan_masks, require_dir, same_stem
 from .records import Problem, Record
+from .screen import screen_image, screen_mask
 
 
 def _classes(root: Path, name: str, marker: str, tree: str) -> list[Path]:
@@ -40,6 +41,7 @@ def _mvtec_like(root: Path, name: str, *, good: str = "good", gt: str = "ground_
             records += folder_records(tdir / sub, label=label, cls=cls, split="test", dataset=name,
                                       problems=problems, mask_for=finder if label else None,
                                       need_mask=True)
+            orphan_masks(mask_dir, [tdir / sub], problems, suffix_add=mask_suffix)
     return LoadedSet(records, problems, policy="train")
 
 
@@ -90,8 +92,13 @@ def load_visa(root: Path, **_: object) -> LoadedSet:
                 problems.append((str(image), f"listed in {csv_path.name} but missing; skipped"))
                 continue
             if label and (mask is None or not mask.is_file()):
-                problems.append((str(image), "mask missing"))
-                mask = None
+                problems.append((str(image), f"mask missing (listed in {csv_path.name}: {row.get('mask')!r}); "
+                                             "skipped"))
+                continue
+            why = screen_image(image) or (screen_mask(mask) if label and mask else None)
+            if why is not None:
+                problems.append((str(image), why))
+                continue
             records.append(Record(str(image), str(mask) if label and mask else None, label, row["object"],
                                   "train" if row["split"] == "train" else "test", None, "visa"))
     return LoadedSet(records, problems, policy="train")
@@ -109,4 +116,5 @@ def load_magnetic_tile(root: Path, **_: object) -> LoadedSet:
         records += folder_records(imgs, label=label, cls="magnetic_tile", split="test",
                                   dataset="magnetic_tile", problems=problems, suffixes=(".jpg",),
                                   mask_for=same_stem(imgs, (".png",)) if label else None, need_mask=True)
+        orphan_masks(imgs, [imgs], problems, suffixes=(".png",), image_suffixes=(".jpg",))
     return LoadedSet(records, problems, policy="holdout")

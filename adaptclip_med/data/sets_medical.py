@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 from ..errors import DataValidationError
-from .layout import LoadedSet, first_dir, folder_records, require_dir, same_stem
+from .layout import LoadedSet, first_dir, folder_records, orphan_masks, require_dir, same_stem
 from .records import IMAGE_SUFFIXES, Problem, Record
 
 POLYP_NOTE = ("{name} holds only abnormal images (every frame has a lesion): there are no normal prompts. "
@@ -34,6 +34,11 @@ def _yes_no(root: Path, name: str, cls: str, *, masks: Path | None = None) -> Lo
     records = folder_records(root / "no", label=0, cls=cls, split="test", dataset=name, problems=problems)
     records += folder_records(root / "yes", label=1, cls=cls, split="test", dataset=name,
                               problems=problems, mask_for=mask_for if exact else None)
+    if exact:
+        images = {p.name for p in (root / "yes").iterdir()}
+        problems += [(str(m), f"mask without its image (no {name_!r} in yes/); ignored")
+                     for name_, m in sorted(exact.items())
+                     if name_.removesuffix(".png") not in images and name_ not in images]
     return LoadedSet(records, problems, policy="holdout")
 
 
@@ -92,6 +97,8 @@ def _lesion_only(name: str, cls: str, images: Path | None, masks: Path | None, t
     problems: list[Problem] = []
     records = folder_records(images, label=1, cls=cls, split="test", dataset=name, problems=problems,
                              mask_for=same_stem(masks, IMAGE_SUFFIXES, suffix_add), need_mask=True)
+    orphan_masks(masks, [images], problems, suffixes=IMAGE_SUFFIXES, suffix_add=suffix_add,
+                 image_suffixes=IMAGE_SUFFIXES)
     return LoadedSet(records, problems, policy="none", note=POLYP_NOTE.format(name=name))
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from .dicom import series_files
 from .layout import LoadedSet, require_dir
-from .records import NIFTI_SUFFIXES, Problem, Record, list_files, strip_suffix
+from .records import NIFTI_SUFFIXES, Problem, Record, has_suffix, list_files, strip_suffix
+from .screen import screen_error, screen_image
 
 
 def canonical_shape(path: Path) -> tuple[int, ...]:
@@ -45,7 +46,8 @@ def label_per_slice(mask_path: Path, axis: int) -> np.ndarray:
 
 def _volumes(folder: Path) -> list[Path]:
     files = list_files(folder, NIFTI_SUFFIXES)
-    series = sorted(p for p in folder.iterdir() if p.is_dir() and series_files(p)) if folder.is_dir() else []
+    series = sorted(p for p in folder.iterdir() if p.is_dir() and (series_files(p) or has_suffix(p, NIFTI_SUFFIXES))
+                    ) if folder.is_dir() else []  # a folder named x.nii.gz is listed (as a folder), not dropped
     return sorted(files + series)
 
 
@@ -69,6 +71,9 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
             problems.append((str(folder), "empty folder: no NIfTI volumes or DICOM series"))
         for vol in vols:
             vid = f"{sub}/{strip_suffix(vol.name)}"
+            if (why := screen_image(vol, series=vol.is_dir())) is not None:
+                problems.append((str(vol), why))
+                continue
             try:
                 if vol.is_dir():
                     n, per_slice = len(series_files(vol)), None
@@ -88,11 +93,15 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
                         continue
                     per_slice = label_per_slice(mask, axis)
                     if len(per_slice) != n:
-                        problems.append((str(mask), f"label volume has {len(per_slice)} slices along axis "
-                                                    f"{axis}, its image {n}; skipped"))
+                        problems.append((str(vol), f"label volume {mask.name} has {len(per_slice)} slices "
+                                                   f"along axis {axis}, its image {n}; skipped"))
                         continue
-            except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
-                problems.append((str(vol), f"cannot be read ({type(exc).__name__}: {exc}); skipped"))
+                    if not per_slice.any():
+                        problems.append((str(vol), f"label volume {mask.name} is empty (no voxel > 0) for an "
+                                                   "abnormal volume; skipped"))
+                        continue
+            except Exception as exc:  # any header failure is a listed skip, never an abort
+                problems.append((str(vol), f"{screen_error(exc)}; skipped"))
                 continue
             for i in range(0, n, step):
                 fg = bool(per_slice[i]) if per_slice is not None else False

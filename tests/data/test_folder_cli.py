@@ -82,9 +82,11 @@ def test_cli_check_json_and_exit_codes(tmp_path, capsys):
     problems = json.loads(capsys.readouterr().out)["problems"]
     assert {p["path"].rsplit("/", 1)[-1] for p in problems} == {"case_009.png"}
     assert {"mask missing" in p["problem"] or "cannot be read" in p["problem"] for p in problems} == {True}
+    (root / "abnormal" / "case_009.png").unlink()
     (root / "abnormal" / "empty.png").write_bytes(b"")
     assert main(["check", "folder", "--root", str(root), "--strict"]) == 2
-    assert "0 bytes" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "empty.png: file is empty (0 bytes)" in err and len(err.strip().splitlines()) == 1
     assert main(["check", "nosuchset", "--root", str(root)]) == 2
     assert "valid names" in capsys.readouterr().err
 

@@ -155,3 +155,57 @@ def test_empty_class_folder_and_zero_byte_file_are_reported(tmp_path):
     assert "empty folder" in problems[str(tmp_path / "yes")]
     assert "0 bytes" in problems[str(tmp_path / "no" / "empty.png")]
     assert len(index.records) == 2
+
+
+def _cvc_tiffs(root: Path, n: int = 3) -> None:
+    """CVC-ClinicDB as published: ``Original/<i>.tif`` 3-samples-per-pixel RGB, ``Ground Truth/<i>.tif``."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    for d in ("Original", "Ground Truth"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i in range(1, n + 1):
+        rgb = rng.integers(0, 255, (3, 28, 36), dtype=np.uint8)  # planar: one plane per sample
+        tifffile.imwrite(root / "Original" / f"{i}.tif", rgb, photometric="rgb", planarconfig="separate")
+        mask = np.zeros((28, 36, 3), np.uint8)
+        mask[5:12, 6:14] = 255
+        tifffile.imwrite(root / "Ground Truth" / f"{i}.tif", mask, photometric="minisblack", planarconfig="contig")
+
+
+def test_clinicdb_publisher_tiffs_count_right(tmp_path):
+    _cvc_tiffs(tmp_path / "CVC-ClinicDB")
+    index = load_dataset("clinicdb", tmp_path)
+    assert _counts(index) == (0, 3, 3) and not index.problems
+    empty = np.zeros((28, 36, 3), np.uint8)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "CVC-ClinicDB" / "Ground Truth" / "2.tif", empty, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "CVC-ClinicDB" / "Ground Truth" / "9.tif", empty, photometric="minisblack")
+    index = load_dataset("clinicdb", tmp_path)
+    problems = {Path(p).name: why for p, why in index.problems}
+    assert _counts(index) == (0, 2, 2)
+    assert "empty (no foreground" in problems["2.tif"] and "without its image" in problems["9.tif"]
+
+
+def test_every_layout_lists_unusable_files(tmp_path):
+    """MVTec-like trees: a folder named like an image, a 1x1 image, an empty mask, a mask without image."""
+    root = tmp_path / "mvtec"
+    _img(root / "bottle" / "train" / "good" / "000.png")
+    _img(root / "bottle" / "train" / "good" / "001.png", size=(1, 1))
+    (root / "bottle" / "test" / "good" / "dir.png").mkdir(parents=True)
+    _img(root / "bottle" / "test" / "crack" / "000.png")
+    _mask(root / "bottle" / "ground_truth" / "crack" / "000_mask.png")
+    _img(root / "bottle" / "test" / "crack" / "001.png")
+    _img(root / "bottle" / "ground_truth" / "crack" / "001_mask.png", value=0)
+    _mask(root / "bottle" / "ground_truth" / "crack" / "007_mask.png")
+    index = load_dataset("mvtec", root)
+    problems = {str(Path(p).relative_to(root)): why for p, why in index.problems}
+    assert set(problems) == {"bottle/train/good/001.png", "bottle/test/good/dir.png", "bottle/test/crack/001.png",
+                             "bottle/ground_truth/crack/007_mask.png"}
+    assert "1x1" in problems["bottle/train/good/001.png"] and "folder" in problems["bottle/test/good/dir.png"]
+    assert "empty" in problems["bottle/test/crack/001.png"]
+    assert "without its image" in problems["bottle/ground_truth/crack/007_mask.png"]
+    assert _counts(index) == (1, 1, 1)
+    with pytest.raises(DataValidationError) as err:
+        load_dataset("mvtec", root, strict=True)
+    assert len(str(err.value).splitlines()) == 1 and "strict mode" in str(err.value)
