@@ -131,7 +131,7 @@ def _modality_lut_dicom(dst: Path) -> Path:
     del ds.RescaleSlope, ds.RescaleIntercept
     lut = (np.sqrt(np.arange(4096) / 4095.0) * 4095).astype(np.uint16)
     item = pydicom.Dataset()
-    item.LUTDescriptor = [4096, 0, 12]
+    item.LUTDescriptor = [4096, 0, 16]  # PS3.3 C.11.1.1.1: 8 or 16 bits per entry
     item.ModalityLUTType = "US"
     item.add(DataElement(0x00283006, "US", lut.tolist()))
     ds.ModalityLUTSequence = [item]
@@ -180,6 +180,7 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     good.append(_png(normal / "all_black.png", np.zeros((SIZE, SIZE), np.uint8)))  # constant image
     good.append(_png(normal / "hash#1.png", _organ(14)))                           # '#' in a name
     good.append(_png(normal / "bitmap.bmp", _organ(15)))
+    good.append(_png(normal / "png_named.dcm", _organ(42), fmt="PNG"))            # read by content, not name
     good.append(_png(normal / "photo.jpg", rgb))
     cmyk = normal / "cmyk.jpg"
     Image.fromarray(rgb).convert("CMYK").save(cmyk)                               # CMYK JPEG
@@ -238,8 +239,6 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     bad[normal / "text.nii.gz"] = r"text|not a nifti|cannot be read"
     (normal / "text.png").write_text("<html>not a picture</html>\n")
     bad[normal / "text.png"] = r"text|cannot be read|not a png"
-    _png(normal / "png_named.dcm", _organ(42), fmt="PNG")                                   # PNG content, .dcm name
-    bad[normal / "png_named.dcm"] = r"not a readable dicom|not a dicom|png"
     bad[write_nifti(normal / "all_nan.nii.gz", np.full((SIZE, SIZE, 3), np.nan, np.float32))] = r"nan|finite"
     bad[write_nifti(normal / "all_inf.nii.gz", np.full((SIZE, SIZE, 3), np.inf, np.float32))] = r"inf|finite"
     nan_slice = np.stack([_organ(43)] * 3, -1).astype(np.float32)
@@ -254,6 +253,8 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     bad[_copy_testdata("test-SR.dcm", normal / "report.dcm")] = _NOT_AN_IMAGE + r"|\bSR\b|structured report"
     bad[_with_file_meta(Path(get_testdata_file("rtstruct.dcm")), normal / "rtstruct.dcm")] = (
         _NOT_AN_IMAGE + r"|rt structure")
+    bad[_with_file_meta(Path(get_testdata_file("rtplan.dcm")), normal / "rtplan.dcm")] = _NOT_AN_IMAGE + r"|rt plan"
+    bad[_copy_testdata("rtdose.dcm", normal / "rtdose.dcm")] = _NOT_AN_IMAGE + r"|rt dose"  # a dose grid
     bad[_copy_testdata("dicomdirtests/DICOMDIR", normal / "DICOMDIR")] = _NOT_AN_IMAGE + r"|dicomdir|directory"
     (normal / "looks_like_an_image.png").mkdir()                                  # a folder named .png
     bad[normal / "looks_like_an_image.png"] = r"folder|directory"
@@ -262,6 +263,7 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
 
     # --- bad: unusable content --------------------------------------------------------------------
     bad[_png(normal / "one_pixel.png", np.full((1, 1), 128, np.uint8))] = r"1x1|too small"
+    bad[write_nifti(normal / "one_voxel_wide.nii.gz", np.ones((1, 1, 5), np.float32))] = r"1x1|too small"
     bad[write_dicom(normal / "one_pixel.dcm", np.full((1, 1), 100, np.uint16))] = r"1x1|too small"
     bad[_png(abnormal / "empty_mask.png", _organ(45))] = r"mask.*empty|empty mask"
     _png(masks / "empty_mask.png", np.zeros((SIZE, SIZE), np.uint8))

@@ -9,10 +9,9 @@ Rules (documented in docs/data.md, "Unreadable and unusable files"):
 
 * a folder named like an image file (``x.png/``) that is not a DICOM series;
 * an empty (0-byte) file;
-* a DICOM object that holds no image to score (SOP Class UID): Segmentation, RT Structure Set / Plan /
-  Dose / treatment records, Structured Reports and Key Object Selection, presentation states,
-  registrations, waveforms, encapsulated documents, raw data, DICOMDIR; and an image object without
-  Pixel Data;
+* a DICOM object that holds no image to score (the reader's rule, by SOP Class): Segmentation, RT
+  Structure Set / Plan / Dose, Structured Reports and Key Object Selection, presentation states,
+  registrations, waveforms, encapsulated documents, raw data, DICOMDIR; or an object without Pixel Data;
 * an image smaller than :data:`MIN_SIDE` pixels on a side (e.g. a 1×1 placeholder);
 * an abnormal image whose 2-D mask (PNG/JPEG/BMP/TIFF) has no foreground pixel.
 """
@@ -24,65 +23,45 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, NotAnImageError
+from .formats import sniff
 from .records import DICOM_SUFFIXES, NIFTI_SUFFIXES, has_suffix
 
 #: Images smaller than this on either side are skipped ("too small"): nothing to score.
 MIN_SIDE = 2
 
-#: SOP Class UID prefixes of DICOM objects that are not images to score (PS3.4 B.5).
-NON_IMAGE_SOP_PREFIXES: tuple[str, ...] = (
-    "1.2.840.10008.1.3.10",            # Media Storage Directory (DICOMDIR)
-    "1.2.840.10008.5.1.4.1.1.11.",     # presentation states
-    "1.2.840.10008.5.1.4.1.1.66",      # raw data, registrations, fiducials, Segmentation, surfaces
-    "1.2.840.10008.5.1.4.1.1.67",      # real world value mapping
-    "1.2.840.10008.5.1.4.1.1.88.",     # structured reports, key object selection
-    "1.2.840.10008.5.1.4.1.1.9.",      # waveforms (ECG, audio, ...)
-    "1.2.840.10008.5.1.4.1.1.104.",    # encapsulated PDF / CDA / STL
-    "1.2.840.10008.5.1.4.1.1.481.",    # RT objects except RT Image (below)
-)
-#: Image classes inside the prefixes above.
-IMAGE_SOP_EXCEPTIONS: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.481.1",)  # RT Image
-
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-def _has_preamble(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(132)[128:132] == b"DICM"
-
-
 def is_dicom_file(path: Path) -> bool:
     """True for a ``.dcm``/``.dicom`` file or any file with the ``DICM`` preamble (e.g. ``DICOMDIR``)."""
-    return has_suffix(path, DICOM_SUFFIXES) or (path.is_file() and _has_preamble(path))
-
-
-def non_image_sop_class(uid: str) -> bool:
-    """True when the SOP Class UID names an object that is not an image to score."""
-    uid = str(uid)
-    if uid in IMAGE_SOP_EXCEPTIONS:
+    if has_suffix(path, DICOM_SUFFIXES):
+        return True
+    if not path.is_file():
         return False
-    return any(uid == p.rstrip(".") or uid.startswith(p if p.endswith(".") else p + ".")
-               for p in NON_IMAGE_SOP_PREFIXES)
+    with path.open("rb") as fh:
+        return sniff(fh.read(132)) == "dicom"
 
 
 def _dicom_reason(path: Path) -> str | None:
-    """Skip reason of a DICOM file from its header, or ``None`` (unreadable headers: left to decode)."""
+    """Skip reason of a DICOM file from its header, or ``None`` (unreadable headers: left to decode).
+
+    Non-image objects are recognised by the reader's own rule
+    (:func:`~adaptclip_med.data.dicom_read.check_is_image`: SOP Class, pixel data present).
+    """
     import pydicom
-    from pydicom.uid import UID
+
+    from .dicom_read import check_is_image
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=False, defer_size=64)
+        ds = pydicom.dcmread(path, defer_size=64)  # large values (pixels) stay on disk
     except Exception:  # any header failure is reported by the decode pass
         return None
-    meta = getattr(ds, "file_meta", None)
-    uid = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
-    if "DirectoryRecordSequence" in ds or (uid and non_image_sop_class(uid)):
-        name = UID(uid).name if uid else "Media Storage Directory Storage"
-        return f"not an image: a DICOM {name} object (SOP Class {uid or 'DICOMDIR'}); skipped"
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        return "DICOM object without Pixel Data (no image to score); skipped"
+    try:
+        check_is_image(ds, path)
+    except NotAnImageError as exc:
+        return f"{exc.problem}; skipped"
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     return _size_reason(rows, cols)
 

@@ -8,19 +8,6 @@ import re
 
 from adaptclip_med.data import load_dataset
 from adaptclip_med.data.cli import main
-from adaptclip_med.data.readers import FORMATS
-
-#: 3-samples-per-pixel TIFFs (CVC-ClinicDB's form) need the tifffile reader of the pixel path; until
-#: it is there they are expected among the unreadable files, and the test says so.
-TIFF_READER = "tiff" in FORMATS
-PILLOW_UNREADABLE_TIFF = ("cvc_polyp.tif",)
-
-
-def _expected(bad_corpus) -> tuple[list[str], dict[str, str]]:
-    if TIFF_READER:
-        return bad_corpus.good, bad_corpus.bad
-    pending = {p for p in bad_corpus.good if p.endswith(PILLOW_UNREADABLE_TIFF)}
-    return [p for p in bad_corpus.good if p not in pending], {**bad_corpus.bad, **dict.fromkeys(pending, "cannot")}
 
 
 def test_corpus_is_large_enough(bad_corpus):
@@ -33,7 +20,7 @@ def test_check_json_lists_every_bad_file_and_no_good_one(bad_corpus, capsys):
     report = json.loads(captured.out)
     problems = {p["path"]: p["problem"] for p in report["problems"]}
     assert len(problems) == len(report["problems"])  # one entry per file
-    good, bad = _expected(bad_corpus)
+    good, bad = bad_corpus.good, bad_corpus.bad
     flagged_good = {p: problems[p] for p in good if p in problems}
     assert flagged_good == {}
     missed = sorted(set(bad) - set(problems))
@@ -54,7 +41,7 @@ def test_check_json_lists_every_bad_file_and_no_good_one(bad_corpus, capsys):
 def test_check_text_shows_count_and_first_few(bad_corpus, capsys):
     assert main(["check", "folder", "--root", str(bad_corpus.root), "--no-duplicates"]) == 1
     out = capsys.readouterr().out
-    assert f"problems: {len(_expected(bad_corpus)[1])} file(s)" in out
+    assert f"problems: {len(bad_corpus.bad)} file(s)" in out
     assert "more (--json lists every one)" in out
 
 
