@@ -38,7 +38,8 @@ class EvalConfig:
         device / batch_size / workers: inference settings (``workers`` DataLoader processes).
         limit: at most this many query images per class (balanced normal/abnormal), for a quick look.
         pixel_mode: ``"auto"`` / ``"exact"`` / ``"binned"`` pixel metrics (see ``adaptclip_med.metrics``).
-        n_bins / map_range: histogram of the binned pixel metrics.
+        n_bins / map_range: bins (a power of two) and initial range of the binned pixel metrics' histogram
+            (it widens to cover every score); map_range is also the figures' colour range.
         target_specificity: operating-point target on the leave-one-out prompt scores.
         pixel_specificity: pixel threshold target on the leave-one-out prompt maps (contours).
         n_boot: bootstrap replicates of the clinical confidence intervals (0 disables them).
@@ -67,7 +68,7 @@ class EvalConfig:
     workers: int = 0
     limit: int | None = None
     pixel_mode: str = "auto"
-    n_bins: int = 1 << 14
+    n_bins: int = 1 << 16
     map_range: tuple[float, float] = (0.0, 1.0)
     target_specificity: float = 0.95
     pixel_specificity: float = 0.99

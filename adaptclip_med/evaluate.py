@@ -75,10 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--strict", action="store_true", help="stop on any unreadable file instead of listing it")
     o = p.add_argument_group("metrics and outputs")
     o.add_argument("--pixel-metrics", choices=("auto", "exact", "binned"), default="auto",
-                   help="exact pixel metrics, or binned (bounded memory; error bound reported) (default: auto)")
-    o.add_argument("--bins", type=int, default=1 << 14, help="bins of the binned pixel metrics (default: 16384)")
+                   help="exact pixel metrics, or binned (bounded memory; an error bound covering every pixel "
+                        "is reported in summary.csv) (default: auto: exact up to 40 M pixels per class)")
+    o.add_argument("--bins", type=int, default=1 << 16,
+                   help="bins of the binned pixel metrics, a power of two (default: 65536)")
     o.add_argument("--map-range", nargs=2, type=float, default=[0.0, 1.0], metavar=("LOW", "HIGH"),
-                   help="anomaly-map value range of the bins (default: 0 1)")
+                   help="colour range of the figures and initial range of the binned histogram, which widens "
+                        "to cover every score (default: 0 1)")
     o.add_argument("--target-specificity", type=float, default=0.95,
                    help="specificity targeted by the calibrated threshold (default: 0.95)")
     o.add_argument("--pixel-specificity", type=float, default=0.99,
@@ -113,7 +116,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--limit", args.limit, args.limit is None or args.limit >= 1, ">= 1"),
         ("--workers", args.workers, args.workers >= 0, ">= 0"),
-        ("--bins", args.bins, args.bins >= 2, ">= 2"),
+        ("--bins", args.bins, args.bins >= 2 and not args.bins & (args.bins - 1), "a power of two >= 2"),
         ("--map-range", args.map_range, args.map_range[0] < args.map_range[1], "LOW < HIGH"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
         ("--pixel-specificity", args.pixel_specificity, 0 < args.pixel_specificity <= 1, "in (0, 1]"),

@@ -1,8 +1,9 @@
 """Stateful accumulators: add batches, then ``compute()`` every metric as a :class:`MetricValue`.
 
 ``ImageAccumulator`` keeps the image scores (small). ``PixelAccumulator`` keeps maps exactly while they
-fit a pixel budget (``mode="auto"``), then folds them into a :class:`BinnedPixelHistogram` and
-streams; ``mode="exact"`` never bins, ``mode="binned"`` always does. ``Evaluator`` combines both and
+fit a pixel budget (``mode="auto"``), then folds them into a :class:`BinnedPixelHistogram` (range taken
+from the data, nothing clipped) and streams, reporting an error bound that covers every pixel;
+``mode="exact"`` never bins, ``mode="binned"`` always does. ``Evaluator`` combines both and
 returns the paper's keys (``I-AUROC`` ... ``AUPRO``) plus the labelled extras (``I-AP``, ``P-AP``).
 """
 
@@ -65,8 +66,8 @@ class PixelAccumulator:
 
     Args:
         mode: ``"auto"`` (exact up to ``exact_max_pixels``, then binned), ``"exact"`` or ``"binned"``.
-        n_bins: bins of the streaming histogram.
-        value_range: score range of the bins (values outside are clipped into the end bins).
+        n_bins: bins of the streaming histogram (a power of two).
+        value_range: initial score range of the bins; it widens to cover every score (never clips).
         exact_max_pixels: pixel budget of the exact store in ``auto`` mode.
         fpr_limit: AUPRO integration limit.
     """
@@ -98,6 +99,9 @@ class PixelAccumulator:
         m = np.asarray(masks).astype(bool)
         if a.shape != m.shape:
             msg = f"pixel metrics: maps have shape {a.shape} and masks {m.shape}; expected equal shapes"
+            raise ValueError(msg)
+        if not np.isfinite(a).all():
+            msg = "pixel metrics: anomaly maps contain NaN or inf; expected finite values (check the model output)"
             raise ValueError(msg)
         if self.hist is not None:
             self._fold(a, m)

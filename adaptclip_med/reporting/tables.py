@@ -4,7 +4,7 @@ Files (under the run folder):
 
 * ``per_image.csv``: one row per data set × class × shots × seed × image (path, group, label, score);
 * ``metrics_long.csv``: one row per data set × class × shots × seed × metric (value, N/A reason, bound);
-* ``summary.csv``: one row per data set × class × shots, each metric's mean and std over seeds (fractions
+* ``summary.csv``: one row per data set × class × shots, each metric's mean, std and binned error bound (fractions
   in [0, 1]; NaN = not applicable, reasons in ``na_reasons``), plus ``Avg`` rows (class = ``Avg``: the
   unweighted mean over classes; data set = ``Avg``: the mean over data sets; both taken per seed, then
   mean ± std over seeds); std is the population std (``ddof=0``) as in the paper's scripts; the counts
@@ -57,27 +57,32 @@ def metrics_long_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _with_averages(long: pd.DataFrame) -> pd.DataFrame:
     """Add per-seed class averages (class ``Avg``) and data-set averages (data set ``Avg``)."""
-    base = long[["dataset", "class", "shots", "seed", "metric", "value"]]
-    cls_avg = base.groupby(["dataset", "shots", "seed", "metric"], as_index=False)["value"].mean()
+    base = long[["dataset", "class", "shots", "seed", "metric", "value", "bound"]].copy()
+    base["bound"] = pd.to_numeric(base["bound"]).where(base["value"].notna())  # a mean's error ≤ the mean bound
+    cls_avg = base.groupby(["dataset", "shots", "seed", "metric"], as_index=False)[["value", "bound"]].mean()
     n_cls = base.groupby("dataset")["class"].nunique()
     cls_avg["class"] = "Avg"
     multi = cls_avg[cls_avg["dataset"].map(n_cls) > 1]
-    ds_avg = cls_avg.groupby(["shots", "seed", "metric"], as_index=False)["value"].mean()
+    ds_avg = cls_avg.groupby(["shots", "seed", "metric"], as_index=False)[["value", "bound"]].mean()
     ds_avg["dataset"], ds_avg["class"] = "Avg", "Avg"
     return pd.concat([base, multi, ds_avg], ignore_index=True)
 
 
 def summary_frame(long: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: one row per data set × class × shots; ``<metric>`` mean and ``<metric>_std``."""
+    """Wide table: one row per data set × class × shots; ``<metric>`` mean, ``<metric>_std`` and
+    ``<metric>_bound`` (the largest possible error of the mean from binned pixel metrics: the mean of the
+    per-part bounds; 0 when every part was exact, NaN when not applicable)."""
     full = _with_averages(long)
     grouped = full.groupby([*KEYS, "metric"], sort=False)["value"]
     stats = grouped.agg(mean="mean", std=lambda v: float(np.std(v.dropna())) if v.notna().any() else np.nan,
                         n_seeds="size")
     mean, std = stats["mean"].unstack("metric"), stats["std"].unstack("metric")
+    bound = full.groupby([*KEYS, "metric"], sort=False)["bound"].mean().unstack("metric")
     out = pd.DataFrame(index=mean.index)
     for m in ALL_METRICS:
         out[m] = mean[m] if m in mean else np.nan
         out[f"{m}_std"] = std[m] if m in std else np.nan
+        out[f"{m}_bound"] = bound[m] if m in bound else np.nan
     out["n_seeds"] = stats["n_seeds"].groupby(level=list(range(len(KEYS)))).max()
     reasons: dict[tuple, set[str]] = {}
     na = long[long["reason"] != ""]

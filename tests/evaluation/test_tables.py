@@ -51,6 +51,19 @@ def test_avg_rows_and_std(records: list[dict]) -> None:
     assert list(s.index.get_level_values(0)) == ["a", "a", "a", "b", "Avg"]
 
 
+def test_summary_reports_the_binned_bound_of_every_mean(records: list[dict]) -> None:
+    # a/c1 and a/c2: P-AUROC binned with bounds 2e-5 / 4e-5 (seed 10) and 6e-5 / 0 (seed 20, c2 exact).
+    for r, b in zip(records[:4], (2e-5, 4e-5, 6e-5, 0.0), strict=True):
+        r["metrics"]["P-AUROC"]["bound"] = b
+    s = summary_frame(metrics_long_frame(records)).set_index(["dataset", "class", "shots"])
+    assert s.loc[("a", "c1", 1), "P-AUROC_bound"] == pytest.approx(4e-5)  # mean over seeds (2e-5, 6e-5)
+    assert s.loc[("a", "c2", 1), "P-AUROC_bound"] == pytest.approx(2e-5)
+    assert s.loc[("a", "Avg", 1), "P-AUROC_bound"] == pytest.approx(3e-5)  # per seed 3e-5, 3e-5
+    assert s.loc[("b", "only", 1), "P-AUROC_bound"] == 0.0  # exact
+    assert np.isnan(s.loc[("b", "only", 1), "P-AUPR_bound"])  # not applicable
+    assert s.loc[("Avg", "Avg", 1), "P-AUPR_bound"] == 0.0
+
+
 def test_display_and_files(records: list[dict], tmp_path: Path) -> None:
     disp = display_frame(summary_frame(metrics_long_frame(records)))
     row = disp[(disp["Dataset"] == "b")].iloc[0]
