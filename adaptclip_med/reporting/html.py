@@ -56,6 +56,7 @@ th{background:#eef3f7}td:first-child,th:first-child{text-align:left}
 figure{display:inline-block;margin:.4rem;vertical-align:top;background:#fff;border:1px solid #e3e8ee;
 padding:.4rem;border-radius:4px}figcaption{font-size:.8rem;color:#4a5866;max-width:460px;word-break:break-all}
 .fig img{max-width:900px;width:100%}.note{font-size:.8rem;color:#4a5866;margin:.2rem 0}.gallery img{max-width:440px}
+.fig figure{max-width:920px}
 .prov td{text-align:left;font-family:ui-monospace,monospace;font-size:.8rem;word-break:break-all}
 .layout{display:flex;gap:1.2rem;align-items:flex-start;flex-wrap:wrap}.main{flex:1 1 640px;min-width:0}
 aside{flex:0 1 270px;background:#f1f5f8;border:1px solid #dbe3ea;border-radius:6px;padding:.5rem .8rem;
@@ -204,6 +205,13 @@ def _images_section(paths: list[Path], root: Path, max_side: int, css: str, capt
     return f'<div class="{css}">{"".join(figs)}</div>' if figs else "<p>None in this run.</p>"
 
 
+def _figure_order(path: Path) -> tuple[int, str]:
+    """Curves first, then the comparison with the paper, then the qualitative grids."""
+    order = ("roc_pr_", "paper_comparison", "qualitative_")
+    rank = next((i for i, p in enumerate(order) if path.stem.startswith(p)), len(order))
+    return rank, path.name
+
+
 def _glossary() -> str:
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items())
     return f'<aside id="glossary"><h3>What the columns mean</h3><dl>{items}</dl></aside>'
@@ -282,7 +290,8 @@ def write_html_report(
         "<p>Files: " + ", ".join(f'<a href="{n}">{n}</a>' for n in links) + "</p>",
         '<h2 id="tables">Tables</h2>',
         f'<div class="layout"><div class="main">{_tables_section(run, notice)}</div>{_glossary()}</div>',
-        '<h2 id="figures">Figures</h2>', _images_section(run.figures, root, figure_px, "fig", {}),
+        '<h2 id="figures">Figures</h2>', _images_section(sorted(run.figures, key=_figure_order), root, figure_px,
+                                                         "fig", {}),
         '<h2 id="overlays">Overlay gallery</h2>',
         '<p class="note">Each panel: input image | anomaly map (colour bar: anomaly score, red = more anomalous) | '
         "map over the image (white contour: calibrated threshold; green dashed: ground truth).</p>",

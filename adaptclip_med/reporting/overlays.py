@@ -75,7 +75,7 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
     axes[0].imshow(image, cmap="gray" if gray is not None else None)
     axes[0].set_title("input image")
     im = axes[1].imshow(m, cmap="jet", vmin=vmin, vmax=vmax)
-    axes[1].set_title("anomaly map (red = more anomalous)")
+    axes[1].set_title("anomaly map")
     axes[2].imshow(image, cmap="gray" if gray is not None else None)
     axes[2].imshow(m, cmap="jet", vmin=vmin, vmax=vmax, alpha=alpha)
     axes[2].set_title("map over the image")
