@@ -9,6 +9,7 @@ Weights: with ViT-L-14-336 / ``openai`` and the authors' ``adaptclip-mvtec`` ada
 (``ADAPTCLIP_WEIGHTS_DIR``, the caches, or a download) it uses them. Otherwise it prints one line saying
 so and runs on the random ``adaptclip-tiny`` backbone; every output then says
 "untrained backbone — pipeline demo only" (page banner, table captions, ``run.json``).
+:func:`load_model_or_demo` is the same rule for any model the notebooks ask for.
 """
 
 from __future__ import annotations
@@ -58,15 +59,68 @@ class DemoSetup:
 
         return UNTRAINED_NOTICE if self.untrained else None
 
+    def label(self, text: str) -> str:
+        """``text`` with the notice appended when untrained (figure titles, table captions)."""
+        return f"{text} ({UNTRAINED_NOTICE})" if self.untrained else text
+
+    def model_kwargs(self) -> dict[str, object]:
+        """The model fields of :class:`~adaptclip_med.config.EvalConfig` for this setup."""
+        return {"backbone": self.backbone, "pretrained": self.pretrained, "checkpoint": self.checkpoint,
+                "image_size": self.image_size, "allow_random_backbone": self.untrained}
+
 
 def tiny_setup(reason: str = "requested") -> DemoSetup:
     """The random tiny backbone at 224 px with fresh adapters."""
     return DemoSetup(TINY_BACKBONE, None, None, 224, untrained=True, reason=reason)
 
 
+def load_model_or_demo(backbone: str = DEFAULT_BACKBONE, pretrained: str | None = DEFAULT_PRETRAINED,
+                       checkpoint: str | None = REAL_CHECKPOINT, image_size: int | None = None, *,
+                       device: str = "cpu", seed: int = 0, quiet: bool = False) -> tuple[AdaptCLIP, DemoSetup]:
+    """Load the requested model, or the tiny random backbone when its weights are not reachable.
+
+    What the notebooks call: with the weights (local, cached or downloadable) it is
+    ``load_model(backbone, pretrained, checkpoint=checkpoint, image_size=image_size)``. When the backbone
+    or the adapter checkpoint is missing (:class:`~adaptclip_med.errors.WeightsNotFoundError`) it prints
+    **one line** saying so and returns the random ``adaptclip-tiny`` backbone at 224 px with fresh adapters;
+    ``setup.untrained`` is then True and ``setup.notice`` is the marker every output must carry.
+    ``pretrained=None`` asks for random weights on purpose (no fallback, no message; ``untrained``).
+
+    Args:
+        backbone / pretrained / checkpoint / image_size: as :func:`adaptclip_med.load_model`.
+        device: where the model runs (the fallback too).
+        seed: seed of the random initialisation (random backbone, fresh adapters).
+        quiet: do not print the fallback line.
+
+    Returns:
+        ``(model, setup)``: an :class:`~adaptclip_med.AdaptCLIP` in eval mode and its :class:`DemoSetup`
+        (pass ``**setup.model_kwargs()`` to :class:`~adaptclip_med.config.EvalConfig` to evaluate the same model).
+    """
+    from adaptclip_med import load_model
+
+    if pretrained is None:
+        model = load_model(backbone, None, checkpoint=checkpoint, image_size=image_size, device=device,
+                           allow_random_backbone=True, seed=seed)
+        return model, DemoSetup(backbone, None, checkpoint, image_size, untrained=True, reason="pretrained=None")
+    try:
+        model = load_model(backbone, pretrained, checkpoint=checkpoint, image_size=image_size, device=device,
+                           seed=seed)
+        return model, DemoSetup(backbone, pretrained, checkpoint, image_size, untrained=False)
+    except WeightsNotFoundError as err:
+        setup = tiny_setup(str(err).splitlines()[0])
+    if not quiet:
+        adapters = f" + {checkpoint}" if checkpoint else ""
+        print(f"Real weights ({backbone}/{pretrained}{adapters}) not found locally or online (set "
+              f"${WEIGHTS_DIR_ENV}, see README); running the same pipeline on the random tiny backbone — "
+              f"{UNTRAINED_NOTICE}.", flush=True)
+    model = load_model(setup.backbone, None, image_size=setup.image_size, device=device,
+                       allow_random_backbone=True, seed=seed)
+    return model, setup
+
+
 def load_demo_model(*, prefer_real: bool = True, image_size: int | None = None, seed: int = 0,
                     quiet: bool = False) -> tuple[AdaptCLIP, DemoSetup]:
-    """Load ViT-L-14-336 + ``adaptclip-mvtec`` if reachable, else the tiny random backbone.
+    """The demo's model: ViT-L-14-336 + ``adaptclip-mvtec`` if reachable, else the tiny random backbone.
 
     Args:
         prefer_real: False skips the real weights (smoke runs, tests).
@@ -75,25 +129,15 @@ def load_demo_model(*, prefer_real: bool = True, image_size: int | None = None, 
         quiet: do not print the one-line fallback message.
 
     Returns:
-        ``(model, setup)``: an :class:`~adaptclip_med.AdaptCLIP` in eval mode and its :class:`DemoSetup`.
+        ``(model, setup)`` as :func:`load_model_or_demo`.
     """
+    if prefer_real:
+        return load_model_or_demo(image_size=image_size, seed=seed, quiet=quiet)
     from adaptclip_med import load_model
     from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
     from adaptclip_med.weights import WEIGHTS_DIR_ENV
 
-    if prefer_real:
-        try:
-            model = load_model(DEFAULT_BACKBONE, DEFAULT_PRETRAINED, checkpoint=REAL_CHECKPOINT,
-                               image_size=image_size)
-            return model, DemoSetup(DEFAULT_BACKBONE, DEFAULT_PRETRAINED, REAL_CHECKPOINT, image_size, False)
-        except WeightsNotFoundError as err:
-            setup = tiny_setup(str(err).splitlines()[0])
-            if not quiet:
-                print(f"Real weights ({DEFAULT_BACKBONE}/{DEFAULT_PRETRAINED} + {REAL_CHECKPOINT}) not found "
-                      f"locally or online (set ${WEIGHTS_DIR_ENV}, see README); running the same pipeline on "
-                      f"the random tiny backbone — {UNTRAINED_NOTICE}.", flush=True)
-    else:
-        setup = tiny_setup()
+    setup = tiny_setup()
     model = load_model(setup.backbone, None, image_size=setup.image_size, allow_random_backbone=True, seed=seed)
     return model, setup
 
@@ -159,9 +203,7 @@ def run_demo(args: argparse.Namespace, command_line: str = "") -> Path:
         datasets=("folder",), roots=(("folder", str(data)),), out=str(out),
         shots=tuple(args.shots or ((0, 1) if real else (0, 1, 2))),
         seeds=tuple(args.seeds or ((10,) if real else (10, 20, 30))),
-        backbone=setup.backbone, pretrained=setup.pretrained, checkpoint=setup.checkpoint,
-        image_size=setup.image_size, allow_random_backbone=setup.untrained, n_boot=200, overlays=4,
-        protocol=protocol, command_line=command_line,
+        **setup.model_kwargs(), n_boot=200, overlays=4, protocol=protocol, command_line=command_line,
     )
     run_evaluation(config)
     if setup.notice:

@@ -2,8 +2,10 @@
 
 Slices are the ones the data pipeline produced (``select_slice``: the closest-canonical (RAS) volume,
 slice ``k`` along ``axis``, shown rotated by 90°). The map of each scored slice is resized to the slice's
-size, rotated back and placed at ``k``; slices that were not scored stay 0. The volume is written with the
-canonical affine, i.e. in the same physical space as the source (a viewer overlays it on the scan).
+size, rotated back and placed at ``k``; slices that were not scored stay 0. The volume is then put back
+into the **source's** voxel order and written with the source's affine (and its qform/sform codes), so
+voxel ``(i, j, k)`` of the map is voxel ``(i, j, k)`` of the scan, whatever its orientation (LPS, oblique),
+and any viewer overlays the two.
 """
 
 from __future__ import annotations
@@ -40,18 +42,20 @@ def volume_file_stem(source: str, pseudonymiser: Any = None) -> str:
 
 
 def map_volume(source: str, slice_maps: dict[int, np.ndarray], axis: int = 2) -> nib.Nifti1Image:
-    """Assemble slice maps into a volume aligned with ``source``.
+    """Assemble slice maps into a volume on the voxel grid of ``source``.
 
     Args:
         source: NIfTI file the slices came from.
-        slice_maps: ``{slice index: (h, w) map}`` at any size.
+        slice_maps: ``{slice index: (h, w) map}`` at any size; the index counts along ``axis`` of the
+            closest-canonical (RAS) volume, as the data pipeline slices it.
         axis: slicing axis of the canonical volume (the data pipeline's ``axis``, default 2).
 
     Returns:
-        A float32 ``Nifti1Image`` of the source's spatial shape (canonical order) and affine.
+        A float32 ``Nifti1Image`` with the source's spatial shape ``(X, Y, Z)``, voxel order and affine.
     """
-    canon = nib.as_closest_canonical(nib.load(str(source)))
-    shape = tuple(int(s) for s in canon.shape[:3])
+    src = nib.load(str(source))
+    to_ras = nib.orientations.io_orientation(src.affine)  # source axes -> RAS axes (as_closest_canonical)
+    shape = tuple(int(src.shape[int(a)]) for a in np.argsort(to_ras[:, 0]))  # canonical spatial shape
     vol = np.zeros(shape, dtype=np.float32)
     plane = [s for i, s in enumerate(shape) if i != axis]  # (a, b); the displayed slice is (b, a)
     for k, amap in slice_maps.items():
@@ -59,7 +63,14 @@ def map_volume(source: str, slice_maps: dict[int, np.ndarray], axis: int = 2) ->
         index = [slice(None)] * 3
         index[axis] = int(k)
         vol[tuple(index)] = np.rot90(shown, -1)
-    img = nib.Nifti1Image(vol, canon.affine)
+    back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), to_ras)
+    data = np.ascontiguousarray(nib.orientations.apply_orientation(vol, back), dtype=np.float32)
+    img = nib.Nifti1Image(data, src.affine)
+    header = src.header
+    if isinstance(header, nib.Nifti1Header):  # keep how the source declared its space (codes, qform)
+        sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+        img.set_sform(header.get_sform() if sform_code else src.affine, code=sform_code or (0 if qform_code else 2))
+        img.set_qform(header.get_qform() if qform_code else src.affine, code=qform_code)
     img.header.set_xyzt_units("mm")
     return img
 
