@@ -61,7 +61,7 @@ class DemoSetup:
 
     def label(self, text: str) -> str:
         """``text`` with the notice appended when untrained (figure titles, table captions)."""
-        return f"{text} ({UNTRAINED_NOTICE})" if self.untrained else text
+        return f"{text} ({self.notice})" if self.untrained else text
 
     def model_kwargs(self) -> dict[str, object]:
         """The model fields of :class:`~adaptclip_med.config.EvalConfig` for this setup."""
@@ -97,6 +97,8 @@ def load_model_or_demo(backbone: str = DEFAULT_BACKBONE, pretrained: str | None 
         (pass ``**setup.model_kwargs()`` to :class:`~adaptclip_med.config.EvalConfig` to evaluate the same model).
     """
     from adaptclip_med import load_model
+    from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
+    from adaptclip_med.weights import WEIGHTS_DIR_ENV
 
     if pretrained is None:
         model = load_model(backbone, None, checkpoint=checkpoint, image_size=image_size, device=device,
@@ -134,8 +136,6 @@ def load_demo_model(*, prefer_real: bool = True, image_size: int | None = None, 
     if prefer_real:
         return load_model_or_demo(image_size=image_size, seed=seed, quiet=quiet)
     from adaptclip_med import load_model
-    from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
-    from adaptclip_med.weights import WEIGHTS_DIR_ENV
 
     setup = tiny_setup()
     model = load_model(setup.backbone, None, image_size=setup.image_size, allow_random_backbone=True, seed=seed)
