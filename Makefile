@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	@# the report test renders the HTML page in Debian's chromium; install it when we may (root, e.g. CI)
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; } || true
+	@# the report test renders the HTML page in Debian's chromium, the DICOM-output tests run dicom3tools'
+	@# dciodvfy; install them when we may (root, e.g. CI)
+	@{ command -v chromium && command -v dciodvfy; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core \
+	  dicom3tools; } || true
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --durations=15
 
 demo: $(STAMP)

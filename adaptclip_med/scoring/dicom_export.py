@@ -1,0 +1,169 @@
+"""DICOM objects a viewer lays over the source series, built with highdicom.
+
+For one DICOM source (a series of single-frame files, or one multi-frame file) :func:`export_dicom`
+writes, in a new series each and in the source's study:
+
+* ``parametric_map.dcm``: a Parametric Map (float32 anomaly score per pixel, one frame per source
+  frame, on the source grid: same Frame of Reference, per-frame ImagePositionPatient, orientation and
+  PixelSpacing, each frame referencing its source SOPInstanceUID);
+* ``segmentation.dcm``: a binary Segmentation (one segment, "anomaly score >= threshold") when a pixel
+  threshold is known;
+* ``overlay/sc_<n>.dcm``: one RGB Secondary Capture per frame, the colour overlay (image blended with
+  the jet-coloured map, fixed scale 0..1), with no text burned in.
+
+Parametric Map and Segmentation need the source geometry (a Frame of Reference, ImagePositionPatient /
+ImageOrientationPatient, PixelSpacing); without it only the Secondary Captures are written and the
+returned notes say why. UIDs derive from ``key`` (content + settings), so a re-run rewrites the same
+objects instead of adding new series. ``pseudonym`` (``--anonymize``) replaces the patient's name and
+ID and removes the other identifiers (:func:`adaptclip_med.privacy.pseudonymise_dataset`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from matplotlib import colormaps
+from pydicom.sr.codedict import codes
+from pydicom.uid import SegmentationStorage, generate_uid
+
+from adaptclip_med import __version__
+from adaptclip_med.io import atomic_path
+from adaptclip_med.privacy import pseudonymise_dataset
+from adaptclip_med.reporting.overlays import resize_map
+
+MANUFACTURER = "adaptclip_med"
+SERIES_NUMBERS = {"pm": 9001, "seg": 9002, "sc": 9003}
+OVERLAY_ALPHA = 0.45
+_LETTERS = (("R", "L"), ("A", "P"), ("F", "H"))  # patient axes x, y, z: (negative, positive)
+
+
+def ascii_text(text: str, limit: int = 64) -> str:
+    """DICOM LO-safe text: ASCII (the em dash becomes ``-``), at most ``limit`` characters."""
+    return text.replace("—", "-").encode("ascii", "replace").decode("ascii")[:limit]
+
+
+def blend_overlay(image: np.ndarray, amap: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """``(H, W[, 3])`` uint8 image and ``(H, W)`` map (scale 0..1, clipped) → ``(H, W, 3)`` uint8 overlay."""
+    rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+    colour = colormaps["jet"](np.clip(amap, 0.0, 1.0))[..., :3] * 255.0
+    return np.clip(np.round((1 - alpha) * rgb + alpha * colour), 0, 255).astype(np.uint8)
+
+
+def resample_to_sources(maps: list[np.ndarray], sources: list[pydicom.Dataset]) -> np.ndarray:
+    """``F`` maps ``(S, S)`` → ``(F, Rows, Columns)`` float32 on the sources' pixel grids (bilinear).
+
+    One source per map (a series), or one multi-frame source for all maps.
+    """
+    grids = sources if len(sources) == len(maps) else [sources[0]] * len(maps)
+    return np.stack([resize_map(m, (int(ds.Rows), int(ds.Columns))) for m, ds in zip(maps, grids, strict=True)])
+
+
+def has_geometry(sources: list[pydicom.Dataset]) -> str | None:
+    """None when the sources carry what a Parametric Map / Segmentation needs, else the reason."""
+    first = sources[0]
+    if "FrameOfReferenceUID" not in first:
+        return "source has no FrameOfReferenceUID"
+    if len(sources) == 1 and int(first.get("NumberOfFrames", 1) or 1) > 1:
+        return None if "PerFrameFunctionalGroupsSequence" in first else "multi-frame source without per-frame geometry"
+    missing = [t for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+               if any(t not in ds for ds in sources)]
+    return f"source lacks {', '.join(missing)}" if missing else None
+
+
+def patient_orientation(ds: pydicom.Dataset) -> tuple[str, str] | None:
+    """Secondary Capture ``PatientOrientation`` (row, column direction letters) from ImageOrientationPatient."""
+    if "ImageOrientationPatient" not in ds:
+        return None
+    iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+    letters = []
+    for vec in (iop[:3], iop[3:]):
+        axis = int(np.argmax(np.abs(vec)))
+        letters.append(_LETTERS[axis][int(vec[axis] > 0)])
+    return letters[0], letters[1]
+
+
+def _save(ds: pydicom.Dataset, path: Path, pseudonym: str | None, description: str, notice: str | None) -> Path:
+    ds.SeriesDescription = ascii_text(f"{'[UNTRAINED DEMO] ' if notice else ''}{description}")
+    if "Laterality" not in ds and ds.SOPClassUID != SegmentationStorage:
+        ds.Laterality = ""  # General Series 2C: unknown (the Segmentation IOD forbids it here)
+    if pseudonym is not None:
+        pseudonymise_dataset(ds, pseudonym)
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return path
+
+
+def _equipment(model_name: str) -> dict[str, str]:
+    return {"manufacturer": MANUFACTURER, "manufacturer_model_name": ascii_text(model_name),
+            "software_versions": __version__, "device_serial_number": "0"}
+
+
+def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndarray], out_dir: Path, *,
+                 key: str, model_name: str, pixel_threshold: float | None = None, notice: str | None = None,
+                 pseudonym: str | None = None) -> dict[str, object]:
+    """Write the Parametric Map, Segmentation and Secondary Captures of one DICOM source.
+
+    Args:
+        files: the source series' files in position order (or one multi-frame file).
+        maps: ``F`` anomaly maps ``(S, S)``, one per source frame, in the same order.
+        images: ``F`` uint8 pictures ``(Rows, Columns[, 3])`` the model saw (for the overlays).
+        out_dir: folder of this source's outputs.
+        key: content + settings hash (seeds the UIDs).
+        model_name: manufacturer model name of the outputs (the backbone).
+        pixel_threshold: map value of the Segmentation (None: no Segmentation).
+        notice: untrained-model marker (goes into descriptions and comments).
+        pseudonym: ``--anonymize`` patient name / ID.
+
+    Returns:
+        ``{"files": [paths relative to out_dir.parent], "notes": [why an object was not written]}``.
+    """
+    sources = [pydicom.dcmread(f) for f in files]
+    values = resample_to_sources(maps, sources)
+    uid = {name: generate_uid(entropy_srcs=[key, name]) for name in ("pm", "seg", "sc")}
+    comment = ascii_text(notice or "AdaptCLIP anomaly score; research use only, not for diagnosis", 64)
+    written: list[Path] = []
+    notes: list[str] = []
+    reason = has_geometry(sources)
+    if reason is None:
+        mapping = hd.pm.RealWorldValueMapping(
+            lut_label="ANOMALY", lut_explanation="AdaptCLIP anomaly score (0 normal .. 1 anomalous)",
+            unit=codes.UCUM.NoUnits, value_range=(float(values.min()), float(values.max())), slope=1, intercept=0)
+        pm = hd.pm.ParametricMap(
+            sources, values, uid["pm"], SERIES_NUMBERS["pm"], generate_uid(entropy_srcs=[key, "pm", "1"]), 1,
+            **_equipment(model_name), contains_recognizable_visual_features=False,
+            real_world_value_mappings=[mapping], content_label="ANOMALY", content_description=comment,
+            voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)])
+        written.append(_save(pm, out_dir / "parametric_map.dcm", pseudonym, "AdaptCLIP anomaly map", notice))
+        if pixel_threshold is not None:
+            algorithm = hd.AlgorithmIdentificationSequence(
+                name="AdaptCLIP", version=__version__, family=codes.cid7162.ArtificialIntelligence)
+            segment = hd.seg.SegmentDescription(
+                1, ascii_text(f"anomaly score >= {pixel_threshold:.4g}"), codes.SCT.MorphologicallyAbnormalStructure,
+                codes.SCT.MorphologicallyAbnormalStructure, hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm)
+            seg = hd.seg.Segmentation(
+                sources, values >= pixel_threshold, hd.seg.SegmentationTypeValues.BINARY, [segment], uid["seg"],
+                SERIES_NUMBERS["seg"], generate_uid(entropy_srcs=[key, "seg", "1"]), 1, **_equipment(model_name),
+                content_description=comment, omit_empty_frames=False)
+            written.append(_save(seg, out_dir / "segmentation.dcm", pseudonym,
+                                 f"AdaptCLIP anomaly >= {pixel_threshold:.4g}", notice))
+        else:
+            notes.append("no Segmentation: no pixel threshold (pass --threshold or --normals)")
+    else:
+        notes.append(f"no Parametric Map / Segmentation: {reason}")
+    for i, (amap, image) in enumerate(zip(values, images, strict=True)):
+        ref = sources[i] if len(sources) == len(values) else sources[0]
+        orientation = patient_orientation(ref)
+        spacing = tuple(float(v) for v in ref.PixelSpacing) if "PixelSpacing" in ref else None
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref, blend_overlay(np.asarray(image), amap), "RGB", 8, "PATIENT" if orientation else None,
+            uid["sc"], SERIES_NUMBERS["sc"], generate_uid(entropy_srcs=[key, "sc", str(i)]), i + 1, MANUFACTURER,
+            pixel_spacing=spacing, patient_orientation=orientation)
+        sc.ImageComments = comment
+        sc.BurnedInAnnotation = "NO"
+        written.append(_save(sc, out_dir / "overlay" / f"sc_{i + 1:04d}.dcm", pseudonym,
+                             "AdaptCLIP overlay (colour)", notice))
+    return {"files": [str(p.relative_to(out_dir.parent)) for p in written], "notes": notes}

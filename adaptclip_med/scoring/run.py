@@ -1,0 +1,392 @@
+"""``run_scoring(config)``: score unlabelled images, volumes and DICOM series; resumable; written atomically.
+
+Each 2-D image (an image file, a NIfTI slice, a DICOM slice or frame) is read through the same
+:func:`adaptclip_med.data.build_transforms` pipeline as evaluation and scored once: its score and map go
+to ``cache/<key>.npz``, where ``key`` hashes the file's bytes (SHA-256), the slice index and every
+model setting (backbone, weights tag, checkpoint and its SHA-256, image size, the normal images'
+bytes, package version). A re-run reuses what it finds and rebuilds the tables and files from it.
+Layout of ``--out``: docs/scoring.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from adaptclip_med import __version__
+from adaptclip_med import privacy as PV
+from adaptclip_med.config import EvalConfig
+from adaptclip_med.errors import AdaptCLIPError, ImageReadError
+from adaptclip_med.io import atomic_path, atomic_write_json, sha256_file
+from adaptclip_med.reporting import provenance as P
+from adaptclip_med.scoring import outputs as O
+from adaptclip_med.scoring.dicom_export import export_dicom
+from adaptclip_med.scoring.inputs import Study, Unit, discover
+
+OVERLAY_MODES = ("peak", "all", "none")
+#: Words every run writes (levels, folders, descriptions): a folder of that name is not flagged by the audit.
+OUTPUT_WORDS = ("image", "slice", "frame", "series", "volume", "multiframe", "overlays", "overlay", "volumes",
+                "dicom", "cache", "prompts", "normals", "scores", "skipped", "anomaly", "score", "AdaptCLIP")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything one ``score`` run needs.
+
+    Attributes:
+        inputs: files or folders to score (searched recursively).
+        out: output folder (re-use it to resume).
+        model: the model and device settings, as for ``evaluate`` (an :class:`EvalConfig` without data
+            sets: ``backbone``, ``pretrained``, ``checkpoint``, ``image_size``, ``allow_random_backbone``,
+            ``device``, ``batch_size``, and the calibration targets ``target_specificity`` /
+            ``pixel_specificity``); model loading and calibration are shared with evaluation.
+        normals: folder of normal images of the same kind (few-shot prompts; >= 2 also calibrate the
+            threshold by leave-one-out); at most ``max_normals`` are used, evenly spaced.
+        threshold: image-score threshold (overrides the calibrated one).
+        pixel_threshold: map threshold of contours and Segmentations (default: calibrated, else ``threshold``).
+        topk: slices averaged in a volume's ``topk_mean``.
+        overlays: ``"peak"`` (each image; a volume's peak slice), ``"all"`` (every slice) or ``"none"``.
+        dicom: write Parametric Map / Segmentation / Secondary Captures for DICOM sources.
+        anonymize: pseudonyms instead of names in every output; ``key_file`` receives the key.
+        command_line: recorded in ``run.json`` (not under ``anonymize``).
+    """
+
+    inputs: tuple[str, ...]
+    out: str = "reports/score"
+    model: EvalConfig = field(default_factory=lambda: EvalConfig(datasets=(), roots=()))
+    normals: str | None = None
+    max_normals: int = 16
+    threshold: float | None = None
+    pixel_threshold: float | None = None
+    topk: int = 3
+    overlays: str = "peak"
+    dicom: bool = True
+    anonymize: bool = False
+    key_file: str | None = None
+    command_line: str = ""
+
+    @property
+    def untrained(self) -> bool:
+        """Random backbone weights or untrained adapters: outputs are pipeline demos only."""
+        return self.model.pretrained is None or self.model.checkpoint is None
+
+
+@dataclass
+class ScoreResult:
+    """What :func:`run_scoring` wrote: counts and the main files."""
+
+    out: Path
+    scored: int = 0
+    reused: int = 0
+    skipped: int = 0
+    overlays: int = 0
+    dicom_files: list[str] = field(default_factory=list)
+    nifti_files: list[str] = field(default_factory=list)
+    notice: str | None = None
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.<>])(?:[A-Za-z]:)?[\\/][^\s,;:'\"()]+")  # "/a/b", not "PNG/JPEG"
+
+
+def scrub(reason: str, path: str | None = None) -> str:
+    """A skip reason without paths: ``path`` (and any other absolute path) becomes ``<file>`` / ``<path>``."""
+    if path is not None:
+        for form in {str(Path(path).resolve()), str(path)}:
+            reason = reason.replace(form, "<file>")
+        reason = reason.replace(Path(path).name, "<file>")
+    return _ABSOLUTE_PATH.sub("<path>", reason)
+
+
+class _Namer:
+    """Names in outputs: root-relative names, or salted pseudonyms (``img-<12 hex>``) under ``--anonymize``."""
+
+    def __init__(self, config: ScoreConfig) -> None:
+        PV.check_key_file(config.key_file, config.out)
+        self.key_file = config.key_file
+        self.pseudo = PV.Pseudonymiser.from_key_file(config.key_file) if config.anonymize else None
+
+    def __call__(self, name: str, path: str | Path | None = None, suffix: str = "") -> str:
+        """``name``, or the pseudonym of the resolved ``path`` (+ ``suffix``, e.g. ``/series-3``)."""
+        if self.pseudo is None:
+            return name
+        return self.pseudo.name(f"{Path(path).resolve()}{suffix}" if path is not None else name)
+
+
+class _Scorer:
+    """Scores units in batches, through the result cache (``cache/<key>.npz``)."""
+
+    def __init__(self, model: Any, transform: Any, bank: Any, fingerprint: str, out: Path, batch_size: int) -> None:
+        self.model, self.transform, self.bank = model, transform, bank
+        self.fingerprint, self.cache, self.batch_size = fingerprint, out / "cache", batch_size
+        self.file_sha: dict[str, str] = {}
+        self.scored = self.reused = 0
+
+    def key(self, unit: Unit) -> str:
+        if unit.path not in self.file_sha:
+            self.file_sha[unit.path] = sha256_file(unit.path)
+        text = f"{self.fingerprint}|{self.file_sha[unit.path]}|{unit.slice_index}"
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def picture(self, unit: Unit) -> tuple[torch.Tensor, np.ndarray]:
+        sample = self.transform(unit.as_sample())
+        return torch.as_tensor(sample["image"]), np.asarray(sample["image_u8"])
+
+    def score(self, units: list[Unit], keep_pictures: bool, bar: Any) -> list[dict[str, Any] | str]:
+        """Per unit ``{"key", "score", "map" (S, S), "image" (H, W, 3) | None}``, or the read error."""
+        results: list[dict[str, Any] | str] = []
+        pending: list[tuple[int, torch.Tensor]] = []
+        for unit in units:
+            try:
+                key = self.key(unit)
+                cached = self.cache / f"{key}.npz"
+                item: dict[str, Any] = {"key": key, "image": None}
+                if cached.is_file():
+                    with np.load(cached) as npz:
+                        item.update(score=float(npz["score"]), map=npz["map"])
+                    if keep_pictures:
+                        item["image"] = self.picture(unit)[1]
+                    self.reused += 1
+                    bar.update(1)
+                else:
+                    tensor, item["image"] = self.picture(unit)
+                    pending.append((len(results), tensor))
+                results.append(item)
+            except (ImageReadError, OSError) as err:
+                results.append(scrub(str(err).splitlines()[0], unit.path))
+                bar.update(1)
+            if len(pending) >= self.batch_size:
+                self._flush(pending, results, bar)
+        self._flush(pending, results, bar)
+        if not keep_pictures:
+            for item in results:
+                if isinstance(item, dict):
+                    item["image"] = None
+        return results
+
+    def _flush(self, pending: list[tuple[int, torch.Tensor]], results: list[Any], bar: Any) -> None:
+        if not pending:
+            return
+        batch = torch.stack([t for _, t in pending]).to(self.model.device)
+        try:
+            out = self.model.predict(batch, prompts=self.bank, batch_size=self.batch_size)
+        except ValueError as err:  # the model's input checks (e.g. an --image-size it cannot take)
+            msg = f"the model cannot score these images: {err}"
+            raise AdaptCLIPError(msg) from err
+        for (i, _), s, m in zip(pending, out.pred_score.numpy(), out.anomaly_map.numpy(), strict=True):
+            results[i].update(score=float(s), map=m.astype(np.float32))
+            with atomic_path(self.cache / f"{results[i]['key']}.npz") as tmp, tmp.open("wb") as fh:
+                np.savez_compressed(fh, score=np.float64(s), map=m.astype(np.float32))
+        self.scored += len(pending)
+        bar.update(len(pending))
+        pending.clear()
+
+
+def _load_normals(config: ScoreConfig, transform: Any, namer: _Namer) -> tuple[torch.Tensor | None, list[dict]]:
+    if not config.normals:
+        return None, []
+    studies, _ = discover([config.normals])
+    # every image and series slice; the middle slice / frame of a volume or multi-frame file
+    units = [u for s in studies for u in (s.units if s.kind in ("image", "series") else [s.units[len(s.units) // 2]])]
+    if len(units) > config.max_normals:
+        units = [units[round(float(i))] for i in np.linspace(0, len(units) - 1, config.max_normals)]
+    if not units:
+        msg = f"--normals {config.normals}: no readable normal images found; expected PNG/JPEG/TIFF/DICOM/NIfTI files"
+        raise AdaptCLIPError(msg)
+    root = Path(config.normals)
+    tensors, manifest = [], []
+    for unit in units:
+        tensors.append(torch.as_tensor(transform(unit.as_sample())["image"]))
+        rel = Path(unit.path).relative_to(root).as_posix() if root.is_dir() else Path(unit.path).name
+        name = namer(f"normals/{rel}", unit.path)
+        manifest.append({"image": name, "slice_index": unit.slice_index, "sha256": sha256_file(unit.path)})
+    return torch.stack(tensors), manifest
+
+
+def _threshold(config: ScoreConfig, model: Any, prompts: torch.Tensor | None) -> dict[str, Any]:
+    from adaptclip_med.pipeline import _operating_point
+
+    info: dict[str, Any] = {"image_threshold": config.threshold, "pixel_threshold": config.pixel_threshold}
+    if config.threshold is None and config.pixel_threshold is None:
+        op, reason = _operating_point(model, prompts, config.model)
+        if op is None:
+            info["source"] = f"none ({reason}; pass --threshold or --normals with >= 2 images)"
+            return info
+        info.update(op.to_dict())
+        info["source"] = f"calibrated by leave-one-out over {op.n_normals} normal images"
+        return info
+    if info["pixel_threshold"] is None:
+        info["pixel_threshold"] = config.threshold
+    info["source"] = "given on the command line"
+    return info
+
+
+def _fingerprint(config: ScoreConfig, model: Any, manifest: list[dict]) -> dict[str, Any]:
+    prov = P.model_provenance(model, config.model)
+    m = config.model
+    return {"backbone": m.backbone, "pretrained": m.pretrained, "checkpoint": m.checkpoint,
+            "checkpoint_sha256": prov.get("checkpoint_sha256"), "image_size": int(model.image_size),
+            "normals_sha256": [m["sha256"] for m in manifest], "version": __version__, "axis": 2}
+
+
+def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any], config: ScoreConfig,
+                overlay_of: dict[int, str], notice: str | None, skipped: list[tuple[str, str]]) -> list[dict]:
+    level = {"image": "image", "nifti": "slice", "series": "slice", "multiframe": "frame"}[study.kind]
+    rows, scores = [], []
+    for k, item in enumerate(results):
+        uid = sid if study.kind == "image" else f"{sid}#{k}"
+        if isinstance(item, str):
+            skipped.append((uid, item))
+            continue
+        above = None if thr["image_threshold"] is None else bool(item["score"] >= thr["image_threshold"])
+        rows.append({"id": uid, "level": level, "slice": None if study.kind == "image" else k, "score": item["score"],
+                     "above_threshold": above, "overlay": overlay_of.get(k, ""), "notice": notice or ""})
+        scores.append((k, item["score"]))
+    if study.is_volume and scores:
+        summary = O.volume_summary([s for _, s in scores], config.topk)
+        above = None if thr["image_threshold"] is None else bool(summary["score"] >= thr["image_threshold"])
+        rows.append({"id": sid, "level": {"nifti": "volume"}.get(study.kind, study.kind), "score": summary["score"],
+                     "topk_mean": summary["topk_mean"], "peak_slice": scores[int(summary["peak_slice"])][0],
+                     "above_threshold": above, "notice": notice or ""})
+    return rows
+
+
+def run_scoring(config: ScoreConfig) -> ScoreResult:
+    """Score every input and write ``scores.csv``, ``skipped.csv``, overlays, NIfTI / DICOM maps, ``run.json``.
+
+    Raises:
+        AdaptCLIPError: nothing to score, bad ``--normals`` / ``--key-file``, or the model cannot load.
+    """
+    from adaptclip_med.data import build_transforms
+
+    if config.overlays not in OVERLAY_MODES:
+        msg = f"--overlays {config.overlays!r}: expected one of {', '.join(OVERLAY_MODES)}"
+        raise AdaptCLIPError(msg)
+    out, namer = Path(config.out), _Namer(config)
+    studies, problems = discover(config.inputs)
+    skipped = [(namer(name), scrub(reason)) for name, reason in problems]
+    if not studies:
+        _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
+        raise AdaptCLIPError(_nothing_msg(config, skipped, out))
+    model = P.load_model_for(config.model)
+    notice = P.UNTRAINED_NOTICE if config.untrained else None
+    transform = build_transforms(model.image_size, with_mask=False)
+    prompts, manifest = _load_normals(config, transform, namer)
+    thr = _threshold(config, model, prompts)
+    settings = _fingerprint(config, model, manifest)
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    scorer = _Scorer(model, transform, model.fit_prompts(prompts) if prompts is not None else None,
+                     fingerprint, out, config.model.batch_size)
+    result, rows, notes = ScoreResult(out, notice=notice), [], {}
+    with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
+        for study in studies:
+            series = study.kind == "series"
+            sid = namer(study.name, study.dicom_files[0].parent if series else study.units[0].path,
+                        f"/{study.name.rsplit('/', 1)[-1]}" if series else "")
+            is_dicom = bool(study.dicom_files) and config.dicom
+            results = scorer.score(study.units, keep_pictures=is_dicom or config.overlays == "all", bar=bar)
+            tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"])
+            overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice)
+            result.overlays += len(overlay_of)
+            rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped)
+            good = [(u, r) for u, r in zip(study.units, results, strict=True) if isinstance(r, dict)]
+            if study.kind == "nifti" and good:
+                path = out / "volumes" / f"{tag}.nii.gz"
+                O.write_nifti_map(study.units[0].path, {u.slice_index: r["map"] for u, r in good}, path, notice=notice)
+                result.nifti_files.append(str(path.relative_to(out)))
+            if is_dicom and good:
+                files = study.dicom_files if study.kind == "multiframe" else [Path(u.path) for u, _ in good]
+                done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good],
+                                    out / "dicom" / tag, key=f"{tag}|{fingerprint}", model_name=config.model.backbone,
+                                    pixel_threshold=thr["pixel_threshold"], notice=notice,
+                                    pseudonym=sid if config.anonymize else None)
+                result.dicom_files += [f"dicom/{f}" for f in done["files"]]
+                if done["notes"]:
+                    notes[sid] = done["notes"]
+    result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
+    if not rows:
+        _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
+        raise AdaptCLIPError(_nothing_msg(config, skipped, out))
+    columns = ["id", "level", "slice", "score", "topk_mean", "peak_slice", "above_threshold", "overlay", "notice"]
+    _drop_stale_overlays(out, {r.get("overlay") for r in rows})
+    table = pd.DataFrame(rows, columns=columns)
+    table[["slice", "peak_slice"]] = table[["slice", "peak_slice"]].astype("Int64")
+    _write_csv(out / "scores.csv", table)
+    _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
+    if manifest:
+        atomic_write_json(out / "prompts.json", {"normals": manifest, "k": len(manifest)})
+    run = {"title": "adaptclip_med score", "notice": notice, "settings": settings, "threshold": thr,
+           "config": {k: v for k, v in asdict(config).items() if k not in ("inputs", "normals", "key_file",
+                                                                         "command_line", "out", "model")},
+           "command_line": "" if config.anonymize else config.command_line, "inputs": len(config.inputs),
+           "counts": {"scored": result.scored, "reused": result.reused, "skipped": result.skipped},
+           "dicom_notes": notes, "versions": P.package_versions()}
+    atomic_write_json(out / "run.json", run)
+    if namer.pseudo is not None:
+        if namer.key_file is not None:
+            PV.write_key_file(namer.key_file, namer.pseudo, out)
+        given = [*config.inputs, *([config.normals] if config.normals else [])]
+        roots = {f"input {i}": str(Path(p).resolve().parent) for i, p in enumerate(given)}
+        vocabulary = _vocabulary(run) | set(columns) | set(OUTPUT_WORDS)  # our own words, not patient data
+        PV.audit_run(out, [u.path for s in studies for u in s.units] + list(namer.pseudo.key.values()), roots,
+                     allowed=vocabulary)
+    return result
+
+
+def _overlays(study: Study, results: list[Any], scorer: _Scorer, thr: dict[str, Any], config: ScoreConfig,
+              out: Path, tag: str, notice: str | None) -> dict[int, str]:
+    """Write the overlay PNGs of one study; ``{unit index: path relative to out}``."""
+    good = [k for k, r in enumerate(results) if isinstance(r, dict)]
+    if config.overlays == "none" or not good:
+        return {}
+    peak = max(good, key=lambda k: results[k]["score"])
+    picks = good if config.overlays == "all" or study.kind == "image" else [peak]
+    written = {}
+    for k in picks:
+        item = results[k]
+        rel = Path("overlays") / f"{O.file_tag(tag, item['key'], notice)}.png"  # content + settings: reusable
+        written[k] = rel.as_posix()
+        if (out / rel).is_file():
+            continue
+        image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])[1]
+        label = "image" if study.kind == "image" else f"slice {k} of {len(study.units)}"
+        O.write_overlay(out / rel, image, item["map"], score=item["score"], threshold=thr["pixel_threshold"],
+                        label=label, notice=notice)
+    return written
+
+
+def _vocabulary(tree: Any) -> set[str]:
+    """Every key of a JSON tree and its ``_``-separated words."""
+    words: set[str] = set()
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            words |= {str(key), *str(key).split("_")} | _vocabulary(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            words |= _vocabulary(value)
+    return words
+
+
+def _drop_stale_overlays(out: Path, kept: set[str | None]) -> None:
+    """Remove overlay PNGs of an earlier run in this folder that this run's table does not name."""
+    for png in sorted((out / "overlays").glob("*.png")):
+        if f"overlays/{png.name}" not in kept:
+            png.unlink()
+
+
+def _nothing_msg(config: ScoreConfig, skipped: list[tuple[str, str]], out: Path) -> str:
+    return (f"nothing to score in {len(config.inputs)} input(s): {len(skipped)} file(s) skipped, with the reasons "
+            f"in {out / 'skipped.csv'}")
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
