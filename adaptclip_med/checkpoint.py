@@ -100,11 +100,20 @@ def export_authors(model: AdaptCLIP, path: str | os.PathLike[str]) -> Path:
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict]:
     """Read either format; return (our-key state, config dict — empty for the authors' format).
 
+    ``path``: a folder from :meth:`AdaptCLIP.save_adapters`, its ``adapters.safetensors`` file (the
+    folder's ``config.json`` is read too), another ``.safetensors`` file of ours, or an authors' ``.pth``.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
         CheckpointMismatchError: the file is neither format.
     """
     path = Path(path)
+    if path.is_file() and path.suffix == ".safetensors":  # our weights file itself: its folder has the config
+        path = path.parent if path.name == WEIGHTS_FILE else path
+    if path.is_file() and path.suffix == ".safetensors":  # renamed: adapters without their config.json
+        from safetensors.torch import load_file
+
+        return load_file(str(path)), {}
     if path.is_dir():
         from safetensors.torch import load_file
 

@@ -28,9 +28,12 @@ from .registry import (
 from .weights import (
     WEIGHTS_DIR_ENV,
     find_local,
-    hf_cached_or_download,
+    hub_cached,
+    hub_download,
+    hub_files_of,
     looks_like_path,
     not_found,
+    openai_weights,
     read_state_dict,
     resolve_clip_weights,
 )
@@ -71,14 +74,14 @@ def _build_clip(cfg: dict, quick_gelu: bool, seed: int) -> torch.nn.Module:
 
 
 def _clip_weights_path(backbone: str, spec: BackboneSpec | None, pretrained: str) -> Path:
-    """Resolve ``pretrained`` (a file or a tag) to a local file."""
+    """Resolve ``pretrained`` (a file or a tag) to a local file (downloading a tag's file if allowed)."""
     if Path(pretrained).expanduser().is_file():
         return Path(pretrained).expanduser()
     if looks_like_path(pretrained):
         hit, searched = find_local([Path(pretrained).name])
         if hit is not None:
             return hit
-        raise not_found(f"CLIP weights file {pretrained!r}", [pretrained], [Path(pretrained), *searched],
+        raise not_found(f"CLIP weights file {pretrained!r}", [pretrained], [str(Path(pretrained)), *searched],
                         "file does not exist", "check the path")
     name = spec.open_clip_name if spec and spec.open_clip_name else backbone
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
@@ -90,8 +93,8 @@ def _clip_weights_path(backbone: str, spec: BackboneSpec | None, pretrained: str
         msg = f"unknown pretrained tag {pretrained!r} for {name!r}; known tags: {tags or 'none'}; or pass a file path"
         raise ValueError(msg)
     local.append(f"{name}/{pretrained}/open_clip_model.safetensors")
-    download = (lambda: open_clip.download_pretrained(tag_cfg)) if tag_cfg else None
-    return resolve_clip_weights(name, pretrained, list(dict.fromkeys(local)), download)
+    hub = hub_files_of(tag_cfg["hf_hub"]) if tag_cfg.get("hf_hub") else []
+    return resolve_clip_weights(name, pretrained, list(dict.fromkeys(local)), hub, tag_cfg.get("url", ""))
 
 
 def _checkpoint_path(checkpoint: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -101,13 +104,16 @@ def _checkpoint_path(checkpoint: str | os.PathLike[str]) -> tuple[Path, str]:
         return Path(name).expanduser(), name
     spec = CHECKPOINTS[name]
     hit, searched = find_local([spec.hf_filename, f"{name}.pth"])
-    if hit is not None:
-        return hit, name
-    path, error = hf_cached_or_download(spec.hf_repo, spec.hf_filename, searched)
+    files = [(spec.hf_repo, spec.hf_filename)]
+    path = hit or hub_cached(files, searched)
+    error = ""
+    if path is None:
+        path, error = hub_download(files)
     if path is None:
         fix = (f"download {spec.hf_filename} from huggingface.co/{spec.hf_repo} and put it in "
-               f"${WEIGHTS_DIR_ENV}/{spec.hf_filename} (or ${WEIGHTS_DIR_ENV}/{name}.pth), "
-               "or pass checkpoint='/path/to/epoch_15.pth'")
+               f"${WEIGHTS_DIR_ENV}/{spec.hf_filename} (or ${WEIGHTS_DIR_ENV}/{name}.pth) or the hub cache "
+               f"(hf download {spec.hf_repo} {spec.hf_filename}), or pass "
+               "checkpoint='/path/to/epoch_15.pth'; behind a proxy set HTTPS_PROXY")
         raise not_found(f"adapter checkpoint {name!r} ({spec.trained_on})", [spec.hf_filename], searched,
                         error, fix)
     return path, name
@@ -178,9 +184,12 @@ def load_model(
         msg = (f"pretrained=None gives {backbone_name!r} random weights, which detect nothing; pass a tag "
                "or file, or allow_random_backbone=True for tests and pipeline demos")
         raise ValueError(msg)
-    quick_gelu = spec.quick_gelu if spec else bool(
-        pretrained and open_clip.get_pretrained_cfg(backbone, pretrained).get("quick_gelu", False))
     weights = None if pretrained is None else _clip_weights_path(backbone, spec, pretrained)
+    quick_gelu = bool(spec.quick_gelu if spec else (
+        pretrained and open_clip.get_pretrained_cfg(backbone, pretrained).get("quick_gelu", False)))
+    if weights is not None and not quick_gelu:  # OpenAI weights given as a file were trained with QuickGELU
+        quick_gelu = openai_weights(spec.open_clip_name if spec and spec.open_clip_name else backbone, weights)
+    provenance["activation"] = "QuickGELU" if quick_gelu or cfg.get("quick_gelu") else "GELU"
     clip = _build_clip(cfg, quick_gelu, seed)
     if weights is not None:
         try:
