@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import DataValidationError
+from .groups import group_summary
 from .hashing import PerceptualHasher, duplicate_groups
 from .records import DatasetIndex, Problem, Record
 from .registry import load_dataset, strict_message
@@ -41,6 +42,7 @@ class CheckReport:
             "dataset": ix.name, "root": str(ix.root), "counts": ix.counts(), "splits": ix.split_counts(),
             "prompt_pool": {c: len(v) for c, v in ix.prompt_pool.items()}, "prompt_note": ix.prompt_note,
             "problems": [{"path": p, "problem": why} for p, why in self.problems],
+            "groups": group_summary(list(ix.all_records())),
             "identical_groups": self.identical, "near_duplicate_groups": self.near_duplicates,
             "against": self.against,
             "options": {k: v for k, v in ix.options.items() if not k.startswith("_")},
@@ -55,6 +57,9 @@ class CheckReport:
                              f"masks {row['masks']}")
         if self.index.prompt_note:
             lines.append(f"  note: {self.index.prompt_note}")
+        g = group_summary(list(self.index.all_records()))
+        lines.append(f"groups: {g['groups']} patient/study group(s), {g['without_group']} of {g['records']} "
+                     f"record(s) without one" + (" (image-level)" if g["unit"] == "image-level" else ""))
         lines += problems_text(self.problems)
         if not self.searched:
             lines.append("duplicates: not searched (--no-duplicates)")

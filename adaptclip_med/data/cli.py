@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--against", help="second data set name for cross-set near-duplicates")
     chk.add_argument("--against-root", help="folder of the --against data set")
     chk.add_argument("--normal-prompts", help="folder of normal prompt images (polyp sets)")
+    chk.add_argument("--group-pattern", metavar="REGEX",
+                     help="patient/study id from the image path relative to --root (named group 'group' "
+                          "or the first capture group), e.g. '^(?:normal|abnormal)/(p\\d+)_'")
     chk.add_argument("--json", action="store_true", help="print one JSON object")
     chk.add_argument("--strict", action="store_true", help="any loader problem is fatal")
     chk.add_argument("--no-duplicates", action="store_true", help="skip the duplicate search")
@@ -48,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .check import check_dataset
 
             options = {"normal_prompts": args.normal_prompts} if args.normal_prompts else {}
+            if args.group_pattern:
+                options["group_pattern"] = args.group_pattern
             against = (args.against, args.against_root) if args.against else None
             report = check_dataset(args.name, args.root, against=against, strict=args.strict,
                                    duplicates=not args.no_duplicates, progress=not args.json, **options)

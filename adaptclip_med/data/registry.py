@@ -154,7 +154,9 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         **options: ``holdout=16`` (normals held out per class), ``normal_prompts=<folder>`` (prompt
             pool from a folder of normal images; replaces the set's own), ``dedupe_holdout=True``
             (hold out whole near-duplicate groups; hashes the normals once), loader options (``masks``
-            for brain_mri, ``cls`` for folder, ``axis``/``step``/... for volume).
+            for brain_mri, ``cls`` for folder, ``axis``/``step``/... for volume), ``group_pattern=REGEX``
+            (patient/study id from the root-relative image path: named group ``group`` or the first
+            capture group; see :mod:`~adaptclip_med.data.groups`).
 
     Returns:
         DatasetIndex: test records, prompt pools, problems.
@@ -184,9 +186,15 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
     from .hashing import PerceptualHasher
 
     hasher = PerceptualHasher() if dedupe and holdout > 0 else None
+    pattern = options.pop("group_pattern", None)
     loaded = DATASETS[name].loader(root, **options)
     problems = list(loaded.problems)
     records = loaded.records
+    if pattern:
+        from .groups import apply_pattern
+
+        records = apply_pattern(records, root, str(pattern))
+        options["group_pattern"] = pattern
     pool_recs: list[Record] = []
     if loaded.policy == "train":
         pool_recs = [r for r in records if r.split != "test" and r.label == 0]

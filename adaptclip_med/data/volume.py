@@ -6,8 +6,10 @@ Layout::
     root/abnormal/<id>.nii.gz                          slices labelled from the label volume:
     root/masks/<id>.nii.gz                             a slice with any voxel > 0 is abnormal (1)
 
-Each record keeps ``group = "<normal|abnormal>/<id>"`` (the volume), so prompts are never drawn
-from the query's volume and hold-outs take whole volumes. Options: ``axis`` (0/1/2 in RAS, default 2
+Each record keeps the patient ``group``: the volume's ``<id>`` (so ``normal/p1.nii.gz`` and
+``abnormal/p1.nii.gz`` are one patient), a DICOM series' hashed PatientID, a ``labels.csv`` column or
+``group_pattern`` (:mod:`~adaptclip_med.data.groups`); prompts are never drawn from a query's group
+and hold-outs take whole groups. Options: ``axis`` (0/1/2 in RAS, default 2
 axial; pass the same ``axis`` to :func:`build_transforms`), ``step`` (every n-th slice),
 ``foreground_only`` (abnormal volumes: keep only slices with foreground).
 """
@@ -20,6 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from .dicom import series_files
+from .groups import group_rule
 from .layout import LoadedSet, require_dir
 from .records import NIFTI_SUFFIXES, Problem, Record, has_suffix, list_files, strip_suffix
 from .screen import screen_error, screen_image
@@ -62,6 +65,7 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
     axis, step = int(axis), max(1, int(step))
     problems: list[Problem] = []
     records: list[Record] = []
+    group = group_rule(root, labels=root / "labels.csv", default=lambda p: strip_suffix(p.name))
     for sub, label in (("normal", 0), ("abnormal", 1)):
         folder = root / sub
         if not folder.is_dir():
@@ -70,7 +74,7 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
         if not vols:
             problems.append((str(folder), "empty folder: no NIfTI volumes or DICOM series"))
         for vol in vols:
-            vid = f"{sub}/{strip_suffix(vol.name)}"
+            vid = group(vol)
             if (why := screen_image(vol, series=vol.is_dir())) is not None:
                 problems.append((str(vol), why))
                 continue

@@ -2,8 +2,10 @@
 
 ``sensitivity_at_specificity``: the highest sensitivity of any threshold whose specificity is at least
 the target (default 95 %). ``specificity_at_sensitivity``: the reverse. ``bootstrap_ci`` resamples
-patients (groups) with replacement when group ids are known, images otherwise, and returns the
-percentile interval; replicates that miss one of the two labels are skipped and counted.
+patients (groups) with replacement when group ids are known (unit ``"patient"``: every image of a
+drawn patient comes along, so correlated images of one patient do not narrow the interval), images
+otherwise (unit ``"image-level"``), and returns the percentile interval; replicates that miss one of
+the two labels are skipped and counted.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class BootstrapResult:
         low / high: the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the replicates.
         level: confidence level (0.95).
         n_boot: replicates used (those with both labels).
-        unit: ``"patient"`` when groups were resampled, ``"image"`` otherwise.
+        unit: ``"patient"`` when groups were resampled, ``"image-level"`` when no group id was known
+            (every image resampled on its own; tables print the unit).
     """
 
     value: float
@@ -91,7 +94,7 @@ def bootstrap_ci(
     y = np.asarray(labels).astype(np.int64).ravel()
     value = float(stat(s, y))
     ids = ["" if g is None else str(g) for g in (groups if groups is not None else [None] * s.size)]
-    unit = "patient" if any(ids) else "image"
+    unit = "patient" if any(ids) else "image-level"
     # images without a group id are their own group
     ids = [g if g else f"\0image{i}" for i, g in enumerate(ids)]
     _, inverse = np.unique(np.asarray(ids), return_inverse=True)

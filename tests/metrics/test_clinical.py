@@ -42,7 +42,7 @@ def test_bootstrap_is_deterministic_and_contains_estimate() -> None:
     a = bootstrap_ci(sensitivity_at_specificity, s, y, n_boot=300, seed=7)
     b = bootstrap_ci(sensitivity_at_specificity, s, y, n_boot=300, seed=7)
     assert a == b
-    assert a.low <= a.value <= a.high and a.unit == "image" and a.n_boot == 300
+    assert a.low <= a.value <= a.high and a.unit == "image-level" and a.n_boot == 300
 
 
 def test_bootstrap_resamples_whole_patients() -> None:
@@ -57,9 +57,9 @@ def test_bootstrap_resamples_whole_patients() -> None:
     patient = bootstrap_ci(whole_triples, scores, labels, groups=groups, n_boot=50)
     image = bootstrap_ci(whole_triples, scores, labels, groups=None, n_boot=50)
     assert patient.unit == "patient" and patient.low == patient.high == 1.0
-    assert image.unit == "image" and image.low == 0.0
+    assert image.unit == "image-level" and image.low == 0.0
     missing = bootstrap_ci(whole_triples, scores, labels, groups=np.array([None] * 90), n_boot=50)
-    assert missing.unit == "image" and missing.low == 0.0  # None ids are not one big patient
+    assert missing.unit == "image-level" and missing.low == 0.0  # None ids are not one big patient
 
 
 def test_bootstrap_one_label_is_undefined() -> None:
