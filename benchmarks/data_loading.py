@@ -1,7 +1,9 @@
-"""Images/s from disk to model-ready tensors (``build_transforms``) for PNG, JPEG, DICOM and NIfTI slices.
+"""Images/s from disk to model-ready tensors (``build_transforms``) for PNG, JPEG, TIFF, DICOM and NIfTI.
 
 Writes seeded synthetic files of realistic sizes into a temporary folder (PNG 512² grey MRI-like,
-JPEG 620×530 RGB endoscopy-like, DICOM 512² int16 CT with window tags, NIfTI 256×256×64 float32
+JPEG 620×530 RGB endoscopy-like, TIFF 384×288 RGB in CVC-ClinicDB's form (3 samples tagged MINISBLACK,
+read by tifffile), DICOM 512² int16 CT with window tags, uncompressed and RLE Lossless (decoded by a
+pydicom plugin), NIfTI 256×256×64 float32
 volume read slice by slice, in order: the loader keeps the last volumes decoded), then loads them
 through a MONAI ``DataLoader`` (batch 8) with 0 and 2 workers. Prints one line per case. Usage::
 
@@ -27,7 +29,12 @@ from adaptclip_med.data.writers import write_dicom, write_nifti
 
 def _cases(root: Path, n: int) -> dict[str, list[dict[str, object]]]:
     rng = np.random.default_rng(0)
-    cases: dict[str, list[dict[str, object]]] = {"png": [], "jpeg": [], "dicom": [], "nifti_slice": []}
+    import pydicom
+    import tifffile
+    from pydicom.uid import RLELossless
+
+    cases: dict[str, list[dict[str, object]]] = {"png": [], "jpeg": [], "tiff_rgb": [], "dicom": [],
+                                                 "dicom_rle": [], "nifti_slice": []}
     for i in range(n):
         organ, mask = insert_lesion(synthetic_organ(512, rng), rng)
         png = root / f"mri_{i}.png"
@@ -40,8 +47,15 @@ def _cases(root: Path, n: int) -> dict[str, list[dict[str, object]]]:
         Image.fromarray(np.uint8(rgb * 255)).save(jpg, quality=90)
         cases["jpeg"].append({"image": str(jpg)})
         stored = np.round(organ * 2000).astype(np.int16)
-        cases["dicom"].append({"image": str(write_dicom(root / f"ct_{i}.dcm", stored, intercept=-1000.0,
-                                                          window=(40.0, 400.0)))})
+        tif = root / f"clinicdb_{i}.tif"
+        tifffile.imwrite(tif, np.uint8(rgb[:288, :384] * 255), photometric="minisblack", planarconfig="contig")
+        cases["tiff_rgb"].append({"image": str(tif)})
+        dcm = write_dicom(root / f"ct_{i}.dcm", stored, intercept=-1000.0, window=(40.0, 400.0))
+        cases["dicom"].append({"image": str(dcm)})
+        ds = pydicom.dcmread(dcm)
+        ds.compress(RLELossless)
+        ds.save_as(root / f"ct_rle_{i}.dcm")
+        cases["dicom_rle"].append({"image": str(root / f"ct_rle_{i}.dcm")})
     volume = np.stack([synthetic_organ(256, rng) for _ in range(64)], axis=-1).astype(np.float32)
     nii = write_nifti(root / "vol.nii.gz", volume)
     cases["nifti_slice"] = [{"image": str(nii), "slice_index": i % 64} for i in range(n)]

@@ -25,6 +25,7 @@ from scipy.ndimage import rotate
 from scipy.stats import rankdata
 
 from ..errors import ImageReadError
+from .formats import image_format
 from .records import IMAGE_SUFFIXES, Record, has_suffix
 from .screen import screen_error
 
@@ -36,7 +37,7 @@ DEFAULT_THRESHOLD = 0.967
 
 def _grey(record: Record, pipeline: Callable[[dict], dict] | None = None) -> Image.Image:
     """Grey Pillow image of a record (JPEG decoded at reduced scale; DICOM/NIfTI via ``pipeline``)."""
-    if has_suffix(record.image, IMAGE_SUFFIXES) and record.slice_index is None:
+    if record.slice_index is None and image_format(record.image) == "pil":  # TIFF/DICOM by content: pipeline
         try:
             with Image.open(record.image) as img:
                 img.draft("L", (SIDE * 2, SIDE * 2))

@@ -184,3 +184,24 @@ def test_bundled_dicomdir_and_rt_plan_are_not_images():
 def test_rt_image_is_an_image(tmp_path):
     path = _object(tmp_path, "rtimage.dcm", "1.2.840.10008.5.1.4.1.1.481.1", pixels=True)
     assert build_transforms(32)({"image": str(path)})["image"].shape == (3, 32, 32)
+
+
+def test_enhanced_multiframe_rescale_and_window_come_from_functional_groups(tmp_path):
+    frames = np.stack([np.tile(np.arange(0, 200, 10, dtype=np.uint16), (4, 1)) + 5 * i for i in range(3)])
+    path = write_dicom(tmp_path / "enhanced.dcm", frames)
+    ds = pydicom.dcmread(path)
+    del ds.RescaleSlope, ds.RescaleIntercept
+    transform, voi, shared = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 2, -100, "US"
+    voi.WindowCenter, voi.WindowWidth = 100, 200
+    shared.PixelValueTransformationSequence, shared.FrameVOILUTSequence = [transform], [voi]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.save_as(path)
+    values, _ = read_dicom(path)
+    assert np.array_equal(values, frames * 2.0 - 100)
+    got = build_transforms(32, dicom_frame=1)({"image": str(path)})["image_u8"][..., 0].astype(int)
+    flat = pydicom.dcmread(path)
+    flat.RescaleSlope, flat.RescaleIntercept, flat.WindowCenter, flat.WindowWidth = 2, -100, 100, 200
+    ref = apply_voi_lut(apply_modality_lut(flat.pixel_array[1], flat), flat)
+    lo, hi = 0 * 2 - 100, 65535 * 2 - 100  # unsigned 16-bit stored range through the rescale
+    assert np.abs(got - np.round((ref - lo) / (hi - lo) * 255)).max() <= 1

@@ -162,3 +162,13 @@ def test_nan_inf_volumes_and_tiny_images(tmp_path):
 def test_a_directory_named_like_an_image_is_one_line(tmp_path):
     (tmp_path / "scan.png").mkdir()
     _one_line_error(tmp_path / "scan.png", "folder holds no DICOM files")
+
+
+def test_near_duplicate_thumbnails_read_clinicdb_tiff_by_content(tmp_path):
+    from adaptclip_med.data.hashing import thumbnail
+    from adaptclip_med.data.records import Record
+
+    path = tmp_path / "1.tif"
+    tifffile.imwrite(path, RGB, photometric="minisblack", planarconfig="contig")  # Pillow cannot open it
+    record = Record(str(path), None, 0, "polyp", "test", None, "clinicdb")
+    assert thumbnail(record).shape == (48, 48)
