@@ -26,7 +26,7 @@ from scipy.stats import rankdata
 
 from ..errors import ImageReadError
 from .formats import image_format
-from .records import IMAGE_SUFFIXES, Record, has_suffix
+from .records import Record
 from .screen import screen_error
 
 SIDE = 48
