@@ -210,6 +210,11 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     Image.fromarray(_organ(50)).save(abnormal / "kvasir_like.jpg", quality=90)   # JPEG mask, > 127 rule
     Image.fromarray(_lesion_mask()).save(masks / "kvasir_like.jpg", quality=90)
     good.append(abnormal / "kvasir_like.jpg")
+    tiny = np.zeros((SIZE * 2, SIZE * 2), np.uint8)
+    tiny[40:44, 40:44] = 255                                                      # 4x4 px lesion
+    Image.fromarray(_organ(53, SIZE * 2)).save(abnormal / "tiny_lesion.jpg", quality=95)
+    Image.fromarray(tiny).save(masks / "tiny_lesion.jpg", quality=95)
+    good.append(abnormal / "tiny_lesion.jpg")                                     # not "empty" at 1/8 scale
     tifffile.imwrite(abnormal / "cvc_polyp.tif", planar, photometric="rgb", planarconfig="separate")
     tifffile.imwrite(masks / "cvc_polyp.tif", np.stack([_lesion_mask()] * 3, -1), photometric="minisblack",
                      planarconfig="contig")                                       # CVC ground truth form

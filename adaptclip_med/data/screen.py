@@ -137,15 +137,32 @@ def screen_mask(path: str | Path) -> str | None:
 
             peak = float(np.max(tifffile.imread(p)))
         else:
-            with Image.open(p) as img:
-                img = img.convert("RGB") if img.mode == "P" else img
-                extrema = img.getextrema()
-            peak = float(max(e[1] for e in extrema) if isinstance(extrema[0], tuple) else extrema[1])
+            peak = _raster_peak(p, threshold)
     except Exception:  # an unreadable mask is reported by the decode pass
         return None
     if peak <= threshold:
         return f"mask {p.name} is empty (no foreground pixel) for an abnormal image; skipped"
     return None
+
+
+def _raster_peak(path: Path, threshold: int) -> float:
+    """Largest value of any channel of a Pillow-readable mask.
+
+    JPEG masks are first decoded at 1/8 scale (DCT scaling averages, so a reduced value above the
+    threshold proves a full-resolution one); only masks that look empty there are decoded in full.
+    """
+    def peak_of(img: Image.Image) -> float:
+        img = img.convert("RGB") if img.mode == "P" else img
+        extrema = img.getextrema()
+        return float(max(e[1] for e in extrema) if isinstance(extrema[0], tuple) else extrema[1])
+
+    if has_suffix(path, _JPEG_SUFFIXES):
+        with Image.open(path) as img:
+            img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+            if peak_of(img) > threshold:
+                return peak_of(img)
+    with Image.open(path) as img:
+        return peak_of(img)
 
 
 def screen_error(exc: BaseException) -> str:
