@@ -159,9 +159,11 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
         orientation = patient_orientation(ref)
         spacing = tuple(float(v) for v in ref.PixelSpacing) if "PixelSpacing" in ref else None
         sc = hd.sc.SCImage.from_ref_dataset(
-            ref, blend_overlay(np.asarray(image), amap), "RGB", 8, "PATIENT" if orientation else None,
-            uid["sc"], SERIES_NUMBERS["sc"], generate_uid(entropy_srcs=[key, "sc", str(i)]), i + 1, MANUFACTURER,
-            pixel_spacing=spacing, patient_orientation=orientation)
+            ref, blend_overlay(np.asarray(image), amap), "RGB", 8, "PATIENT", uid["sc"], SERIES_NUMBERS["sc"],
+            generate_uid(entropy_srcs=[key, "sc", str(i)]), i + 1, MANUFACTURER, pixel_spacing=spacing,
+            patient_orientation=orientation or ("L", "P"))
+        if orientation is None:  # no ImageOrientationPatient: the source's own value, or empty (unknown)
+            sc.PatientOrientation = ref.get("PatientOrientation", "")
         sc.ImageComments = comment
         sc.BurnedInAnnotation = "NO"
         written.append(_save(sc, out_dir / "overlay" / f"sc_{i + 1:04d}.dcm", pseudonym,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,10 +305,15 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
                 result.nifti_files.append(str(path.relative_to(out)))
             if is_dicom and good:
                 files = study.dicom_files if study.kind == "multiframe" else [Path(u.path) for u, _ in good]
-                done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good],
-                                    out / "dicom" / tag, key=f"{tag}|{fingerprint}", model_name=config.model.backbone,
-                                    pixel_threshold=thr["pixel_threshold"], notice=notice,
-                                    pseudonym=sid if config.anonymize else None)
+                try:
+                    done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good],
+                                        out / "dicom" / tag, key=f"{tag}|{fingerprint}",
+                                        model_name=config.model.backbone, pixel_threshold=thr["pixel_threshold"],
+                                        notice=notice, pseudonym=sid if config.anonymize else None)
+                except (ValueError, TypeError, AttributeError, KeyError) as err:  # highdicom refused the source
+                    reason = scrub(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+                    done = {"files": [], "notes": [f"no DICOM outputs: {reason}"]}
+                    tqdm.write(f"warning: {sid}: no DICOM outputs ({reason})", file=sys.stderr)
                 result.dicom_files += [f"dicom/{f}" for f in done["files"]]
                 if done["notes"]:
                     notes[sid] = done["notes"]

@@ -59,3 +59,35 @@ def ct_series(folder: Path, n_slices: int = 4, size: int = 32, *, seed: int = 0,
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def _base(modality: str, sop_class: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = PATIENT_NAME, PATIENT_ID, "19700101", "F"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", ACCESSION
+    ds.ReferringPhysicianName, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "", modality, 1, 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    return ds
+
+
+def multiframe_without_geometry(path: Path, n_frames: int = 3, size: int = 32) -> Path:
+    """A multi-frame 8-bit Secondary Capture (no Frame of Reference, no plane geometry), ``n_frames`` frames."""
+    from pydicom.uid import MultiFrameGrayscaleByteSecondaryCaptureImageStorage
+
+    ds = _base("OT", MultiFrameGrayscaleByteSecondaryCaptureImageStorage)
+    ds.NumberOfFrames, ds.Rows, ds.Columns = n_frames, size, size
+    ds.FrameIncrementPointer = (0x0018, 0x2002)  # FrameLabelVector
+    ds.FrameLabelVector = [f"f{i}" for i in range(n_frames)]
+    ds.ConversionType = "WSD"
+    frames = np.stack([np.tile(np.arange(size, dtype=np.uint8) * 7 + 20 * i, (size, 1)) for i in range(n_frames)])
+    ds.PixelData = frames.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -188,3 +188,24 @@ def test_rerun_reuses_and_a_changed_file_is_rescored(score_inputs: dict[str, Pat
     other_size = [*TINY[:-3], "--image-size", "252", "--allow-random-backbone"]  # nothing reused
     assert main([str(folder), "--out", str(out), "--threshold", "0.5", "--overlays", "none", *other_size]) == 0
     assert "2 image(s) scored, 0 reused" in capsys.readouterr().out
+
+
+def test_multiframe_without_geometry_gets_frame_rows_and_secondary_captures_only(tmp_path: Path,
+                                                                                dciodvfy: str) -> None:
+    import json
+
+    from .dicom_series import multiframe_without_geometry
+
+    multiframe_without_geometry(tmp_path / "cine" / "loop.dcm", n_frames=3)
+    out = tmp_path / "run"
+    assert main([str(tmp_path / "cine"), "--out", str(out), "--threshold", "0.5", *TINY]) == 0
+    table = pd.read_csv(out / "scores.csv")
+    assert table["level"].tolist() == ["frame"] * 3 + ["multiframe"]
+    assert table["id"].tolist() == ["cine/loop.dcm#0", "cine/loop.dcm#1", "cine/loop.dcm#2", "cine/loop.dcm"]
+    files = sorted(out.glob("dicom/**/*.dcm"))
+    assert [p.name for p in files] == ["sc_0001.dcm", "sc_0002.dcm", "sc_0003.dcm"]
+    notes = json.loads((out / "run.json").read_text())["dicom_notes"]["cine/loop.dcm"]
+    assert notes == ["no Parametric Map / Segmentation: source has no FrameOfReferenceUID"]
+    for path in files:
+        report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
+        assert not [ln for ln in (report.stdout + report.stderr).splitlines() if ln.startswith("Error")]
