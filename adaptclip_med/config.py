@@ -1,22 +1,25 @@
 """Frozen :class:`EvalConfig`: the single home of the evaluation defaults.
 
 ``python -m adaptclip_med.evaluate`` builds one from its arguments; library users build one directly
-and call :func:`adaptclip_med.pipeline.run_evaluation`.
+and call :func:`adaptclip_med.evaluation.run_evaluation`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from adaptclip_med.errors import DataValidationError
 
-#: Fields that change the numbers: a run directory only resumes parts made with the same values.
+#: Fields that change the numbers: a run directory only resumes parts made with the same values (plus
+#: the bytes of the weights and of the images, and the package version: see :meth:`EvalConfig.key_parts`).
 RESULT_FIELDS: tuple[str, ...] = (
-    "backbone", "pretrained", "checkpoint", "image_size", "limit", "pixel_mode", "n_bins", "map_range",
-    "target_specificity", "pixel_specificity", "n_boot", "normal_prompts",
+    "backbone", "pretrained", "checkpoint", "image_size", "precision", "limit", "pixel_mode", "n_bins",
+    "map_range", "target_specificity", "pixel_specificity", "n_boot", "normal_prompts",
 )
 
 
@@ -25,8 +28,11 @@ class EvalConfig:
     """Everything one evaluation run needs.
 
     Attributes:
-        datasets: registered data set names (``adaptclip_med.data.list_datasets()``).
-        roots: ``((name, folder), ...)``: the folder of each data set (see :func:`resolve_roots`).
+        datasets: the data sets' labels as the user gave them; a label is a registered data set name
+            (``adaptclip_med.data.list_datasets()``) unless ``layouts`` maps it to one.
+        layouts: ``((label, registered name), ...)`` for labels that are not themselves registered
+            names (``--datasets my_ct=folder``); the reports name the set by its label.
+        roots: ``((label, folder), ...)``: the folder of each data set (see :func:`resolve_roots`).
         normal_prompts: ``((name, folder), ...)``: a user folder of normal prompt images per data set
             (flat, or one sub-folder per class); needed for few-shot on polyp sets, which hold no normals.
         out: run directory (tables, figures, overlays, ``run.json``; resumable).
@@ -35,7 +41,9 @@ class EvalConfig:
         backbone / pretrained / checkpoint / image_size: passed to ``load_model`` (size None: the
             backbone's registered size, 518 for ViT-L-14-336).
         allow_random_backbone: accept random (untrained) backbone weights (tests and demos only).
-        device / batch_size / workers: inference settings (``workers`` DataLoader processes).
+        device / batch_size / workers: inference settings (``workers`` DataLoader processes; None =
+            ``min(4, CPU count)`` on CUDA, 0 on the CPU: see :meth:`loader_workers`).
+        precision: ``"fp32"``, or autocast of the backbone to ``"bf16"`` / ``"fp16"`` (GPU).
         limit: at most this many query images per class (balanced normal/abnormal), for a quick look.
         pixel_mode: ``"auto"`` / ``"exact"`` / ``"binned"`` pixel metrics (see ``adaptclip_med.metrics``).
         n_bins / map_range: bins (a power of two) and initial range of the binned pixel metrics' histogram
@@ -54,6 +62,7 @@ class EvalConfig:
 
     datasets: tuple[str, ...]
     roots: tuple[tuple[str, str], ...]
+    layouts: tuple[tuple[str, str], ...] = ()
     normal_prompts: tuple[tuple[str, str], ...] = ()
     out: str = "reports/run"
     shots: tuple[int, ...] = (0,)
@@ -64,8 +73,9 @@ class EvalConfig:
     image_size: int | None = None
     allow_random_backbone: bool = False
     device: str = "cpu"
+    precision: str = "fp32"
     batch_size: int = 8
-    workers: int = 0
+    workers: int | None = None
     limit: int | None = None
     pixel_mode: str = "auto"
     n_bins: int = 1 << 16
@@ -88,12 +98,37 @@ class EvalConfig:
         """The user's normal-prompt folder of one data set, if any."""
         return dict(self.normal_prompts).get(dataset)
 
-    def fingerprint(self, dataset: str) -> str:
-        """Short hash of the result-changing fields (:data:`RESULT_FIELDS`) and the data set's folder."""
-        fields = {k: asdict(self)[k] for k in RESULT_FIELDS if k != "normal_prompts"}
-        fields["normal_prompts"] = self.prompt_folder_for(dataset)
-        fields["root"] = str(self.root_for(dataset).resolve())
-        payload = json.dumps(fields, sort_keys=True, default=str)
+    def layout_for(self, dataset: str) -> str:
+        """The registered data set (folder layout) a label is read with."""
+        return dict(self.layouts).get(dataset, dataset)
+
+    def loader_workers(self) -> int:
+        """DataLoader processes: ``workers``, or by default ``min(4, CPU count)`` on CUDA and 0 on the CPU."""
+        if self.workers is not None:
+            return self.workers
+        return min(4, os.cpu_count() or 1) if self.device.startswith("cuda") else 0
+
+    def key_parts(self, dataset: str, content: Mapping[str, object]) -> dict[str, object]:
+        """Everything a stored part of ``dataset`` depends on, by name (shown when a part is recomputed).
+
+        Args:
+            dataset: a label of ``datasets``.
+            content: what the settings cannot say: the SHA-256 of the backbone weights and the
+                checkpoint bytes, the adapter config, the package version (``evaluation.keys``).
+        """
+        fields: dict[str, object] = {k: asdict(self)[k] for k in RESULT_FIELDS if k != "normal_prompts"}
+        fields["layout"] = self.layout_for(dataset)
+        fields["normal_prompts"] = self.prompt_folder_for(dataset) is not None
+        fields.update(content)
+        return json.loads(json.dumps(fields, sort_keys=True, default=str))
+
+    def fingerprint(self, dataset: str, content: Mapping[str, object]) -> str:
+        """Short hash of :meth:`key_parts`: a run folder reuses a part only under the same fingerprint.
+
+        The data folder's *path* is not part of it (image bytes are, in each part's key): a moved or
+        copied data set resumes; a replaced image or retrained checkpoint does not.
+        """
+        payload = json.dumps(self.key_parts(dataset, content), sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def protocol_string(self) -> str:

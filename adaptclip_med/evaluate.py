@@ -1,7 +1,7 @@
 """``python -m adaptclip_med.evaluate``: score data sets with AdaptCLIP and write tables, figures, overlays.
 
 Only argument parsing lives here: the arguments become one frozen :class:`EvalConfig`, handed to
-:func:`adaptclip_med.pipeline.run_evaluation`. Usage: docs/evaluation.md.
+:func:`adaptclip_med.evaluation.run_evaluation`. Usage: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import sys
 from adaptclip_med.argparsing import CLIParser
 from adaptclip_med.config import EvalConfig, resolve_prompt_folders, resolve_roots
 from adaptclip_med.errors import AdaptCLIPError
+
+#: Kept in step with ``adaptclip_med.factory.PRECISIONS`` (not imported: ``--help`` must not load torch).
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 DESCRIPTION = """\
 Measure how well AdaptCLIP separates normal from abnormal images (and, where masks exist, finds the
@@ -57,7 +60,8 @@ def add_model_arguments(m: argparse._ArgumentGroup) -> None:
 def add_device_arguments(r: argparse._ArgumentGroup) -> None:
     """``--device`` and ``--batch-size`` (shared with ``python -m adaptclip_med.score``)."""
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
-    r.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    r.add_argument("--batch-size", type=int, default=8,
+                   help="images per forward pass; bounds memory (default: 8; 32 suits a large GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("what to evaluate")
     d.add_argument("--datasets", nargs="+", required=True, metavar="NAME",
-                   help="registered data set names (see `python -m adaptclip_med.datasets --list`)")
+                   help="registered data set names (see `python -m adaptclip_med.datasets --list`), or "
+                        "LABEL=NAME to read a folder with a registered layout under your own name "
+                        "(e.g. my_ct=folder; the reports say my_ct)")
     d.add_argument("--root", nargs="+", default=[], metavar="PATH",
                    help="the data set's folder (one data set); a folder holding one sub-folder per data set; "
                         "or NAME=PATH pairs")
@@ -83,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--out", default="reports/run", help="output folder; re-use it to resume (default: reports/run)")
     add_device_arguments(r)
-    r.add_argument("--workers", type=int, default=0, help="image-loading processes (default: 0)")
-    r.add_argument("--strict", action="store_true", help="stop on any unreadable file instead of listing it")
+    r.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="backbone arithmetic: fp32, or bf16 / fp16 autocast (fp16 on GPUs) (default: fp32)")
+    r.add_argument("--workers", type=int, default=None,
+                   help="image-loading processes (default: min(4, CPU count) with --device cuda, else 0)")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable or unusable file (default: skip it and list it in skipped.csv)")
     o = p.add_argument_group("metrics and outputs")
     o.add_argument("--pixel-metrics", choices=("auto", "exact", "binned"), default="auto",
                    help="exact pixel metrics, or binned (bounded memory; an error bound covering every pixel "
@@ -108,26 +118,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_datasets(names: list[str]) -> None:
+def parse_datasets(values: list[str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """``--datasets`` values → (labels, ``((label, registered name), ...)`` for ``LABEL=NAME`` values).
+
+    Raises:
+        AdaptCLIPError: unknown registered name (with a "did you mean"), empty or repeated label.
+    """
     from adaptclip_med.data import list_datasets
 
     known = list_datasets()
-    for name in names:
+    labels: list[str] = []
+    layouts: list[tuple[str, str]] = []
+    for value in values:
+        label, _, name = value.partition("=")
+        name = name or label
+        if not label or not name or "/" in label:
+            msg = f"--datasets {value!r}: expected NAME or LABEL=NAME (LABEL without '/')"
+            raise AdaptCLIPError(msg)
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             msg = f"unknown data set {name!r}; {hint}registered: {', '.join(known)}"
             raise AdaptCLIPError(msg)
+        if label in labels:
+            msg = f"--datasets: {label!r} given twice; give each data set once (LABEL=NAME to tell copies apart)"
+            raise AdaptCLIPError(msg)
+        labels.append(label)
+        if name != label:
+            layouts.append((label, name))
+    return tuple(labels), tuple(layouts)
 
 
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
     """Turn parsed arguments into the frozen config (validates names and folders)."""
-    _check_datasets(args.datasets)
+    labels, layouts = parse_datasets(args.datasets)
     checks = (
         ("--shots", min(args.shots), min(args.shots) >= 0, "k >= 0"),
         ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--limit", args.limit, args.limit is None or args.limit >= 1, ">= 1"),
-        ("--workers", args.workers, args.workers >= 0, ">= 0"),
+        ("--workers", args.workers, args.workers is None or args.workers >= 0, ">= 0"),
         ("--bins", args.bins, args.bins >= 2 and not args.bins & (args.bins - 1), "a power of two >= 2"),
         ("--map-range", args.map_range, args.map_range[0] < args.map_range[1], "LOW < HIGH"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
@@ -140,11 +169,12 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
             msg = f"{flag}: got {value}; expected {expected}"
             raise AdaptCLIPError(msg)
     return EvalConfig(
-        datasets=tuple(args.datasets), roots=resolve_roots(args.datasets, args.root),
-        normal_prompts=resolve_prompt_folders(args.datasets, args.normal_prompts), out=args.out,
+        datasets=labels, layouts=layouts, roots=resolve_roots(labels, args.root),
+        normal_prompts=resolve_prompt_folders(labels, args.normal_prompts), out=args.out,
         shots=tuple(args.shots), seeds=tuple(args.seeds), backbone=args.backbone, pretrained=args.pretrained,
         checkpoint=args.checkpoint, image_size=args.image_size, allow_random_backbone=args.allow_random_backbone,
-        device=args.device, batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+        device=args.device, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
+        limit=args.limit,
         pixel_mode=args.pixel_metrics, n_bins=args.bins, map_range=tuple(args.map_range),
         target_specificity=args.target_specificity, pixel_specificity=args.pixel_specificity,
         n_boot=args.bootstrap, overlays=args.overlays, overlay_norm=args.overlay_norm,
@@ -153,20 +183,41 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
     )
 
 
+def report_lines(result: object) -> list[str]:
+    """What the CLI prints after a run: reuse and why, encodes, skipped files; the last line names index.html."""
+    from adaptclip_med.evaluation.write import SHOWN_SKIPS
+
+    lines = [f"{len(result.computed)} part(s) computed, {len(result.reused)} reused from an earlier run"
+             + (" (same settings, weights, checkpoint and image bytes)" if result.reused else "")]
+    lines += [f"  recomputed {stem}: {why}" for stem, why in result.why.items()]
+    enc = result.encodes
+    lines.append(f"backbone encodes: {enc.encoded} image(s)"
+                 + (f", {enc.from_store} from the feature store" if enc.from_store else "")
+                 + (f"; {result.batches_reused} batch(es) resumed from an interrupted run" if result.batches_reused
+                    else ""))
+    if result.skipped:
+        lines.append(f"{len(result.skipped)} file(s) skipped — see {result.out / 'skipped.csv'}:")
+        lines += [f"  {s.dataset}: {s.path}: {s.reason}" for s in result.skipped[:SHOWN_SKIPS]]
+        if len(result.skipped) > SHOWN_SKIPS:
+            lines.append(f"  ... and {len(result.skipped) - SHOWN_SKIPS} more")
+    lines.append(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")
+    lines.append(f"report: {result.out / 'index.html'}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input or weights)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args, argv)  # bad names and folders fail here, before torch loads
-        from adaptclip_med.pipeline import run_evaluation
+        from adaptclip_med.evaluation import run_evaluation
 
         result = run_evaluation(config)
     except AdaptCLIPError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{len(result.computed)} part(s) computed, {len(result.reused)} reused from an earlier run")
-    print(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")
+    print("\n".join(report_lines(result)))
     return 0
 
 

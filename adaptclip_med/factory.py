@@ -6,13 +6,14 @@ import copy
 import json
 import os
 from pathlib import Path
+from typing import Protocol
 
 import open_clip
 import torch
 from open_clip.model import CLIP, CustomTextCLIP
 
 from .checkpoint import load_adapter_state, read_checkpoint
-from .errors import CheckpointMismatchError, WeightsNotFoundError
+from .errors import AdaptCLIPError, CheckpointMismatchError, WeightsNotFoundError
 from .io import sha256_file
 from .model.adaptclip import AdaptCLIP, AdaptCLIPConfig
 from .model.backbone import FrozenCLIPVision
@@ -39,6 +40,20 @@ from .weights import (
 )
 
 TEMPLATE_PROMPT_WORD = "X"
+#: Accepted ``precision`` values: fp32, or autocast of the backbone to bf16 / fp16.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+class ModelSettings(Protocol):
+    """What :func:`load_model_for` reads from a run config (``EvalConfig`` has all of it)."""
+
+    backbone: str
+    pretrained: str | None
+    checkpoint: str | None
+    image_size: int | None
+    device: str
+    precision: str
+    allow_random_backbone: bool
 
 
 def _model_config(backbone: str) -> tuple[dict, BackboneSpec | None]:
@@ -165,7 +180,7 @@ def load_model(
         allow_random_backbone: permit ``pretrained=None`` (tests, offline pipeline demos).
         feature_layers: 1-indexed feature blocks (default: 4 evenly spaced, from the depth).
         vv_start: first V-V block (default: the first feature layer).
-        precision: ``"fp32"`` or ``"bf16"`` (autocast for the backbone on hardware that supports it).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast for the backbone; fp16 is for GPUs).
         seed: seed of the random initialisation (backbone when random, fresh adapters).
 
     Raises:
@@ -174,8 +189,8 @@ def load_model(
         CheckpointMismatchError: the checkpoint was made for another backbone width.
         ValueError: unknown backbone, tag, precision or device.
     """
-    if precision not in ("fp32", "bf16"):
-        msg = f"precision {precision!r}; expected 'fp32' or 'bf16'"
+    if precision not in PRECISIONS:
+        msg = f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}"
         raise ValueError(msg)
     cfg, spec = _model_config(backbone)
     backbone_name = spec.name if spec else backbone
@@ -231,6 +246,30 @@ def load_model(
     return model.to(_device(device)).eval()
 
 
+def load_model_for(config: ModelSettings) -> AdaptCLIP:
+    """``load_model`` with a run config's backbone, weights, size, device and precision.
+
+    Every load failure becomes one :class:`AdaptCLIPError` line (the CLIs print it and exit 2).
+
+    Raises:
+        AdaptCLIPError: random weights without ``allow_random_backbone``, unknown backbone / tag,
+            weights not found (offline), checkpoint for another backbone, no such device.
+    """
+    if config.pretrained is None and not config.allow_random_backbone:
+        msg = (f"backbone {config.backbone!r} with --pretrained none: random weights give meaningless "
+               "scores; pass a pretrained tag or weights file, or --allow-random-backbone for a pipeline test")
+        raise AdaptCLIPError(msg)
+    try:
+        return load_model(backbone=config.backbone, pretrained=config.pretrained, checkpoint=config.checkpoint,
+                          image_size=config.image_size, device=config.device, precision=config.precision,
+                          allow_random_backbone=config.allow_random_backbone)
+    except AdaptCLIPError:
+        raise
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
+        msg = f"cannot load the model (backbone {config.backbone!r}, checkpoint {config.checkpoint!r}): {err}"
+        raise AdaptCLIPError(msg) from err
+
+
 def _device(device: str | torch.device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -242,4 +281,4 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
-__all__ = ["WeightsNotFoundError", "load_model"]
+__all__ = ["PRECISIONS", "WeightsNotFoundError", "load_model", "load_model_for"]

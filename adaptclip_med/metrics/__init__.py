@@ -14,7 +14,13 @@ from adaptclip_med.metrics.clinical import (
     specificity_at_sensitivity,
 )
 from adaptclip_med.metrics.functional import aupr, aupro, auroc, average_precision, f1_max, region_weights
-from adaptclip_med.metrics.operating_point import OperatingPoint, calibrate_threshold, decision_metrics
+from adaptclip_med.metrics.operating_point import (
+    ConformalThreshold,
+    OperatingPoint,
+    calibrate_threshold,
+    conformal_threshold,
+    decision_metrics,
+)
 from adaptclip_med.metrics.result import (
     ALL_METRICS,
     EXTRA_METRICS,
@@ -28,8 +34,9 @@ from adaptclip_med.metrics.result import (
 
 __all__ = [
     "ALL_METRICS", "EXTRA_METRICS", "IMAGE_METRICS", "PAPER_METRICS", "PIXEL_METRICS",
-    "BinnedPixelHistogram", "BootstrapResult", "Evaluator", "ImageAccumulator", "MetricUndefinedError",
-    "MetricValue", "OperatingPoint", "PixelAccumulator", "aupr", "aupro", "auroc", "average_precision",
-    "bootstrap_ci", "calibrate_threshold", "canonical_metric", "decision_metrics", "f1_max", "region_weights",
+    "BinnedPixelHistogram", "BootstrapResult", "ConformalThreshold", "Evaluator", "ImageAccumulator",
+    "MetricUndefinedError", "MetricValue", "OperatingPoint", "PixelAccumulator", "aupr", "aupro", "auroc",
+    "average_precision", "bootstrap_ci", "calibrate_threshold", "canonical_metric", "conformal_threshold",
+    "decision_metrics", "f1_max", "region_weights",
     "sensitivity_at_specificity", "specificity_at_sensitivity",
 ]

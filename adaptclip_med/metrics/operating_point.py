@@ -1,15 +1,23 @@
 """Operating point: a decision threshold calibrated from normal prompts alone.
 
 With ``k >= 2`` normal prompts, each prompt is scored with the other ``k - 1`` as its prompt set
-(leave-one-out); the image threshold is the smallest LOO score with at least ``target_specificity`` of
-the LOO scores at or below it (``numpy.quantile(..., method="higher")``), and the pixel threshold is the
-same quantile of all LOO map pixels at ``pixel_specificity``. A score above the threshold is
-called anomalous. With fewer than two prompts there is nothing to leave out: the operating point is
-not available (the run records why).
+(leave-one-out, LOO). The image threshold follows the split-conformal rule (:func:`conformal_threshold`):
+with ``n`` LOO normal scores and a false-positive target ``α = 1 − target_specificity``, the threshold
+is the order statistic ``j = ⌈(n + 1)(1 − α)⌉`` of the sorted scores, which bounds the false-positive
+rate of a new normal image by ``α`` when the scores are exchangeable. That needs ``j <= n``, i.e.
+``n >= 1/α − 1`` (19 normals for α = 0.05); with fewer, the largest LOO score is the best one can do and
+the rate it bounds is ``α = 1 − n / (n + 1)`` (0.2 with 4 normals): the operating point records that
+achieved ``α``, ``n`` and a plain name ("max leave-one-out normal score, k = 4 (α = 0.2)"). (LOO
+scores use ``k − 1`` prompts and the queries ``k``, so exchangeability is approximate.) The pixel
+threshold is the ``pixel_specificity`` quantile (``method="higher"``) of all LOO map pixels (pixels of
+one image are not exchangeable: no guarantee is claimed). A score above the threshold is called
+anomalous. With fewer than two prompts there is nothing to leave out: the operating point is not
+available (the run records why).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,7 +32,10 @@ class OperatingPoint:
         pixel_threshold: map value above which a pixel is called anomalous (drawn as a contour).
         target_specificity: specificity targeted on the normal calibration scores.
         pixel_specificity: pixel-level specificity targeted on the calibration maps.
-        n_normals: number of normal calibration images (the k prompts).
+        n_normals: number of normal calibration scores (the k prompts, one LOO score each).
+        alpha: the false-positive rate the image threshold bounds (conformal), ``>= 1 − target``.
+        order_statistic: ``j``: the threshold is the ``j``-th smallest of the ``n_normals`` scores.
+        name: plain words for the threshold ("max leave-one-out normal score, k = 4 (α = 0.2)").
         method: how the calibration scores were obtained.
     """
 
@@ -33,7 +44,10 @@ class OperatingPoint:
     target_specificity: float
     pixel_specificity: float
     n_normals: int
-    method: str = "leave-one-out over the k normal prompts"
+    alpha: float = float("nan")
+    order_statistic: int = 0
+    name: str = ""
+    method: str = "leave-one-out over the k normal prompts; conformal order statistic"
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -58,6 +72,57 @@ def calibrate_threshold(normal_values: np.ndarray, target_specificity: float = 0
         msg = f"threshold calibration: got target_specificity={target_specificity}; expected (0, 1]"
         raise ValueError(msg)
     return float(np.quantile(v, target_specificity, method="higher"))
+
+
+@dataclass(frozen=True)
+class ConformalThreshold:
+    """The split-conformal image threshold of :func:`conformal_threshold`.
+
+    Attributes:
+        value: the threshold (``score > value`` ⇒ anomalous).
+        n: number of normal calibration scores.
+        order_statistic: ``j`` (1-indexed) of the sorted scores.
+        alpha: the false-positive rate bounded: ``1 − j / (n + 1)``.
+        valid_for_target: True when ``alpha`` meets the requested target (``n >= 1/α − 1``).
+        name: plain words, e.g. ``"max leave-one-out normal score, k = 4 (α = 0.2)"``.
+    """
+
+    value: float
+    n: int
+    order_statistic: int
+    alpha: float
+    valid_for_target: bool
+    name: str
+
+
+def conformal_threshold(normal_scores: np.ndarray, target_specificity: float = 0.95) -> ConformalThreshold:
+    """Order statistic ``⌈(n + 1)(1 − α)⌉`` of ``n`` normal scores, ``α = 1 − target_specificity``.
+
+    Args:
+        normal_scores: ``(n,)`` leave-one-out scores of normal images.
+        target_specificity: in (0, 1); 1 asks for α = 0, which no finite sample bounds (the maximum is used).
+
+    Raises:
+        ValueError: empty input or a target outside (0, 1].
+    """
+    v = np.sort(np.asarray(normal_scores, dtype=np.float64).ravel())
+    if v.size == 0:
+        msg = "threshold calibration: got no normal scores; expected at least one"
+        raise ValueError(msg)
+    if not 0.0 < target_specificity <= 1.0:
+        msg = f"threshold calibration: got target_specificity={target_specificity}; expected (0, 1]"
+        raise ValueError(msg)
+    n = int(v.size)
+    target_alpha = 1.0 - target_specificity
+    wanted = math.ceil(round((n + 1) * target_specificity, 9))
+    j = min(max(wanted, 1), n)
+    alpha = 1.0 - j / (n + 1)
+    shown = f"{alpha:.3g}"
+    if j == n:
+        name = f"max leave-one-out normal score, k = {n} (α = {shown})"
+    else:
+        name = f"leave-one-out normal score {j} of {n} (conformal, α = {shown})"
+    return ConformalThreshold(float(v[j - 1]), n, j, alpha, alpha <= target_alpha + 1e-12, name)
 
 
 def decision_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | None]:

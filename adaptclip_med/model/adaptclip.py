@@ -26,6 +26,8 @@ from .validation import check_images, check_prompts
 from .visual_adapter import VisualAdapter
 
 MIN_GRID = 4
+#: Autocast dtype of each reduced precision (``"fp32"`` runs without autocast).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,10 @@ class AdaptCLIP(nn.Module):
         return self.static_text_features.device
 
     def _autocast(self) -> object:
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        dtype = AUTOCAST_DTYPES.get(self.precision)
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def encode_images(self, images: torch.Tensor) -> ImageFeatures:
         """Frozen features of ``(B, 3, S, S)`` images, float32 (bf16 inside when enabled).
@@ -129,11 +132,7 @@ class AdaptCLIP(nn.Module):
         with self._autocast():
             for start in range(0, images.shape[0], step):
                 chunks.append(self.backbone.encode_image(images[start:start + step]))
-        if len(chunks) == 1:
-            feats = chunks[0]
-        else:
-            feats = ImageFeatures(torch.cat([c.global_ for c in chunks]),
-                                  [torch.cat(layer) for layer in zip(*(c.patches for c in chunks), strict=True)])
+        feats = chunks[0] if len(chunks) == 1 else ImageFeatures.concatenate(chunks)
         return ImageFeatures(feats.global_.float(), [p.float() for p in feats.patches])
 
     def learned_text_features(self) -> torch.Tensor:
@@ -162,6 +161,39 @@ class AdaptCLIP(nn.Module):
                 self._text_cache = (key, self.learned_text_features())
         return self._text_cache[1]
 
+    def encode(self, images: torch.Tensor, batch_size: int = 8) -> ImageFeatures:
+        """Frozen features of ``(B, 3, S, S)`` preprocessed images (validated; no gradients).
+
+        The first half of :meth:`predict`: score the result with :meth:`predict_features` (as queries)
+        or turn it into a :class:`PromptBank` with :meth:`bank_from_features` (as prompts). The backbone
+        is frozen, so one encode serves every shot count, seed and prompt set.
+
+        Raises:
+            ValueError: wrong channels, non-square/tiny sizes, NaN/inf pixels.
+        """
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        check_images(images, "images", self.backbone.patch_size, MIN_GRID)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], batch_size):
+                chunks.append(self.encode_images(images[start:start + batch_size]))
+        return chunks[0] if len(chunks) == 1 else ImageFeatures.concatenate(chunks)
+
+    def bank_from_features(self, feats: list[ImageFeatures]) -> PromptBank:
+        """A :class:`PromptBank` from the features of ``K`` prompt images (each ``(1 or more, N, D)``).
+
+        Raises:
+            ValueError: no features.
+        """
+        if not feats:
+            msg = "prompt bank: got no prompt features; expected at least one normal prompt image"
+            raise ValueError(msg)
+        joined = feats[0] if len(feats) == 1 else ImageFeatures.concatenate(feats)
+        patches = [layer[:, 1:].reshape(1, -1, layer.shape[-1]) for layer in joined.patches]
+        size = joined.grid * self.backbone.patch_size
+        return PromptBank(patches=patches, shots=int(joined.global_.shape[0]), image_size=int(size))
+
     def fit_prompts(self, prompts: torch.Tensor, batch_size: int = 8) -> PromptBank:
         """Encode ``(K, 3, S, S)`` normal prompt images once into a reusable :class:`PromptBank`.
 
@@ -169,14 +201,8 @@ class AdaptCLIP(nn.Module):
             ValueError: ``K = 0``, wrong channels/size, or NaN/inf pixels.
         """
         check_prompts(prompts, self.backbone.patch_size, MIN_GRID)
-        per_layer: list[list[torch.Tensor]] = [[] for _ in self.config.feature_layers]
-        with torch.inference_mode():
-            for start in range(0, prompts.shape[0], batch_size):
-                feats = self.encode_images(prompts[start:start + batch_size])
-                for layer, tokens in enumerate(feats.patches):
-                    per_layer[layer].append(tokens[:, 1:])
-        patches = [torch.cat(chunks).reshape(1, -1, chunks[0].shape[-1]) for chunks in per_layer]
-        return PromptBank(patches=patches, shots=int(prompts.shape[0]), image_size=int(prompts.shape[-1]))
+        bank = self.bank_from_features([self.encode(prompts, batch_size)])
+        return PromptBank(bank.patches, bank.shots, int(prompts.shape[-1]))
 
     # ----------------------------------------------------------------- branches
     def branch_outputs(
@@ -237,7 +263,9 @@ class AdaptCLIP(nn.Module):
 
     # ----------------------------------------------------------------- inference
     def _predict_batch(self, images: torch.Tensor, bank: PromptBank | None) -> AnomalyOutput:
-        feats = self.encode_images(images)
+        return self._score_features(self.encode_images(images), bank)
+
+    def _score_features(self, feats: ImageFeatures, bank: PromptBank | None) -> AnomalyOutput:
         branches = self.branch_outputs(
             feats, None if bank is None else bank.patches, learned_text=self._cached_learned_text()
         )
@@ -299,3 +327,26 @@ class AdaptCLIP(nn.Module):
             for start in range(0, images.shape[0], batch_size):
                 parts.append(self._predict_batch(images[start:start + batch_size], prompts))
         return AnomalyOutput.concatenate(parts)
+
+    def predict_features(self, feats: ImageFeatures, prompts: PromptBank | None = None) -> AnomalyOutput:
+        """Score query features from :meth:`encode`: the second half of :meth:`predict`, same numbers.
+
+        Args:
+            feats: ``(B, N, D)`` query features (one batch; all of it is scored in one pass).
+            prompts: None (zero-shot) or a :class:`PromptBank` encoded at the same size.
+
+        Returns:
+            :class:`AnomalyOutput` with ``anomaly_map`` ``(B, S, S)`` and ``pred_score`` ``(B,)``.
+
+        Raises:
+            ValueError: the prompts were encoded at another size than the queries.
+        """
+        size = feats.grid * self.backbone.patch_size
+        if prompts is not None and prompts.image_size != size:
+            msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
+                   f"{size} px; preprocess both with the same model")
+            raise ValueError(msg)
+        if prompts is not None:
+            prompts = PromptBank([p.to(self.device) for p in prompts.patches], prompts.shots, prompts.image_size)
+        with torch.inference_mode():
+            return self._score_features(feats.to(self.device), prompts)

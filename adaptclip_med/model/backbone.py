@@ -35,6 +35,23 @@ class ImageFeatures:
         """Patch grid side ``G``."""
         return round((self.patches[0].shape[1] - 1) ** 0.5)
 
+    def __len__(self) -> int:
+        return int(self.global_.shape[0])
+
+    def select(self, index: slice | list[int]) -> ImageFeatures:
+        """The features of some images: ``index`` along ``B``."""
+        return ImageFeatures(self.global_[index], [p[index] for p in self.patches])
+
+    def to(self, device: torch.device | str) -> ImageFeatures:
+        """The same features on another device."""
+        return ImageFeatures(self.global_.to(device), [p.to(device) for p in self.patches])
+
+    @staticmethod
+    def concatenate(parts: list[ImageFeatures]) -> ImageFeatures:
+        """Join features of consecutive batches along ``B``."""
+        return ImageFeatures(torch.cat([p.global_ for p in parts]),
+                             [torch.cat(layer) for layer in zip(*(p.patches for p in parts), strict=True)])
+
 
 def default_layers(depth: int) -> tuple[int, ...]:
     """Feature layers (1-indexed) derived from the depth: 24 → (6, 12, 18, 24); 12 → (3, 6, 9, 12)."""

@@ -1,4 +1,6 @@
-"""Run provenance and run-level outputs: model loading for a config, ``run.json``, prompt manifests.
+"""Run provenance and run-level outputs: ``run.json``, prompt manifests.
+
+Model loading for a run config lives with the model factory (:func:`adaptclip_med.factory.load_model_for`).
 
 ``run.json`` records the package versions, the backbone / tag, the checkpoint and its SHA-256, the
 image size, the protocol string and the command line, plus ``status`` (``"incomplete"`` until every
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from adaptclip_med.config import EvalConfig
-from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.io import atomic_write_json, sha256_file
 
 UNTRAINED_NOTICE = "untrained backbone — pipeline demo only"
@@ -27,30 +28,6 @@ def slug(name: str) -> str:
     """A file-name-safe version of a class name (``[A-Za-z0-9_-]``, plus a hash when changed)."""
     clean = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "cls"
     return clean if clean == name else f"{clean}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
-
-
-def load_model_for(config: EvalConfig) -> Any:
-    """``load_model`` with the config's backbone, weights and size; load errors become AdaptCLIPError.
-
-    Raises:
-        AdaptCLIPError: random weights without ``allow_random_backbone``, unknown backbone / tag,
-            weights not found (offline), checkpoint for another backbone.
-    """
-    if config.pretrained is None and not config.allow_random_backbone:
-        msg = (f"backbone {config.backbone!r} with --pretrained none: random weights give meaningless "
-               "scores; pass a pretrained tag or weights file, or --allow-random-backbone for a pipeline test")
-        raise AdaptCLIPError(msg)
-    from adaptclip_med import load_model
-
-    try:
-        return load_model(backbone=config.backbone, pretrained=config.pretrained, checkpoint=config.checkpoint,
-                          image_size=config.image_size, device=config.device,
-                          allow_random_backbone=config.allow_random_backbone)
-    except AdaptCLIPError:
-        raise
-    except (ValueError, FileNotFoundError, OSError) as err:
-        msg = f"cannot load the model (backbone {config.backbone!r}, checkpoint {config.checkpoint!r}): {err}"
-        raise AdaptCLIPError(msg) from err
 
 
 def model_provenance(model: Any, config: EvalConfig) -> dict[str, Any]:
@@ -87,8 +64,13 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], status: str) -> None:
-    """Write ``run.json`` (provenance; ``notice`` when the backbone is untrained)."""
+def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], status: str,
+                   extra: dict[str, Any] | None = None) -> None:
+    """Write ``run.json`` (provenance; ``notice`` when the backbone is untrained).
+
+    Args:
+        extra: more top-level entries (``fingerprints``, ``skipped``, ``encodes``, ... from the pipeline).
+    """
     run = {
         "title": f"adaptclip_med evaluation — {', '.join(config.datasets)}",
         "status": status,
@@ -96,9 +78,9 @@ def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], 
         "command_line": config.command_line,
         "model": model_provenance(model, config),
         "config": config.to_dict(),
-        "fingerprints": {d: config.fingerprint(d) for d in config.datasets},
         "parts": [p.stem for p in parts],
         "versions": package_versions(),
+        **(extra or {}),
     }
     if config.pretrained is None:
         run["notice"] = UNTRAINED_NOTICE

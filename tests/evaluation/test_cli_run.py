@@ -127,7 +127,9 @@ def test_polyp_set_few_shot_with_a_user_folder_of_normal_prompts(shared_datasets
                  "--no-figures", "--out", str(out)])
     assert code == 0
     manifest = json.loads(next((out / "prompts").rglob("k2_seed10.json")).read_text())
-    assert [Path(p["path"]).parent for p in manifest["prompts"]] == [normals, normals]
+    # from the user's folder, named relative to it (no absolute path in the outputs)
+    assert [p["path"].split("/")[0] for p in manifest["prompts"]] == ["normal-prompts", "normal-prompts"]
+    assert all((normals / p["path"].split("/", 1)[1]).is_file() for p in manifest["prompts"])
     assert all(len(p["sha256"]) == 64 for p in manifest["prompts"])
     summary = load_run(out).summary.set_index(["dataset", "class"])
     assert 0.0 <= summary.loc[("kvasir", "colon"), "P-AUROC"] <= 1.0

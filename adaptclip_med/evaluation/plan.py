@@ -1,0 +1,188 @@
+"""Stage 1, plan: load every data set, choose the queries, draw every prompt set — before any model work.
+
+A *part* is one (data set, class, shots, seed): the unit of the tables and of resuming. The parts of one
+(data set, class) share their queries, so they form a :class:`ClassGroup`, the unit of encoding: each
+query image of a group is encoded once for all its parts. All bad input (unknown set, missing folder,
+impossible ``--shots``) surfaces here, before anything is written; files the loaders could not use are
+collected as :class:`Skip` entries (``skipped.csv``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adaptclip_med import data as D
+from adaptclip_med.config import EvalConfig
+from adaptclip_med.data.prompts import PromptDraw
+from adaptclip_med.data.records import Record
+from adaptclip_med.errors import AdaptCLIPError, PromptError
+from adaptclip_med.reporting.provenance import slug
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One input file left out of the run, and why (a row of ``skipped.csv``).
+
+    Attributes:
+        dataset: the data set's label.
+        path: the file, relative to the data set's folder (``normal-prompts/...`` for a prompt folder).
+        reason: one line.
+    """
+
+    dataset: str
+    path: str
+    reason: str
+
+
+@dataclass
+class Part:
+    """One unit of results: the queries of one class, scored with one prompt draw (or zero-shot)."""
+
+    dataset: str
+    cls: str
+    shots: int
+    seed: int
+    queries: list[Record]
+    has_masks: bool
+    prompts: PromptDraw | None = None
+    stem: str = ""
+
+    def __post_init__(self) -> None:
+        self.stem = f"{self.dataset}__{slug(self.cls)}__k{self.shots}__s{self.seed}"
+
+
+@dataclass
+class ClassGroup:
+    """The parts of one (data set, class): same queries, so one encode per query serves all of them.
+
+    Attributes:
+        dataset: the data set's label.
+        cls: class name.
+        root: the data set's folder (paths in the outputs are relative to it).
+        prompt_root: the user's normal-prompt folder of this set, if any.
+        queries: the query records, in scoring order.
+        has_masks: at least one abnormal query has a pixel mask.
+        parts: every (shots, seed) of this class.
+    """
+
+    dataset: str
+    cls: str
+    root: Path
+    prompt_root: Path | None
+    queries: list[Record]
+    has_masks: bool
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        """``<dataset>__<class>``: the name of the group's shard folder."""
+        return f"{self.dataset}__{slug(self.cls)}"
+
+    def prompt_records(self) -> list[Record]:
+        """The distinct prompt images of all parts (first-drawn order): each is encoded once."""
+        seen: dict[str, Record] = {}
+        for part in self.parts:
+            for rec in part.prompts.records if part.prompts is not None else []:
+                seen.setdefault(rec.key, rec)
+        return list(seen.values())
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the set's folder (or ``normal-prompts/`` + relative to the prompt folder)."""
+        return relative_path(path, self.root, self.prompt_root)
+
+    def relative_key(self, rec: Record) -> str:
+        """The record's id for the outputs: root-relative path, plus ``#slice`` for volume slices."""
+        path = self.relative(rec.image)
+        return path if rec.slice_index is None else f"{path}#{rec.slice_index}"
+
+    def relative_manifest(self, draw: PromptDraw) -> dict[str, object]:
+        """The prompt draw's manifest with root-relative paths (no absolute path leaves the run)."""
+        manifest = draw.manifest()
+        manifest["prompts"] = [{**p, "path": self.relative(str(p["path"]))} for p in manifest["prompts"]]
+        return manifest
+
+
+@dataclass
+class Plan:
+    """What a run will do: the class groups (with their parts) and the files the loaders skipped."""
+
+    groups: list[ClassGroup]
+    skipped: list[Skip]
+
+    @property
+    def parts(self) -> list[Part]:
+        """Every part, in run order."""
+        return [p for g in self.groups for p in g.parts]
+
+
+def relative_path(path: str, root: Path, prompt_root: Path | None = None) -> str:
+    """A path for the outputs: relative to the data folder, never absolute (``#slice`` kept)."""
+    p = Path(path)
+    for base, prefix in ((root, ""), (prompt_root, "normal-prompts/")):
+        if base is None:
+            continue
+        try:
+            return prefix + p.resolve().relative_to(Path(base).resolve()).as_posix()
+        except ValueError:
+            continue
+    return p.name
+
+
+def select_queries(records: list[Record], limit: int | None) -> list[Record]:
+    """At most ``limit`` records, alternating normal / abnormal (sorted by path) while both last."""
+    ordered = sorted(records, key=lambda r: r.key)
+    if limit is None or len(ordered) <= limit:
+        return ordered
+    normal = [r for r in ordered if r.label == 0]
+    abnormal = [r for r in ordered if r.label == 1]
+    picked: list[Record] = []
+    while len(picked) < limit:
+        for pool in (normal, abnormal):
+            if pool and len(picked) < limit:
+                picked.append(pool.pop(0))
+    return sorted(picked, key=lambda r: r.key)
+
+
+def plan_run(config: EvalConfig) -> Plan:
+    """Load every data set and draw every prompt set (all bad input surfaces here).
+
+    Raises:
+        AdaptCLIPError: unknown data set, a folder without the expected tree, no normal prompts, no
+            test image at all, ...
+    """
+    groups: list[ClassGroup] = []
+    skipped: list[Skip] = []
+    for name in config.datasets:
+        folder = config.prompt_folder_for(name)
+        options = {"normal_prompts": folder} if folder else {}
+        root = config.root_for(name)
+        index = D.load_dataset(config.layout_for(name), root, strict=config.strict, **options)
+        prompt_root = Path(folder) if folder else None
+        skipped += [Skip(name, relative_path(path, root, prompt_root), _one_line(problem))
+                    for path, problem in index.problems]
+        for cls in index.classes:
+            queries = select_queries([r for r in index.records if r.cls == cls], config.limit)
+            if not queries:
+                continue
+            group = ClassGroup(name, cls, root, prompt_root, queries, index.has_masks)
+            for k in sorted(set(config.shots)):
+                for seed in (config.seeds[:1] if k == 0 else config.seeds):
+                    draw = None
+                    if k > 0:
+                        try:
+                            draw = D.draw_prompts(index, cls, k, seed, queries=queries)
+                        except PromptError as err:
+                            msg = f"data set {name!r}, class {cls!r}: --shots {k} is impossible: {err}"
+                            raise PromptError(msg) from err
+                    group.parts.append(Part(name, cls, k, seed, queries, index.has_masks, draw))
+            groups.append(group)
+    if not groups:
+        msg = f"data sets {list(config.datasets)}: no test images found; check --root and --limit"
+        raise AdaptCLIPError(msg)
+    return Plan(groups, skipped)
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "unreadable"

@@ -1,0 +1,84 @@
+"""Stage 5, write: tables, prompt manifests, ``skipped.csv``, overlays, figures, ``run.json``, ``index.html``.
+
+Everything here is rebuilt from the part records, so a resumed run writes the same files as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from adaptclip_med.config import EvalConfig
+from adaptclip_med.evaluation.plan import Plan, Skip
+from adaptclip_med.io import atomic_write_text
+from adaptclip_med.reporting import provenance as P
+from adaptclip_med.reporting.figures import render_run_figures
+from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
+from adaptclip_med.reporting.tables import per_image_frame, write_tables
+
+#: Skipped files named on screen and in ``run.json`` (all of them are in ``skipped.csv``).
+SHOWN_SKIPS = 5
+
+
+def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:
+    """Files the loaders skipped, then files that failed while scoring (each once, in order)."""
+    seen: dict[tuple[str, str], Skip] = {}
+    for s in plan.skipped:
+        seen.setdefault((s.dataset, s.path), s)
+    for r in records:
+        for s in r.get("skipped", []):
+            seen.setdefault((r["dataset"], s["path"]), Skip(r["dataset"], s["path"], s["reason"]))
+    return list(seen.values())
+
+
+def write_skipped(out: Path, skips: list[Skip]) -> Path:
+    """``skipped.csv``: ``path,reason,dataset`` (root-relative paths), header only when nothing was skipped."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "reason", "dataset"])
+    writer.writerows([s.path, s.reason, s.dataset] for s in skips)
+    atomic_write_text(out / "skipped.csv", buf.getvalue())
+    return out / "skipped.csv"
+
+
+def skipped_summary(skips: list[Skip]) -> dict[str, Any]:
+    """What ``run.json`` says about skipped files: count, file, the first few."""
+    return {"count": len(skips), "file": "skipped.csv",
+            "first": [{"dataset": s.dataset, "path": s.path, "reason": s.reason} for s in skips[:SHOWN_SKIPS]]}
+
+
+def scored_parts(plan: Plan, records: list[dict[str, Any]]) -> list[Any]:
+    """The parts with their skipped queries removed (so row ``i`` is query ``i`` for the overlays)."""
+    by_stem = {f"{r['dataset']}__{P.slug(r['cls'])}__k{r['shots']}__s{r['seed']}": r for r in records}
+    parts = []
+    for group in plan.groups:
+        for part in group.parts:
+            gone = {s["path"] for s in by_stem.get(part.stem, {}).get("skipped", [])}
+            parts.append(replace(part, queries=[q for q in part.queries if group.relative_key(q) not in gone]))
+    return parts
+
+
+def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records: list[dict[str, Any]],
+                  run_info: dict[str, Any]) -> list[Skip]:
+    """Every run-level output, from the part records; returns the skipped files."""
+    skips = all_skips(plan, records)
+    write_skipped(out, skips)
+    summary = write_tables(out, records, config)
+    P.write_prompt_manifests(out, records)
+    parts = scored_parts(plan, records)
+    grid: dict[str, list] = {}
+    if config.overlays != 0:
+        grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image",
+                                   top=config.overlays)
+    if config.figures:
+        render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records))
+    P.write_run_json(out, config, model, parts, status="complete",
+                     extra={**run_info, "skipped": skipped_summary(skips)})
+    from adaptclip_med.reporting.html import write_html_report
+
+    write_html_report(out)
+    return skips
