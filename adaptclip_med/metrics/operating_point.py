@@ -54,6 +54,18 @@ class OperatingPoint:
         return asdict(self)
 
 
+def _checked(values: np.ndarray, target_specificity: float) -> np.ndarray:
+    """``values`` flattened to float64; raises ValueError when empty or the target is outside (0, 1]."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        msg = "threshold calibration: got no normal scores; expected at least one"
+        raise ValueError(msg)
+    if not 0.0 < target_specificity <= 1.0:
+        msg = f"threshold calibration: got target_specificity={target_specificity}; expected (0, 1]"
+        raise ValueError(msg)
+    return v
+
+
 def calibrate_threshold(normal_values: np.ndarray, target_specificity: float = 0.95) -> float:
     """Threshold such that at least ``target_specificity`` of ``normal_values`` lie at or below it.
 
@@ -64,13 +76,7 @@ def calibrate_threshold(normal_values: np.ndarray, target_specificity: float = 0
     Raises:
         ValueError: empty input or a target outside (0, 1].
     """
-    v = np.asarray(normal_values, dtype=np.float64).ravel()
-    if v.size == 0:
-        msg = "threshold calibration: got no normal scores; expected at least one"
-        raise ValueError(msg)
-    if not 0.0 < target_specificity <= 1.0:
-        msg = f"threshold calibration: got target_specificity={target_specificity}; expected (0, 1]"
-        raise ValueError(msg)
+    v = _checked(normal_values, target_specificity)
     return float(np.quantile(v, target_specificity, method="higher"))
 
 
@@ -105,13 +111,7 @@ def conformal_threshold(normal_scores: np.ndarray, target_specificity: float = 0
     Raises:
         ValueError: empty input or a target outside (0, 1].
     """
-    v = np.sort(np.asarray(normal_scores, dtype=np.float64).ravel())
-    if v.size == 0:
-        msg = "threshold calibration: got no normal scores; expected at least one"
-        raise ValueError(msg)
-    if not 0.0 < target_specificity <= 1.0:
-        msg = f"threshold calibration: got target_specificity={target_specificity}; expected (0, 1]"
-        raise ValueError(msg)
+    v = np.sort(_checked(normal_scores, target_specificity))
     n = int(v.size)
     target_alpha = 1.0 - target_specificity
     wanted = math.ceil(round((n + 1) * target_specificity, 9))

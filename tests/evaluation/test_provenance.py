@@ -8,8 +8,8 @@ import pytest
 
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.errors import AdaptCLIPError
-from adaptclip_med.io import sha256_file
 from adaptclip_med.factory import load_model_for
+from adaptclip_med.io import sha256_file
 from adaptclip_med.reporting.provenance import model_provenance, package_versions, slug
 
 
