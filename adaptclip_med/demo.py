@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_demo(args: argparse.Namespace, command_line: str = "") -> Path:
     """Build the demo set, evaluate it, mark untrained outputs, write ``index.html``; return its path."""
     from adaptclip_med.data import make_demo_set
-    from adaptclip_med.pipeline import run_evaluation
+    from adaptclip_med.evaluation import run_evaluation
     from adaptclip_med.reporting.html import write_html_report
 
     model, setup = load_demo_model(prefer_real=not args.tiny, image_size=args.image_size, seed=args.seed)

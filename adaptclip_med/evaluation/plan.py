@@ -16,7 +16,7 @@ from adaptclip_med import data as D
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.data.prompts import PromptDraw
 from adaptclip_med.data.records import Record
-from adaptclip_med.errors import AdaptCLIPError, PromptError
+from adaptclip_med.errors import AdaptCLIPError, DataValidationError, ImageReadError, PromptError
 from adaptclip_med.reporting.provenance import slug
 
 
@@ -28,11 +28,13 @@ class Skip:
         dataset: the data set's label.
         path: the file, relative to the data set's folder (``normal-prompts/...`` for a prompt folder).
         reason: one line.
+        cls: the class, when known (files that failed while scoring); "" for loader problems.
     """
 
     dataset: str
     path: str
     reason: str
+    cls: str = ""
 
 
 @dataclass
@@ -157,8 +159,12 @@ def plan_run(config: EvalConfig) -> Plan:
         folder = config.prompt_folder_for(name)
         options = {"normal_prompts": folder} if folder else {}
         root = config.root_for(name)
-        index = D.load_dataset(config.layout_for(name), root, strict=config.strict, **options)
+        index = D.load_dataset(config.layout_for(name), root, **options)
         prompt_root = Path(folder) if folder else None
+        if config.strict and index.problems:
+            path, problem = index.problems[0]
+            msg = f"{path}: {_one_line(problem)} (--strict stops at the first unusable file)"
+            raise DataValidationError(msg)
         skipped += [Skip(name, relative_path(path, root, prompt_root), _one_line(problem))
                     for path, problem in index.problems]
         for cls in index.classes:
@@ -166,21 +172,54 @@ def plan_run(config: EvalConfig) -> Plan:
             if not queries:
                 continue
             group = ClassGroup(name, cls, root, prompt_root, queries, index.has_masks)
-            for k in sorted(set(config.shots)):
-                for seed in (config.seeds[:1] if k == 0 else config.seeds):
-                    draw = None
-                    if k > 0:
-                        try:
-                            draw = D.draw_prompts(index, cls, k, seed, queries=queries)
-                        except PromptError as err:
-                            msg = f"data set {name!r}, class {cls!r}: --shots {k} is impossible: {err}"
-                            raise PromptError(msg) from err
-                    group.parts.append(Part(name, cls, k, seed, queries, index.has_masks, draw))
-            groups.append(group)
+            skipped += _draw_parts(group, index, config)
+            if group.queries:
+                groups.append(group)
     if not groups:
         msg = f"data sets {list(config.datasets)}: no test images found; check --root and --limit"
         raise AdaptCLIPError(msg)
     return Plan(groups, skipped)
+
+
+def _draw_parts(group: ClassGroup, index: D.DatasetIndex, config: EvalConfig) -> list[Skip]:
+    """Add every (shots, seed) part to ``group``; returns the files found unreadable while drawing.
+
+    Drawing prompts compares images (near-duplicate exclusion), so it reads them: a file that cannot be
+    decoded is taken out of the queries and the prompt pool, listed, and the draws start again
+    (``strict``: the error stops the run, one line).
+
+    Raises:
+        PromptError: ``--shots k`` impossible for this class.
+        ImageReadError: with ``strict``, the first unreadable file.
+    """
+    skipped: list[Skip] = []
+    while True:
+        group.parts = []
+        try:
+            for k in sorted(set(config.shots)):
+                for seed in (config.seeds[:1] if k == 0 else config.seeds):
+                    draw = None
+                    if k > 0:
+                        draw = D.draw_prompts(index, group.cls, k, seed, queries=group.queries)
+                    group.parts.append(Part(group.dataset, group.cls, k, seed, group.queries, group.has_masks, draw))
+            return skipped
+        except ImageReadError as err:
+            bad = str(err.path)
+            if config.strict or not _drop(group, index, bad):
+                raise
+            skipped.append(Skip(group.dataset, group.relative(bad), _one_line(err.problem), group.cls))
+        except PromptError as err:
+            msg = f"data set {group.dataset!r}, class {group.cls!r}: --shots {k} is impossible: {err}"
+            raise PromptError(msg) from err
+
+
+def _drop(group: ClassGroup, index: D.DatasetIndex, path: str) -> bool:
+    """Remove the records of image ``path`` from the group's queries and its prompt pool; True if any."""
+    before = len(group.queries) + len(index.prompt_pool.get(group.cls, []))
+    group.queries = [r for r in group.queries if r.image != path]
+    if group.cls in index.prompt_pool:
+        index.prompt_pool[group.cls] = [r for r in index.prompt_pool[group.cls] if r.image != path]
+    return len(group.queries) + len(index.prompt_pool.get(group.cls, [])) < before
 
 
 def _one_line(text: str) -> str:

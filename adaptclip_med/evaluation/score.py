@@ -178,25 +178,25 @@ class PartScorer:
         }
 
     def _save_maps(self, path: Path) -> tuple[str | None, list[dict[str, Any]]]:
-        """``ids``/``maps``: the top maps by score; ``miss_ids``/``miss_maps``/``miss_roles``: the others."""
-        ordered = {role: sorted(self.heaps[role], key=lambda t: (-t[0], -t[1])) for role in ROLES}
-        if not any(ordered.values()):
+        """``ids``/``maps``: every kept map (the union of the galleries), highest score first.
+
+        Returns:
+            the file name (None when nothing was kept) and the gallery: ``{image_id, role, score, label}``
+            per kept map and role (roles :data:`ROLES`, each ranked as the report shows it).
+        """
+        kept: dict[int, np.ndarray] = {}
+        gallery = []
+        for role in ROLES:
+            for t in sorted(self.heaps[role], key=lambda t: (-t[0], -t[1])):
+                image_id = -t[1]
+                kept.setdefault(image_id, t[2])
+                row = self.rows[image_id]
+                gallery.append({"image_id": image_id, "role": role, "score": row["score"], "label": row["label"]})
+        if not kept:
             return None, []
-        gallery = [{"image_id": -t[1], "role": role, "score": self.rows[-t[1]]["score"],
-                    "label": self.rows[-t[1]]["label"]} for role in ROLES for t in ordered[role]]
-        first = next(t[2] for role in ROLES for t in ordered[role])
-        empty = np.zeros((0, *first.shape), np.float16)
-
-        def stack(items: list) -> np.ndarray:
-            return np.stack([t[2] for t in items]) if items else empty
-
-        misses = ordered["normal_high"] + ordered["abnormal_low"]
+        ids = sorted(kept, key=lambda i: (-self.rows[i]["score"], i))
         with atomic_path(path) as tmp, tmp.open("wb") as fh:
-            np.savez_compressed(
-                fh, ids=np.array([-t[1] for t in ordered["top"]], dtype=np.int64), maps=stack(ordered["top"]),
-                miss_ids=np.array([-t[1] for t in misses], dtype=np.int64), miss_maps=stack(misses),
-                miss_roles=np.array(["normal_high"] * len(ordered["normal_high"])
-                                    + ["abnormal_low"] * len(ordered["abnormal_low"])))
+            np.savez_compressed(fh, ids=np.array(ids, dtype=np.int64), maps=np.stack([kept[i] for i in ids]))
         return path.name, gallery
 
 
@@ -215,7 +215,7 @@ def leave_one_out(model: Any, feats: list[ImageFeatures] | None, config: EvalCon
     op = OperatingPoint(
         image_threshold=rule.value, pixel_threshold=calibrate_threshold(np.stack(maps), config.pixel_specificity),
         target_specificity=config.target_specificity, pixel_specificity=config.pixel_specificity,
-        n_normals=len(feats), alpha=rule.alpha, order_statistic=rule.order_statistic, name=rule.name,
+        n_normals=len(feats), alpha=rule.alpha, order_statistic=rule.order_statistic, rule=rule.rule,
     )
     return op, None
 

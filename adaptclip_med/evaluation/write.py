@@ -17,6 +17,7 @@ from adaptclip_med.evaluation.plan import Plan, Skip
 from adaptclip_med.io import atomic_write_text
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.figures import render_run_figures
+from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
 from adaptclip_med.reporting.tables import per_image_frame, write_tables
 
@@ -31,16 +32,16 @@ def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:
         seen.setdefault((s.dataset, s.path), s)
     for r in records:
         for s in r.get("skipped", []):
-            seen.setdefault((r["dataset"], s["path"]), Skip(r["dataset"], s["path"], s["reason"]))
+            seen.setdefault((r["dataset"], s["path"]), Skip(r["dataset"], s["path"], s["reason"], r["cls"]))
     return list(seen.values())
 
 
 def write_skipped(out: Path, skips: list[Skip]) -> Path:
-    """``skipped.csv``: ``path,reason,dataset`` (root-relative paths), header only when nothing was skipped."""
+    """``skipped.csv``: ``path,reason,dataset,class`` (root-relative paths; header only when none skipped)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "reason", "dataset"])
-    writer.writerows([s.path, s.reason, s.dataset] for s in skips)
+    writer.writerow(["path", "reason", "dataset", "class"])
+    writer.writerows([s.path, s.reason, s.dataset, s.cls] for s in skips)
     atomic_write_text(out / "skipped.csv", buf.getvalue())
     return out / "skipped.csv"
 
@@ -48,7 +49,8 @@ def write_skipped(out: Path, skips: list[Skip]) -> Path:
 def skipped_summary(skips: list[Skip]) -> dict[str, Any]:
     """What ``run.json`` says about skipped files: count, file, the first few."""
     return {"count": len(skips), "file": "skipped.csv",
-            "first": [{"dataset": s.dataset, "path": s.path, "reason": s.reason} for s in skips[:SHOWN_SKIPS]]}
+            "first": [{"dataset": s.dataset, "class": s.cls, "path": s.path, "reason": s.reason}
+                      for s in skips[:SHOWN_SKIPS]]}
 
 
 def scored_parts(plan: Plan, records: list[dict[str, Any]]) -> list[Any]:
@@ -71,11 +73,12 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     P.write_prompt_manifests(out, records)
     parts = scored_parts(plan, records)
     grid: dict[str, list] = {}
+    notice = notice_of(config)
     if config.overlays != 0:
         grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image",
-                                   top=config.overlays)
+                                   top=config.overlays, notice=notice)
     if config.figures:
-        render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records))
+        render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records), notice=notice)
     P.write_run_json(out, config, model, parts, status="complete",
                      extra={**run_info, "skipped": skipped_summary(skips)})
     from adaptclip_med.reporting.html import write_html_report

@@ -7,7 +7,7 @@ is the order statistic ``j = ⌈(n + 1)(1 − α)⌉`` of the sorted scores, whi
 rate of a new normal image by ``α`` when the scores are exchangeable. That needs ``j <= n``, i.e.
 ``n >= 1/α − 1`` (19 normals for α = 0.05); with fewer, the largest LOO score is the best one can do and
 the rate it bounds is ``α = 1 − n / (n + 1)`` (0.2 with 4 normals): the operating point records that
-achieved ``α``, ``n`` and a plain name ("max leave-one-out normal score, k = 4 (α = 0.2)"). (LOO
+achieved ``α``, ``n`` and a plain rule ("max leave-one-out normal score, k = 4", α = 0.2). (LOO
 scores use ``k − 1`` prompts and the queries ``k``, so exchangeability is approximate.) The pixel
 threshold is the ``pixel_specificity`` quantile (``method="higher"``) of all LOO map pixels (pixels of
 one image are not exchangeable: no guarantee is claimed). A score above the threshold is called
@@ -35,7 +35,8 @@ class OperatingPoint:
         n_normals: number of normal calibration scores (the k prompts, one LOO score each).
         alpha: the false-positive rate the image threshold bounds (conformal), ``>= 1 − target``.
         order_statistic: ``j``: the threshold is the ``j``-th smallest of the ``n_normals`` scores.
-        name: plain words for the threshold ("max leave-one-out normal score, k = 4 (α = 0.2)").
+        rule: plain words for the threshold ("max leave-one-out normal score, k = 4"); the report adds
+            ``alpha`` and ``n_normals``.
         method: how the calibration scores were obtained.
     """
 
@@ -46,7 +47,7 @@ class OperatingPoint:
     n_normals: int
     alpha: float = float("nan")
     order_statistic: int = 0
-    name: str = ""
+    rule: str = ""
     method: str = "leave-one-out over the k normal prompts; conformal order statistic"
 
     def to_dict(self) -> dict[str, object]:
@@ -90,7 +91,7 @@ class ConformalThreshold:
         order_statistic: ``j`` (1-indexed) of the sorted scores.
         alpha: the false-positive rate bounded: ``1 − j / (n + 1)``.
         valid_for_target: True when ``alpha`` meets the requested target (``n >= 1/α − 1``).
-        name: plain words, e.g. ``"max leave-one-out normal score, k = 4 (α = 0.2)"``.
+        rule: plain words, e.g. ``"max leave-one-out normal score, k = 4"`` (α and n are fields).
     """
 
     value: float
@@ -98,7 +99,12 @@ class ConformalThreshold:
     order_statistic: int
     alpha: float
     valid_for_target: bool
-    name: str
+    rule: str
+
+    @property
+    def description(self) -> str:
+        """``rule`` with the α it achieves: ``"max leave-one-out normal score, k = 4 (α = 0.2)"``."""
+        return f"{self.rule} (α = {self.alpha:.3g})"
 
 
 def conformal_threshold(normal_scores: np.ndarray, target_specificity: float = 0.95) -> ConformalThreshold:
@@ -117,12 +123,11 @@ def conformal_threshold(normal_scores: np.ndarray, target_specificity: float = 0
     wanted = math.ceil(round((n + 1) * target_specificity, 9))
     j = min(max(wanted, 1), n)
     alpha = 1.0 - j / (n + 1)
-    shown = f"{alpha:.3g}"
     if j == n:
-        name = f"max leave-one-out normal score, k = {n} (α = {shown})"
+        rule = f"max leave-one-out normal score, k = {n}"
     else:
-        name = f"leave-one-out normal score {j} of {n} (conformal, α = {shown})"
-    return ConformalThreshold(float(v[j - 1]), n, j, alpha, alpha <= target_alpha + 1e-12, name)
+        rule = f"leave-one-out normal score {j} of {n} (conformal order statistic)"
+    return ConformalThreshold(float(v[j - 1]), n, j, alpha, alpha <= target_alpha + 1e-12, rule)
 
 
 def decision_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | None]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.io import atomic_write_json, sha256_file
+from adaptclip_med.reporting.labels import notice_of
 
 UNTRAINED_NOTICE = "untrained backbone — pipeline demo only"
 _PACKAGES = ("adaptclip_med", "torch", "open_clip_torch", "monai", "numpy", "scipy", "scikit-learn",
@@ -82,8 +83,9 @@ def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], 
         "versions": package_versions(),
         **(extra or {}),
     }
-    if config.pretrained is None:
-        run["notice"] = UNTRAINED_NOTICE
+    notice = notice_of(config)
+    if notice:
+        run["notice"] = notice
     atomic_write_json(out / "run.json", run)
 
 

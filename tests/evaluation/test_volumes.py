@@ -63,3 +63,30 @@ def test_cli_writes_volume_maps_and_montage(tmp_path: Path, tiny_args: list[str]
         assert np.allclose(img.affine, nib.load(str(root / "abnormal" / "a0.nii.gz")).affine)  # source space
         assert path.with_name(path.name.replace(".nii.gz", "_montage.png")).is_file()
         assert "a0" not in path.name and "n0" not in path.name
+
+
+def test_slice_maps_stream_to_disk_not_memory(tmp_path: Path) -> None:
+    from adaptclip_med.config import EvalConfig
+    from adaptclip_med.evaluation import plan_run
+    from adaptclip_med.evaluation.score import PartScorer
+
+    root = tmp_path / "vols"
+    write_nifti(root / "normal" / "n0.nii.gz", _volume(lesion=False), affine=FLIP_X)
+    write_nifti(root / "abnormal" / "a0.nii.gz", _volume(), affine=FLIP_X)
+    write_nifti(root / "masks" / "a0.nii.gz", (_volume() > 500).astype(np.uint8), affine=FLIP_X)
+    config = EvalConfig(datasets=("volume",), roots=(("volume", str(root)),), shots=(0,), seeds=(1,),
+                        pixel_mode="binned", overlays=0, out=str(tmp_path / "run"))
+    part = plan_run(config).parts[0]
+    group = plan_run(config).groups[0]
+    scorer = PartScorer.create(part, group, config, tmp_path / "run")
+    recs = part.queries
+    rng = np.random.default_rng(0)
+    maps = rng.random((len(recs), 28, 28)).astype(np.float32)
+    masks = [None if r.mask is None else np.zeros((28, 28), np.uint8) for r in recs]
+    scorer.stream_volumes(recs, maps)
+    scorer.apply(recs, masks, scorer.extract(recs, maps.max(axis=(1, 2)).astype(np.float64), maps))
+    assert scorer.held_map_bytes() == 0 and scorer.evaluator.pixel.maps == []  # nothing kept per slice
+    files = sorted((tmp_path / "run" / "parts" / f"{part.stem}.volumes").glob("*.npy"))
+    assert len(files) == 2  # one memmap per volume, on disk
+    stored = np.concatenate([np.load(f) for f in files])
+    np.testing.assert_array_equal(np.sort(stored.ravel()), np.sort(maps.astype(np.float16).ravel()))

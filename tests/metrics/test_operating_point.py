@@ -12,7 +12,8 @@ def test_four_normals_give_the_max_and_alpha_one_fifth() -> None:
     rule = conformal_threshold(np.array([0.3, 0.1, 0.4, 0.2]), 0.95)
     assert rule.value == 0.4 and rule.order_statistic == 4 and rule.n == 4
     assert rule.alpha == pytest.approx(0.2) and not rule.valid_for_target
-    assert rule.name == "max leave-one-out normal score, k = 4 (α = 0.2)"
+    assert rule.rule == "max leave-one-out normal score, k = 4"
+    assert rule.description == "max leave-one-out normal score, k = 4 (α = 0.2)"
 
 
 def test_enough_normals_reach_the_target() -> None:
@@ -21,7 +22,7 @@ def test_enough_normals_reach_the_target() -> None:
     assert rule.order_statistic == 19 and rule.alpha == pytest.approx(0.05) and rule.valid_for_target
     big = conformal_threshold(np.arange(100.0), 0.95)  # j = ⌈101 · 0.95⌉ = 96 → the 96th smallest
     assert big.order_statistic == 96 and big.value == 95.0 and big.alpha == pytest.approx(1 - 96 / 101)
-    assert big.name.startswith("leave-one-out normal score 96 of 100 (conformal")
+    assert big.rule.startswith("leave-one-out normal score 96 of 100 (conformal")
 
 
 def test_alpha_bounds_the_false_positive_rate_on_exchangeable_scores() -> None:
