@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,9 +70,12 @@ def batch_ranges(n: int, batch_size: int) -> list[range]:
     return [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
 
 
-def _reason(err: BaseException) -> str:
+def _reason(err: BaseException, record: Record) -> str:
+    """One line, without an absolute path: the reader's problem (naming the mask when the mask failed)."""
+    if isinstance(err, ImageReadError):
+        return err.problem if err.path == str(record.image) else f"mask {Path(err.path).name}: {err.problem}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    return lines[0].replace(str(record.image), Path(record.image).name) if lines else type(err).__name__
 
 
 class _BatchReader(torch.utils.data.Dataset):
@@ -90,7 +94,7 @@ class _BatchReader(torch.utils.data.Dataset):
             try:
                 items.append((pos, self.transform(self.records[pos].as_dict())))
             except READ_ERRORS as err:
-                items.append((pos, _reason(err)))
+                items.append((pos, _reason(err, self.records[pos])))
         return index, items
 
 
