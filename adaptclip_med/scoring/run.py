@@ -27,6 +27,7 @@ from adaptclip_med import __version__
 from adaptclip_med import privacy as PV
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.errors import AdaptCLIPError, ImageReadError
+from adaptclip_med.factory import load_model_for
 from adaptclip_med.io import atomic_path, atomic_write_json, sha256_file
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.scoring import outputs as O
@@ -213,11 +214,12 @@ def _load_normals(config: ScoreConfig, transform: Any, namer: _Namer) -> tuple[t
 
 
 def _threshold(config: ScoreConfig, model: Any, prompts: torch.Tensor | None) -> dict[str, Any]:
-    from adaptclip_med.pipeline import _operating_point
+    from adaptclip_med.evaluation.score import leave_one_out
 
     info: dict[str, Any] = {"image_threshold": config.threshold, "pixel_threshold": config.pixel_threshold}
     if config.threshold is None and config.pixel_threshold is None:
-        op, reason = _operating_point(model, prompts, config.model)
+        feats = None if prompts is None else [model.encode(prompts[i:i + 1]) for i in range(prompts.shape[0])]
+        op, reason = leave_one_out(model, feats, config.model)
         if op is None:
             info["source"] = f"none ({reason}; pass --threshold or --normals with >= 2 images)"
             return info
@@ -277,7 +279,7 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
     if not studies:
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
         raise AdaptCLIPError(_nothing_msg(config, skipped, out))
-    model = P.load_model_for(config.model)
+    model = load_model_for(config.model)
     notice = P.UNTRAINED_NOTICE if config.untrained else None
     transform = build_transforms(model.image_size, with_mask=False)
     prompts, manifest = _load_normals(config, transform, namer)
