@@ -124,7 +124,7 @@ def test_preprocess_rejects_bad_files_and_arrays(tiny_model, tmp_path):
         tiny_model.preprocess(empty)
     junk = tmp_path / "scan.png"
     junk.write_bytes(b"not an image")
-    with pytest.raises(ImageReadError, match=r"scan\.png: not an image"):
+    with pytest.raises(ImageReadError, match=r"scan\.png: not a PNG/JPEG/BMP/TIFF file: its content is text"):
         tiny_model.preprocess(junk)
     with pytest.raises(ImageReadError, match="window it to 8 bit"):
         tiny_model.preprocess(Image.fromarray(np.full((32, 32), 4000, dtype=np.uint16)))
