@@ -70,7 +70,9 @@ def _make_loader(key: str, fmt: str) -> LoadImaged:
         reader = NativePydicomReader(swap_ij=False, prune_metadata=True)
     else:
         reader = NativeNibabelReader(as_closest_canonical=True)
-    return LoadImaged(keys=key, reader=reader, image_only=True, dtype=None)
+    with warnings.catch_warnings():  # the same notice, as a UserWarning, from reader registration
+        warnings.filterwarnings("ignore", message=".*nvImageCodec.*", category=UserWarning)
+        return LoadImaged(keys=key, reader=reader, image_only=True, dtype=None)
 
 
 class LoadMedicald(MapTransform):
