@@ -19,7 +19,7 @@ from adaptclip_med.errors import DataValidationError
 #: the bytes of the weights and of the images, and the package version: see :meth:`EvalConfig.key_parts`).
 RESULT_FIELDS: tuple[str, ...] = (
     "backbone", "pretrained", "checkpoint", "image_size", "precision", "limit", "pixel_mode", "n_bins",
-    "map_range", "target_specificity", "pixel_specificity", "n_boot", "normal_prompts",
+    "map_range", "target_specificity", "pixel_specificity", "n_boot", "normal_prompts", "group_pattern",
 )
 
 
@@ -35,6 +35,9 @@ class EvalConfig:
         roots: ``((label, folder), ...)``: the folder of each data set (see :func:`resolve_roots`).
         normal_prompts: ``((name, folder), ...)``: a user folder of normal prompt images per data set
             (flat, or one sub-folder per class); needed for few-shot on polyp sets, which hold no normals.
+        group_pattern: ``--group-pattern REGEX``: patient/study id from each image's root-relative
+            path (named group ``group`` or the first capture group; ``data.groups``), for every data set;
+            prompts avoid the query's group and the bootstrap resamples groups.
         out: run directory (tables, figures, overlays, ``run.json``; resumable).
         shots: prompt shot counts ``k`` (0 = zero-shot; run once, with the first seed).
         seeds: prompt-draw seeds (the paper: 10, 20, 30); tables give mean ± std over them.
@@ -64,6 +67,7 @@ class EvalConfig:
     roots: tuple[tuple[str, str], ...]
     layouts: tuple[tuple[str, str], ...] = ()
     normal_prompts: tuple[tuple[str, str], ...] = ()
+    group_pattern: str | None = None
     out: str = "reports/run"
     shots: tuple[int, ...] = (0,)
     seeds: tuple[int, ...] = (10, 20, 30)

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--normal-prompts", nargs="+", default=[], metavar="PATH",
                    help="folder of normal example images for sets that have none (polyp sets: kvasir, endo, "
                         "clinicdb, colondb); one folder for one data set, or NAME=PATH pairs")
+    d.add_argument("--group-pattern", default=None, metavar="REGEX",
+                   help="patient/study id from the image path relative to --root (named group 'group' or the "
+                        "first capture group), e.g. '^(?:normal|abnormal)/(p\\d+)_'; default: the loader's rule")
     d.add_argument("--shots", nargs="+", type=int, default=[0], metavar="K",
                    help="normal example images per class; 0 = zero-shot (default: 0)")
     d.add_argument("--seeds", nargs="+", type=int, default=[10, 20, 30], metavar="S",
@@ -170,7 +173,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
             raise AdaptCLIPError(msg)
     return EvalConfig(
         datasets=labels, layouts=layouts, roots=resolve_roots(labels, args.root),
-        normal_prompts=resolve_prompt_folders(labels, args.normal_prompts), out=args.out,
+        normal_prompts=resolve_prompt_folders(labels, args.normal_prompts), group_pattern=args.group_pattern,
+        out=args.out,
         shots=tuple(args.shots), seeds=tuple(args.seeds), backbone=args.backbone, pretrained=args.pretrained,
         checkpoint=args.checkpoint, image_size=args.image_size, allow_random_backbone=args.allow_random_backbone,
         device=args.device, precision=args.precision, batch_size=args.batch_size, workers=args.workers,

@@ -124,10 +124,13 @@ def relative_path(path: str, root: Path, prompt_root: Path | None = None) -> str
     for base, prefix in ((root, ""), (prompt_root, "normal-prompts/")):
         if base is None:
             continue
-        try:
-            return prefix + p.resolve().relative_to(Path(base).resolve()).as_posix()
-        except ValueError:
-            continue
+        # the path as listed first (a symbolic link, broken or not, keeps its own name), then resolved
+        for here, there in ((p.absolute(), Path(base).absolute()),
+                            (p.resolve(), Path(base).resolve())):
+            try:
+                return prefix + here.relative_to(there).as_posix()
+            except ValueError:
+                continue
     return p.name
 
 
@@ -157,7 +160,9 @@ def plan_run(config: EvalConfig) -> Plan:
     skipped: list[Skip] = []
     for name in config.datasets:
         folder = config.prompt_folder_for(name)
-        options = {"normal_prompts": folder} if folder else {}
+        options: dict[str, object] = {"normal_prompts": folder} if folder else {}
+        if config.group_pattern:
+            options["group_pattern"] = config.group_pattern
         root = config.root_for(name)
         index = D.load_dataset(config.layout_for(name), root, **options)
         prompt_root = Path(folder) if folder else None
