@@ -60,6 +60,10 @@ class EvalConfig:
         figures: draw ROC/PR curves, the qualitative grid and the bar chart vs the paper.
         protocol: protocol string for provenance; empty = generated from the settings.
         strict: data loading refuses any skipped file instead of listing it.
+        feature_cache: folder of the persistent feature store (``adaptclip_med.feature_store``): frozen
+            features of every image, float16, reused across runs; None = no store. With a store the
+            parts are scored from the rounded features (a separate resume key).
+        feature_cache_max_gb: size limit of that folder (least recently used entries go); None = none.
         command_line: the command that started the run (provenance).
     """
 
@@ -92,6 +96,8 @@ class EvalConfig:
     figures: bool = True
     protocol: str = ""
     strict: bool = False
+    feature_cache: str | None = None
+    feature_cache_max_gb: float | None = None
     command_line: str = ""
 
     def root_for(self, dataset: str) -> Path:
@@ -123,6 +129,7 @@ class EvalConfig:
         fields: dict[str, object] = {k: asdict(self)[k] for k in RESULT_FIELDS if k != "normal_prompts"}
         fields["layout"] = self.layout_for(dataset)
         fields["normal_prompts"] = self.prompt_folder_for(dataset) is not None
+        fields["features"] = "float16 store" if self.feature_cache else "fp32"  # the store rounds them
         fields.update(content)
         return json.loads(json.dumps(fields, sort_keys=True, default=str))
 

@@ -67,6 +67,15 @@ class Dist:
         dist.all_reduce(flag)
         return int(flag.item()) == 0
 
+    def total(self, values: Sequence[int]) -> list[int]:
+        """Element-wise sum of ``values`` over all ranks (every rank gets the sums)."""
+        if not self.active:
+            return list(values)
+        t = torch.tensor(list(values), dtype=torch.int64,
+                         device=f"cuda:{self.local_rank}" if self.backend == "nccl" else "cpu")
+        dist.all_reduce(t)
+        return [int(v) for v in t.tolist()]
+
     def close(self) -> None:
         """Leave the process group (call once, at the end)."""
         if self.active and dist.is_initialized():

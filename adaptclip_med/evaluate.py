@@ -10,6 +10,7 @@ import argparse
 import difflib
 import shlex
 import sys
+from dataclasses import replace
 
 from adaptclip_med.argparsing import CLIParser
 from adaptclip_med.config import EvalConfig, resolve_prompt_folders, resolve_roots
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backbone arithmetic: fp32, or bf16 / fp16 autocast (fp16 on GPUs) (default: fp32)")
     r.add_argument("--workers", type=int, default=None,
                    help="image-loading processes (default: min(4, CPU count) with --device cuda, else 0)")
+    r.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="keep the backbone features of every image here (float16, keyed by image bytes, weights "
+                        "and settings) and reuse them in later runs: new seeds, shots or checkpoints cost no "
+                        "backbone time (default: none)")
+    r.add_argument("--feature-cache-max-gb", type=float, default=None, metavar="GB",
+                   help="size limit of --feature-cache; least recently used entries are deleted (default: none)")
     r.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable or unusable file (default: skip it and list it in skipped.csv)")
     o = p.add_argument_group("metrics and outputs")
@@ -160,6 +167,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--limit", args.limit, args.limit is None or args.limit >= 1, ">= 1"),
         ("--workers", args.workers, args.workers is None or args.workers >= 0, ">= 0"),
+        ("--feature-cache-max-gb", args.feature_cache_max_gb,
+         args.feature_cache_max_gb is None or args.feature_cache_max_gb > 0, "> 0"),
         ("--bins", args.bins, args.bins >= 2 and not args.bins & (args.bins - 1), "a power of two >= 2"),
         ("--map-range", args.map_range, args.map_range[0] < args.map_range[1], "LOW < HIGH"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
@@ -167,6 +176,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         ("--bootstrap", args.bootstrap, args.bootstrap >= 0, ">= 0"),
         ("--overlays", args.overlays, args.overlays >= -1, ">= -1"),
     )
+    if args.feature_cache_max_gb is not None and not args.feature_cache:
+        msg = "--feature-cache-max-gb: got a size limit but no --feature-cache DIR; pass the folder too"
+        raise AdaptCLIPError(msg)
     for flag, value, ok, expected in checks:
         if not ok:
             msg = f"{flag}: got {value}; expected {expected}"
@@ -183,6 +195,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         target_specificity=args.target_specificity, pixel_specificity=args.pixel_specificity,
         n_boot=args.bootstrap, overlays=args.overlays, overlay_norm=args.overlay_norm,
         figures=not args.no_figures, protocol=args.protocol, strict=args.strict,
+        feature_cache=args.feature_cache, feature_cache_max_gb=args.feature_cache_max_gb,
         command_line=shlex.join([sys.executable, "-m", "adaptclip_med.evaluate", *argv]),
     )
 
@@ -195,15 +208,22 @@ def report_lines(result: object) -> list[str]:
              + (" (same settings, weights, checkpoint and image bytes)" if result.reused else "")]
     lines += [f"  recomputed {stem}: {why}" for stem, why in result.why.items()]
     enc = result.encodes
+    many = getattr(result, "processes", 1) > 1
     lines.append(f"backbone encodes: {enc.encoded} image(s)"
+                 + (f" by {result.processes} processes (rank 0 also re-encodes the prompts of each class)" if many
+                    else "")
                  + (f", {enc.from_store} from the feature store" if enc.from_store else "")
-                 + (f"; {result.batches_reused} batch(es) resumed from an interrupted run" if result.batches_reused
+                 + (f"; {result.batches_reused} batch(es) read from the ranks' shards" if many and
+                    result.batches_reused else
+                    f"; {result.batches_reused} batch(es) resumed from an interrupted run" if result.batches_reused
                     else ""))
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped — see {result.out / 'skipped.csv'}:")
         lines += [f"  {s.dataset}: {s.path}: {s.reason}" for s in result.skipped[:SHOWN_SKIPS]]
         if len(result.skipped) > SHOWN_SKIPS:
             lines.append(f"  ... and {len(result.skipped) - SHOWN_SKIPS} more")
+    if result.store_note:
+        lines.append(result.store_note)
     lines.append(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")
     lines.append(f"report: {result.out / 'index.html'}")
     return lines
@@ -213,14 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input or weights)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    ctx = None
     try:
         config = config_from_args(args, argv)  # bad names and folders fail here, before torch loads
+        from adaptclip_med.distributed import init_from_env
         from adaptclip_med.evaluation import run_evaluation
 
-        result = run_evaluation(config)
+        ctx, device = init_from_env(config.device)  # under torchrun: join the job (one GPU per rank)
+        result = run_evaluation(replace(config, device=device), ctx=ctx)
     except AdaptCLIPError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if ctx is not None:
+            ctx.close()
+    if not ctx.is_main:
+        print(f"rank {ctx.rank}/{ctx.world_size}: scored {result.share_batches} batch(es), its share; rank 0 "
+              "writes the tables")
+        return 0
     print("\n".join(report_lines(result)))
     return 0
 

@@ -34,8 +34,12 @@ class FeatureStore(Protocol):
     def get(self, record: Record) -> ImageFeatures | None:
         """The record's features ``(1, N, D)``, or None when not stored."""
 
-    def put(self, record: Record, feats: ImageFeatures) -> None:
-        """Keep the record's features ``(1, N, D)``."""
+    def put(self, record: Record, feats: ImageFeatures) -> ImageFeatures:
+        """Keep the record's features ``(1, N, D)``; return them as kept (scored instead of ``feats``).
+
+        A store that rounds (float16 on disk) returns the rounded features, so the run that fills it
+        scores exactly what a later run reading it back will.
+        """
 
 
 @dataclass
@@ -184,7 +188,7 @@ def _encode(recs: list[Record], images: list[torch.Tensor], model: Any, batch_si
         for j, i in enumerate(good):
             stored[i] = fresh.select(slice(j, j + 1))
             if store is not None:
-                store.put(recs[i], stored[i])
+                stored[i] = store.put(recs[i], stored[i])
     stats.from_store += len(recs) - len(todo)
     feats = [f for i, f in enumerate(stored) if i not in bad]
     return (ImageFeatures.concatenate(feats) if feats else None), bad

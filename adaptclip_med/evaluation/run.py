@@ -19,8 +19,10 @@ an interrupted class resumes from its batch shards (:mod:`.shards`), losing at m
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from tqdm.auto import tqdm
 
 from adaptclip_med import data as D
 from adaptclip_med.config import EvalConfig
+from adaptclip_med.distributed import Dist, owner, together
 from adaptclip_med.evaluation.encode import EncodeStats, FeatureStore, batch_ranges, encode_batches, encode_prompts
 from adaptclip_med.evaluation.keys import ContentHasher, explain_change, model_content
 from adaptclip_med.evaluation.plan import ClassGroup, Part, Plan, Skip, plan_run
@@ -37,6 +40,8 @@ from adaptclip_med.evaluation.score import BatchResult, PartScorer
 from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, shard_matches, shard_path, write_shard
 from adaptclip_med.evaluation.write import write_outputs
 from adaptclip_med.factory import load_model_for
+from adaptclip_med.feature_store import FeatureStore as DiskStore
+from adaptclip_med.feature_store import store_spec
 from adaptclip_med.io import atomic_write_json
 from adaptclip_med.reporting import provenance as P
 
@@ -52,6 +57,9 @@ class RunResult:
         batches_reused: batches replayed from shards of an interrupted run.
         encodes: images encoded by the backbone (and taken from a feature store).
         skipped: files left out (all of ``skipped.csv``).
+        store_note: what the ``--feature-cache`` store reused, stored and evicted ("" without one).
+        share_batches: under torchrun, the query batches this rank encoded in its share.
+        processes: torchrun ranks of the run (1 without torchrun); ``encodes`` then counts all of them.
     """
 
     out: Path
@@ -61,6 +69,9 @@ class RunResult:
     batches_reused: int = 0
     encodes: EncodeStats = field(default_factory=EncodeStats)
     skipped: list[Skip] = field(default_factory=list)
+    store_note: str = ""
+    share_batches: int = 0
+    processes: int = 1
 
 
 @dataclass
@@ -140,62 +151,150 @@ def _apply(group: ClassGroup, shard: Shard, scorers: dict[str, PartScorer]) -> N
             scorer.apply(recs, shard.masks, shard.results[stem])
 
 
+@dataclass
+class _GroupWork:
+    """A class with pending parts, ready to score: prompt banks, scorers and the batch shard keys."""
+
+    parts: list[Part]
+    pending: dict[str, _PartKey]
+    transform: Any
+    own: dict[str, list[Any]]
+    banks: dict[str, Any]
+    scorers: dict[str, PartScorer]
+    part_keys: dict[str, str]
+    ranges: list[range]
+    batch_keys: list[str]
+    paths: list[Path]
+
+    def stored(self) -> set[int]:
+        """Batches whose shard is already on disk under the current keys."""
+        return {i for i in range(len(self.ranges)) if shard_matches(self.paths[i], self.batch_keys[i],
+                                                                      self.part_keys)}
+
+
+def _prepare(group: ClassGroup, model: Any, config: EvalConfig, out: Path, pending: dict[str, _PartKey],
+             hasher: ContentHasher, result: RunResult, store: FeatureStore | None) -> _GroupWork:
+    """Encode the prompts of a class's pending parts (each distinct image once) and set up their scorers."""
+    parts = [p for p in group.parts if p.stem in pending]
+    transform = D.build_transforms(model.image_size, with_mask=group.has_masks)
+    prompt_recs = [r for p in parts if p.prompts is not None for r in p.prompts.records]
+    prompt_feats = encode_prompts(list({r.key: r for r in prompt_recs}.values()), model, transform,
+                                  batch_size=config.batch_size, store=store, stats=result.encodes)
+    own = {p.stem: [prompt_feats[r.key] for r in p.prompts.records] for p in parts if p.prompts is not None}
+    ranges = batch_ranges(len(group.queries), config.batch_size)
+    return _GroupWork(
+        parts, pending, transform, own, {stem: model.bank_from_features(f) for stem, f in own.items()},
+        {p.stem: PartScorer.create(p, group, config, out) for p in parts},
+        {stem: k.digest for stem, k in pending.items()}, ranges,
+        [hasher.records(group.queries[r.start:r.stop]) for r in ranges],
+        [shard_path(out, group.stem, i) for i in range(len(ranges))])
+
+
+def _live_shards(group: ClassGroup, work: _GroupWork, model: Any, config: EvalConfig, batches: list[int],
+                 result: RunResult, store: FeatureStore | None) -> Iterator[Shard]:
+    """Encode and score ``batches`` of a class, write each one's shard, and yield it (in order)."""
+    position = {r.key: i for i, r in enumerate(group.queries)}
+    live = encode_batches(group.queries, model, work.transform, batch_size=config.batch_size, batches=batches,
+                          workers=config.loader_workers(), store=store, stats=result.encodes, strict=config.strict)
+    for i, batch in zip(batches, live, strict=True):
+        results = {} if batch.feats is None else _score_batch(batch.records, batch.feats, work.scorers,
+                                                              work.banks, model)
+        shard = Shard(work.batch_keys[i], work.part_keys, [position[r.key] for r in batch.records],
+                      [(position[r.key], why) for r, why in batch.skipped], batch.masks, results)
+        write_shard(work.paths[i], shard)
+        yield shard
+
+
 def score_group(group: ClassGroup, model: Any, config: EvalConfig, out: Path, content: dict[str, Any],
                 hasher: ContentHasher, result: RunResult, store: FeatureStore | None = None) -> list[dict]:
     """Encode a class's queries and prompts once, score all its pending parts, write their part files.
+
+    Batches whose shard is on disk (an interrupted run, or other torchrun ranks) are replayed, not encoded.
 
     Returns:
         the class's part records, in the order of ``group.parts``.
     """
     done, pending = _group_parts(group, config, out, content, hasher, result)
     if pending:
-        parts = [p for p in group.parts if p.stem in pending]
-        transform = D.build_transforms(model.image_size, with_mask=group.has_masks)
-        prompt_recs = [r for p in parts if p.prompts is not None for r in p.prompts.records]
-        prompt_feats = encode_prompts(list({r.key: r for r in prompt_recs}.values()), model, transform,
-                                      batch_size=config.batch_size, store=store, stats=result.encodes)
-        own = {p.stem: [prompt_feats[r.key] for r in p.prompts.records] for p in parts if p.prompts is not None}
-        banks = {stem: model.bank_from_features(f) for stem, f in own.items()}
-        scorers = {p.stem: PartScorer.create(p, group, config, out) for p in parts}
-        part_keys = {stem: k.digest for stem, k in pending.items()}
-        ranges = batch_ranges(len(group.queries), config.batch_size)
-        batch_keys = [hasher.records(group.queries[r.start:r.stop]) for r in ranges]
-        paths = [shard_path(out, group.stem, i) for i in range(len(ranges))]
-        stored = {i for i in range(len(ranges)) if shard_matches(paths[i], batch_keys[i], part_keys)}
-        live = encode_batches(group.queries, model, transform, batch_size=config.batch_size,
-                              batches=[i for i in range(len(ranges)) if i not in stored],
-                              workers=config.loader_workers(), store=store, stats=result.encodes,
-                              strict=config.strict)
-        position = {r.key: i for i, r in enumerate(group.queries)}
+        work = _prepare(group, model, config, out, pending, hasher, result, store)
+        stored = work.stored()
+        live = _live_shards(group, work, model, config, [i for i in range(len(work.ranges)) if i not in stored],
+                            result, store)
         with tqdm(total=len(group.queries), desc=group.stem, unit="img", leave=False, disable=None,
                   file=sys.stderr) as bar:
-            for i, rng in enumerate(ranges):
-                shard = read_shard(paths[i], batch_keys[i], part_keys) if i in stored else None
+            for i, rng in enumerate(work.ranges):
+                shard = read_shard(work.paths[i], work.batch_keys[i], work.part_keys) if i in stored else None
                 if shard is not None:
                     result.batches_reused += 1
                 else:
-                    batch = next(live)
-                    results = {} if batch.feats is None else _score_batch(batch.records, batch.feats, scorers,
-                                                                          banks, model)
-                    shard = Shard(batch_keys[i], part_keys, [position[r.key] for r in batch.records],
-                                  [(position[r.key], why) for r, why in batch.skipped], batch.masks, results)
-                    write_shard(paths[i], shard)
-                _apply(group, shard, scorers)
+                    shard = next(live)
+                _apply(group, shard, work.scorers)
                 bar.update(len(rng))
-        for p in parts:
-            record = scorers[p.stem].finish(model, own.get(p.stem), out, pending[p.stem].as_record(), transform)
+        for p in work.parts:
+            record = work.scorers[p.stem].finish(model, work.own.get(p.stem), out, pending[p.stem].as_record(),
+                                                 work.transform)
             atomic_write_json(out / "parts" / f"{p.stem}.json", record)
             done[p.stem] = record
         remove_shards(out, group.stem)
     return [done[p.stem] for p in group.parts]
 
 
-def run_evaluation(config: EvalConfig, store: FeatureStore | None = None) -> RunResult:
+def encode_share(plan: Plan, model: Any, config: EvalConfig, out: Path, content: dict[str, Any],
+                 hasher: ContentHasher, result: RunResult, store: FeatureStore | None, ctx: Dist) -> int:
+    """This torchrun rank's share: every ``world_size``-th query batch of the run, encoded, scored, sharded.
+
+    Batches are numbered across all classes in plan order, so the split depends only on the plan and
+    the world size (a re-run gives every rank the same batches); finished parts and stored shards are
+    skipped. Rank 0 then scores the whole run from the shards (:func:`score_group`). Returns the
+    number of batches this rank computed.
+    """
+    scratch = RunResult(out)  # this rank's reuse bookkeeping; rank 0 reports the run's
+    offset, computed = 0, 0
+    for group in plan.groups:
+        n_batches = len(batch_ranges(len(group.queries), config.batch_size))
+        mine = [i for i in range(n_batches) if owner(offset + i, ctx) == ctx.rank]
+        offset += n_batches
+        _, pending = _group_parts(group, config, out, content, hasher, scratch)
+        if not pending or not mine:
+            continue
+        part_keys = {stem: k.digest for stem, k in pending.items()}
+        ranges = batch_ranges(len(group.queries), config.batch_size)
+        todo = [i for i in mine if not shard_matches(shard_path(out, group.stem, i),
+                                                     hasher.records(group.queries[ranges[i].start:ranges[i].stop]),
+                                                     part_keys)]
+        if not todo:  # finished before this rank (or its job) was killed: not even the prompts again
+            continue
+        work = _prepare(group, model, config, out, pending, hasher, result, store)
+        for _ in _live_shards(group, work, model, config, todo, result, store):
+            computed += 1
+    return computed
+
+
+def open_store(config: EvalConfig, model: Any, hasher: ContentHasher) -> FeatureStore | None:
+    """The persistent feature store of ``--feature-cache`` (None without it), keyed for this model.
+
+    The preprocessing part of its key is every ``build_transforms`` setting besides the size and the
+    mask (the evaluation builds its transforms with their defaults).
+    """
+    if not config.feature_cache:
+        return None
+    skip = {"image_size", "with_mask", "keep_original"}
+    preprocess = {k: v.default for k, v in inspect.signature(D.build_transforms).parameters.items()
+                  if k not in skip}
+    limit = None if config.feature_cache_max_gb is None else int(config.feature_cache_max_gb * 2**30)
+    return DiskStore(config.feature_cache, store_spec(model, preprocess), max_bytes=limit, content_hash=hasher.path)
+
+
+def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: Dist | None = None) -> RunResult:
     """Run (or resume) an evaluation and write every output under ``config.out``.
 
     Args:
         config: the run's settings.
-        store: optional feature store consulted before the backbone (see :class:`FeatureStore`).
+        store: optional feature store consulted before the backbone (see :class:`FeatureStore`);
+            default: the one of ``config.feature_cache``, if set.
+        ctx: this process's place in a ``torchrun`` job (default: a single process). Every rank
+            encodes and scores its share of the query batches into shards (:func:`encode_share`);
+            after a barrier rank 0 scores the run from them and writes every output, the others return.
 
     Returns:
         :class:`RunResult`: parts computed now and reused, why stale parts were recomputed, encodes,
@@ -203,21 +302,34 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None) -> Run
 
     Raises:
         AdaptCLIPError: bad data set, folder, prompts or weights (before anything is written); with
-            ``strict``, the first unreadable file.
+            ``strict``, the first unreadable file (under torchrun, on every rank).
     """
+    ctx = ctx or Dist()
     plan: Plan = plan_run(config)
     model = load_model_for(config)
     out = Path(config.out)
     result = RunResult(out)
     hasher = ContentHasher()
     content = model_content(model, hasher)
+    store = store if store is not None else open_store(config, model, hasher)
     fingerprints = {d: config.fingerprint(d, content) for d in config.datasets}
-    P.write_run_json(out, config, model, plan.parts, status="incomplete", extra={"fingerprints": fingerprints})
+    if ctx.is_main:
+        P.write_run_json(out, config, model, plan.parts, status="incomplete", extra={"fingerprints": fingerprints})
+    if ctx.active:
+        result.share_batches = together(ctx, lambda: encode_share(plan, model, config, out, content, hasher,
+                                                                  result, store, ctx))
+        shared = ctx.total([result.encodes.encoded, result.encodes.from_store])  # rank 0 reports the job's
+        result.encodes = EncodeStats(*shared)
+        result.processes = ctx.world_size
+        if not ctx.is_main:
+            result.store_note = store.note() if isinstance(store, DiskStore) else ""
+            return result
     records: list[dict] = []
     for group in tqdm(plan.groups, desc="classes", unit="class", disable=None, file=sys.stderr):
         records += score_group(group, model, config, out, content, hasher, result, store)
     info = {"fingerprints": fingerprints, "key": content,
             "encodes": {"images_encoded": result.encodes.encoded, "from_store": result.encodes.from_store,
-                        "batches_resumed": result.batches_reused}}
+                        "batches_resumed": result.batches_reused, "processes": ctx.world_size}}
+    result.store_note = store.note() if isinstance(store, DiskStore) else ""
     result.skipped = write_outputs(out, config, model, plan, records, info)
     return result

@@ -8,6 +8,7 @@ on the source grid with its montage, and the ``.npy`` files are removed. Only sl
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +61,10 @@ class VolumeSink:
                 by_volume.setdefault(source, []).append((row, j))
         for source, pairs in by_volume.items():
             path = self._file(source)
-            path.parent.mkdir(parents=True, exist_ok=True)
             shape = (self.sizes[source], *maps.shape[1:])
-            mode = "r+" if path.is_file() else "w+"
-            mm = np.lib.format.open_memmap(path, mode=mode, dtype=np.float16, shape=shape)
+            if not path.is_file():
+                _create(path, shape)
+            mm = np.lib.format.open_memmap(path, mode="r+")
             for row, j in pairs:
                 mm[row] = maps[j].astype(np.float16)
             mm.flush()
@@ -99,3 +100,21 @@ class VolumeSink:
             written.append(str((folder / f"{stem}.nii.gz").relative_to(out)))
         shutil.rmtree(self.folder, ignore_errors=True)
         return written
+
+
+def _create(path: Path, shape: tuple[int, ...]) -> None:
+    """Create a zeroed float16 ``.npy`` of ``shape`` at ``path`` unless another process just did.
+
+    Written beside and hard-linked into place, so torchrun ranks writing slices of the same volume
+    never truncate each other's rows.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+    del mm
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another rank created it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)

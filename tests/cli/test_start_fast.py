@@ -35,6 +35,8 @@ def _run(args: list[str]) -> tuple[subprocess.CompletedProcess, set[str], list[s
     ["-m", "adaptclip_med.datasets", "--help"],
     ["-m", "adaptclip_med.datasets", "--list"],
     ["-m", "adaptclip_med.demo", "--help"],
+    ["-m", "adaptclip_med", "--help"],
+    ["-m", "adaptclip_med.score", "--help"],
 ])
 def test_help_and_list_import_nothing_heavy(command: list[str]) -> None:
     proc, imported, _ = _run(command)
@@ -51,6 +53,8 @@ def test_help_and_list_import_nothing_heavy(command: list[str]) -> None:
     (["-m", "adaptclip_med.train", "--dataset", "mvtec"], "required: --root, --out"),
     (["-m", "adaptclip_med.datasets", "check"], "required: name"),
     (["-m", "adaptclip_med.demo", "--n-per-class", "two"], "invalid int value: 'two'"),
+    (["-m", "adaptclip_med.score", "--bogus"], "required: INPUT, --out"),
+    (["-m", "adaptclip_med.evaluate", "--datasets", "folder", "--feature-cache-max-gb", "x"], "invalid float value"),
 ])
 def test_bad_arguments_one_line_exit_2_without_torch(command: list[str], expected: str) -> None:
     proc, imported, messages = _run(command)
