@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,13 +25,14 @@ from tqdm.auto import tqdm
 from adaptclip_med import __version__
 from adaptclip_med import privacy as PV
 from adaptclip_med.config import EvalConfig
-from adaptclip_med.errors import AdaptCLIPError, ImageReadError
+from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.factory import load_model_for
 from adaptclip_med.io import atomic_path, atomic_write_json, sha256_file
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
-from adaptclip_med.scoring.inputs import Study, Unit, discover
+from adaptclip_med.scoring.inputs import Study, discover
+from adaptclip_med.scoring.scorer import CachedScorer, scrub
 
 OVERLAY_MODES = ("peak", "all", "none")
 #: Words every run writes (levels, folders, descriptions): a folder of that name is not flagged by the audit.
@@ -96,18 +96,6 @@ class ScoreResult:
     notice: str | None = None
 
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.<>])(?:[A-Za-z]:)?[\\/][^\s,;:'\"()]+")  # "/a/b", not "PNG/JPEG"
-
-
-def scrub(reason: str, path: str | None = None) -> str:
-    """A skip reason without paths: ``path`` (and any other absolute path) becomes ``<file>`` / ``<path>``."""
-    if path is not None:
-        for form in {str(Path(path).resolve()), str(path)}:
-            reason = reason.replace(form, "<file>")
-        reason = reason.replace(Path(path).name, "<file>")
-    return _ABSOLUTE_PATH.sub("<path>", reason)
-
-
 class _Namer:
     """Names in outputs: root-relative names, or salted pseudonyms (``img-<12 hex>``) under ``--anonymize``."""
 
@@ -121,75 +109,6 @@ class _Namer:
         if self.pseudo is None:
             return name
         return self.pseudo.name(f"{Path(path).resolve()}{suffix}" if path is not None else name)
-
-
-class _Scorer:
-    """Scores units in batches, through the result cache (``cache/<key>.npz``)."""
-
-    def __init__(self, model: Any, transform: Any, bank: Any, fingerprint: str, out: Path, batch_size: int) -> None:
-        self.model, self.transform, self.bank = model, transform, bank
-        self.fingerprint, self.cache, self.batch_size = fingerprint, out / "cache", batch_size
-        self.file_sha: dict[str, str] = {}
-        self.scored = self.reused = 0
-
-    def key(self, unit: Unit) -> str:
-        if unit.path not in self.file_sha:
-            self.file_sha[unit.path] = sha256_file(unit.path)
-        text = f"{self.fingerprint}|{self.file_sha[unit.path]}|{unit.slice_index}"
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-    def picture(self, unit: Unit) -> tuple[torch.Tensor, np.ndarray]:
-        sample = self.transform(unit.as_sample())
-        return torch.as_tensor(sample["image"]), np.asarray(sample["image_u8"])
-
-    def score(self, units: list[Unit], keep_pictures: bool, bar: Any) -> list[dict[str, Any] | str]:
-        """Per unit ``{"key", "score", "map" (S, S), "image" (H, W, 3) | None}``, or the read error."""
-        results: list[dict[str, Any] | str] = []
-        pending: list[tuple[int, torch.Tensor]] = []
-        for unit in units:
-            try:
-                key = self.key(unit)
-                cached = self.cache / f"{key}.npz"
-                item: dict[str, Any] = {"key": key, "image": None}
-                if cached.is_file():
-                    with np.load(cached) as npz:
-                        item.update(score=float(npz["score"]), map=npz["map"])
-                    if keep_pictures:
-                        item["image"] = self.picture(unit)[1]
-                    self.reused += 1
-                    bar.update(1)
-                else:
-                    tensor, item["image"] = self.picture(unit)
-                    pending.append((len(results), tensor))
-                results.append(item)
-            except (ImageReadError, OSError) as err:
-                results.append(scrub(str(err).splitlines()[0], unit.path))
-                bar.update(1)
-            if len(pending) >= self.batch_size:
-                self._flush(pending, results, bar)
-        self._flush(pending, results, bar)
-        if not keep_pictures:
-            for item in results:
-                if isinstance(item, dict):
-                    item["image"] = None
-        return results
-
-    def _flush(self, pending: list[tuple[int, torch.Tensor]], results: list[Any], bar: Any) -> None:
-        if not pending:
-            return
-        batch = torch.stack([t for _, t in pending]).to(self.model.device)
-        try:
-            out = self.model.predict(batch, prompts=self.bank, batch_size=self.batch_size)
-        except ValueError as err:  # the model's input checks (e.g. an --image-size it cannot take)
-            msg = f"the model cannot score these images: {err}"
-            raise AdaptCLIPError(msg) from err
-        for (i, _), s, m in zip(pending, out.pred_score.numpy(), out.anomaly_map.numpy(), strict=True):
-            results[i].update(score=float(s), map=m.astype(np.float32))
-            with atomic_path(self.cache / f"{results[i]['key']}.npz") as tmp, tmp.open("wb") as fh:
-                np.savez_compressed(fh, score=np.float64(s), map=m.astype(np.float32))
-        self.scored += len(pending)
-        bar.update(len(pending))
-        pending.clear()
 
 
 def _load_normals(config: ScoreConfig, transform: Any, namer: _Namer) -> tuple[torch.Tensor | None, list[dict]]:
@@ -286,7 +205,7 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
     thr = _threshold(config, model, prompts)
     settings = _fingerprint(config, model, manifest)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    scorer = _Scorer(model, transform, model.fit_prompts(prompts) if prompts is not None else None,
+    scorer = CachedScorer(model, transform, model.fit_prompts(prompts) if prompts is not None else None,
                      fingerprint, out, config.model.batch_size)
     result, rows, notes = ScoreResult(out, notice=notice), [], {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
@@ -294,31 +213,13 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
             series = study.kind == "series"
             sid = namer(study.name, study.dicom_files[0].parent if series else study.units[0].path,
                         f"/{study.name.rsplit('/', 1)[-1]}" if series else "")
-            is_dicom = bool(study.dicom_files) and config.dicom
-            results = scorer.score(study.units, keep_pictures=is_dicom or config.overlays == "all", bar=bar)
+            keep = (bool(study.dicom_files) and config.dicom) or config.overlays == "all"
+            results = scorer.score(study.units, keep_pictures=keep, bar=bar)
             tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"])
             overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice)
             result.overlays += len(overlay_of)
             rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped)
-            good = [(u, r) for u, r in zip(study.units, results, strict=True) if isinstance(r, dict)]
-            if study.kind == "nifti" and good:
-                path = out / "volumes" / f"{tag}.nii.gz"
-                O.write_nifti_map(study.units[0].path, {u.slice_index: r["map"] for u, r in good}, path, notice=notice)
-                result.nifti_files.append(str(path.relative_to(out)))
-            if is_dicom and good:
-                files = study.dicom_files if study.kind == "multiframe" else [Path(u.path) for u, _ in good]
-                try:
-                    done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good],
-                                        out / "dicom" / tag, key=f"{tag}|{fingerprint}",
-                                        model_name=config.model.backbone, pixel_threshold=thr["pixel_threshold"],
-                                        notice=notice, pseudonym=sid if config.anonymize else None)
-                except (ValueError, TypeError, AttributeError, KeyError) as err:  # highdicom refused the source
-                    reason = scrub(f"{type(err).__name__}: {str(err).splitlines()[0]}")
-                    done = {"files": [], "notes": [f"no DICOM outputs: {reason}"]}
-                    tqdm.write(f"warning: {sid}: no DICOM outputs ({reason})", file=sys.stderr)
-                result.dicom_files += [f"dicom/{f}" for f in done["files"]]
-                if done["notes"]:
-                    notes[sid] = done["notes"]
+            _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes)
     result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
     if not rows:
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
@@ -349,7 +250,35 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
     return result
 
 
-def _overlays(study: Study, results: list[Any], scorer: _Scorer, thr: dict[str, Any], config: ScoreConfig,
+def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerprint: str, thr: dict[str, Any],
+                 config: ScoreConfig, out: Path, notice: str | None, result: ScoreResult,
+                 notes: dict[str, list[str]]) -> None:
+    """The NIfTI map (NIfTI input) or the DICOM objects (DICOM input) of one study; adds to ``result``."""
+    good = [(u, r) for u, r in zip(study.units, results, strict=True) if isinstance(r, dict)]
+    if not good:
+        return
+    if study.kind == "nifti":
+        path = out / "volumes" / f"{tag}.nii.gz"
+        O.write_nifti_map(study.units[0].path, {u.slice_index: r["map"] for u, r in good}, path, notice=notice)
+        result.nifti_files.append(str(path.relative_to(out)))
+    if not (study.dicom_files and config.dicom):
+        return
+    files = study.dicom_files if study.kind == "multiframe" else [Path(u.path) for u, _ in good]
+    try:
+        done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good], out / "dicom" / tag,
+                            key=f"{tag}|{fingerprint}", model_name=config.model.backbone,
+                            pixel_threshold=thr["pixel_threshold"], notice=notice,
+                            pseudonym=sid if config.anonymize else None)
+    except (ValueError, TypeError, AttributeError, KeyError) as err:  # highdicom refused the source
+        reason = scrub(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+        done = {"files": [], "notes": [f"no DICOM outputs: {reason}"]}
+        tqdm.write(f"warning: {sid}: no DICOM outputs ({reason})", file=sys.stderr)
+    result.dicom_files += [f"dicom/{f}" for f in done["files"]]
+    if done["notes"]:
+        notes[sid] = done["notes"]
+
+
+def _overlays(study: Study, results: list[Any], scorer: CachedScorer, thr: dict[str, Any], config: ScoreConfig,
               out: Path, tag: str, notice: str | None) -> dict[int, str]:
     """Write the overlay PNGs of one study; ``{unit index: path relative to out}``."""
     good = [k for k, r in enumerate(results) if isinstance(r, dict)]
