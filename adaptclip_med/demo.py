@@ -28,6 +28,8 @@ from adaptclip_med.io import atomic_write_text
 from adaptclip_med.registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from adaptclip_med.model import AdaptCLIP
 
 REAL_CHECKPOINT = "adaptclip-mvtec"
@@ -54,14 +56,22 @@ class DemoSetup:
 
     @property
     def notice(self) -> str | None:
-        """The marker every output of an untrained run carries, else None."""
-        from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE  # pandas: not before parsing
+        """The marker every output of this model carries (random backbone or untrained adapters), else None."""
+        from adaptclip_med.reporting.labels import run_notice
 
-        return UNTRAINED_NOTICE if self.untrained else None
+        return run_notice(self.pretrained, self.checkpoint)
 
     def label(self, text: str) -> str:
-        """``text`` with the notice appended when untrained (figure titles, table captions)."""
-        return f"{text} ({self.notice})" if self.untrained else text
+        """``text`` with the notice appended when there is one (captions, printed results)."""
+        from adaptclip_med.reporting.labels import with_notice
+
+        return with_notice(text, self.notice)
+
+    def mark(self, fig: Figure) -> Figure:
+        """Burn the notice into a matplotlib figure as a banner under it (no-op for a trained model)."""
+        from adaptclip_med.reporting.labels import mark_figure
+
+        return mark_figure(fig, self.notice)
 
     def model_kwargs(self) -> dict[str, object]:
         """The model fields of :class:`~adaptclip_med.config.EvalConfig` for this setup."""
