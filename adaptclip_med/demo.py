@@ -29,6 +29,7 @@ from adaptclip_med.registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from PIL.Image import Image as PILImage
 
     from adaptclip_med.model import AdaptCLIP
 
@@ -72,6 +73,30 @@ class DemoSetup:
         from adaptclip_med.reporting.labels import mark_figure
 
         return mark_figure(fig, self.notice)
+
+    def picture(self, path: str | Path, max_side: int = 1200) -> PILImage:
+        """A saved PNG for display, at most ``max_side`` px, with the notice banner unless it has it.
+
+        A file already marked (the notice in its ``Description`` chunk, as the reporting modules write
+        it) is shown as it is; an unmarked one (e.g. from a run that predates the marking) gets the banner.
+        """
+        from PIL import Image
+
+        from adaptclip_med.reporting.labels import mark_image
+
+        with Image.open(path) as im:
+            marked = im.info.get("Description") == self.notice
+            shown = im.convert("RGB")
+        shown.thumbnail((max_side, max_side))
+        return shown if marked else mark_image(shown, self.notice)
+
+    def cli_args(self) -> list[str]:
+        """The model options of ``python -m adaptclip_med.score`` / ``evaluate`` for this setup."""
+        args = ["--backbone", self.backbone, "--pretrained", self.pretrained or "none",
+                "--checkpoint", self.checkpoint or "none"]
+        if self.image_size:
+            args += ["--image-size", str(self.image_size)]
+        return args + (["--allow-random-backbone"] if self.pretrained is None else [])
 
     def model_kwargs(self) -> dict[str, object]:
         """The model fields of :class:`~adaptclip_med.config.EvalConfig` for this setup."""

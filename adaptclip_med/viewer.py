@@ -54,17 +54,20 @@ class MapViewer:
         scores: the image / slice anomaly scores, shown in the caption.
         vmin, vmax: colour limits (default: min and max over all maps).
         notice: text every caption carries (e.g. the untrained-backbone marker).
+        kind: what an entry is, for the slider and default names (``"slice"`` or ``"image"``).
     """
 
     def __init__(self, pictures: Sequence[np.ndarray], maps: Sequence[np.ndarray], *,
                  names: Sequence[str] | None = None, scores: Sequence[float] | None = None,
-                 vmin: float | None = None, vmax: float | None = None, notice: str | None = None) -> None:
+                 vmin: float | None = None, vmax: float | None = None, notice: str | None = None,
+                 kind: str = "slice") -> None:
         if len(pictures) != len(maps) or not len(maps):
             msg = f"{len(pictures)} pictures and {len(maps)} maps; expected the same number, at least one"
             raise ValueError(msg)
         self.pictures = [np.asarray(p) for p in pictures]
         self.maps = [np.asarray(m, dtype=np.float32) for m in maps]
-        self.names = list(names) if names is not None else [f"slice {i}" for i in range(len(maps))]
+        self.kind = kind
+        self.names = list(names) if names is not None else [f"{kind} {i}" for i in range(len(maps))]
         self.scores = None if scores is None else [float(s) for s in scores]
         self.vmin = float(min(m.min() for m in self.maps)) if vmin is None else float(vmin)
         self.vmax = float(max(m.max() for m in self.maps)) if vmax is None else float(vmax)
@@ -115,7 +118,7 @@ class MapViewer:
 
     def widget(self, index: int | None = None, threshold: float | None = None, alpha: float = 0.5,
                width: int = 512) -> Any:
-        """An ipywidgets box: slice / threshold / opacity sliders over the frame and its caption.
+        """An ipywidgets box: slice (or image) / threshold / opacity sliders over the frame and its caption.
 
         Defaults: the highest-scored entry (or the first), the threshold halfway between the colour limits.
         """
@@ -124,7 +127,7 @@ class MapViewer:
         start = index if index is not None else (int(np.argmax(self.scores)) if self.scores else 0)
         level = threshold if threshold is not None else (self.vmin + self.vmax) / 2
         step = (self.vmax - self.vmin) / 200
-        pick = w.IntSlider(value=start, min=0, max=len(self) - 1, description="slice", continuous_update=True)
+        pick = w.IntSlider(value=start, min=0, max=len(self) - 1, description=self.kind, continuous_update=True)
         cut = w.FloatSlider(value=level, min=self.vmin, max=self.vmax, step=step, readout_format=".3f",
                             description="threshold")
         opacity = w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from adaptclip_med.reporting.overlays import overlay_figure, save_png
@@ -55,15 +54,10 @@ def write_nifti_map(source: str, slice_maps: dict[int, np.ndarray], path: Path, 
     """NIfTI map of one volume on the source's own grid: same shape, voxel order and affine.
 
     ``slice_maps`` ``{slice index: (S, S) map}`` index slices of the closest-canonical volume (as the
-    data pipeline reads them); the assembled map is turned back into the source's axis order.
+    data pipeline reads them); :func:`~adaptclip_med.reporting.volumes.map_volume` turns the assembled map
+    back into the source's axis order with its affine and qform/sform codes.
     """
-    canonical = map_volume(source, slice_maps, axis=axis)
-    src = nib.load(str(source))
-    transform = nib.orientations.ornt_transform(nib.orientations.io_orientation(canonical.affine),
-                                                nib.orientations.io_orientation(src.affine))
-    img = canonical.as_reoriented(transform)
-    img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), src.affine)
-    img.header.set_xyzt_units("mm")
+    img = map_volume(source, slice_maps, axis=axis)
     img.header["descrip"] = (notice or "AdaptCLIP anomaly score").replace("—", "-").encode("ascii", "replace")[:79]
     return save_nifti(img, path)
 
