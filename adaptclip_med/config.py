@@ -65,6 +65,9 @@ class EvalConfig:
             parts are scored from the rounded features (a separate resume key).
         feature_cache_max_gb: size limit of that folder (least recently used entries go); None = none.
         command_line: the command that started the run (provenance).
+        anonymize: no output file carries an input path, file/folder name or DICOM identifier: images
+            and patient groups are named by salted pseudonyms (:mod:`adaptclip_med.privacy`).
+        key_file: where ``anonymize`` writes the pseudonym key (and keeps the salt); outside ``out``.
     """
 
     datasets: tuple[str, ...]
@@ -99,6 +102,8 @@ class EvalConfig:
     feature_cache: str | None = None
     feature_cache_max_gb: float | None = None
     command_line: str = ""
+    anonymize: bool = False
+    key_file: str | None = None
 
     def root_for(self, dataset: str) -> Path:
         """The folder of one data set."""

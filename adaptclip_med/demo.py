@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 REAL_CHECKPOINT = "adaptclip-mvtec"
 TINY_BACKBONE = "adaptclip-tiny"
 DEMO_CLASS = "brain_mri_demo"
+#: The data set's name in the report (read with the generic ``folder`` layout).
+DEMO_LABEL = "brain_mri"
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ def run_demo(args: argparse.Namespace, command_line: str = "") -> Path:
                 f"adapters {setup.checkpoint or 'fresh (untrained)'}; prompts are normal images disjoint "
                 "from the queries")
     config = EvalConfig(
-        datasets=("folder",), roots=(("folder", str(data)),), out=str(out),
+        datasets=(DEMO_LABEL,), layouts=((DEMO_LABEL, "folder"),), roots=((DEMO_LABEL, str(data)),), out=str(out),
         shots=tuple(args.shots or ((0, 1) if real else (0, 1, 2))),
         seeds=tuple(args.seeds or ((10,) if real else (10, 20, 30))),
         **setup.model_kwargs(), n_boot=200, overlays=4, protocol=protocol, command_line=command_line,

@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one colour scale for the whole run (default) or per image")
     o.add_argument("--no-figures", action="store_true", help="skip the ROC/PR, qualitative and bar figures")
     o.add_argument("--protocol", default="", help="protocol text recorded with the results")
+    a = p.add_argument_group("patient data")
+    a.add_argument("--anonymize", action="store_true",
+                   help="no output file carries a path, file or folder name or DICOM identifier of the input: "
+                        "images are named by salted pseudonyms (docs/privacy.md)")
+    a.add_argument("--key-file", default=None, metavar="PATH",
+                   help="with --anonymize: where the pseudonym key (pseudonym -> file) is written; must lie "
+                        "outside --out; re-use it to keep the same pseudonyms")
     return p
 
 
@@ -183,6 +190,12 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         if not ok:
             msg = f"{flag}: got {value}; expected {expected}"
             raise AdaptCLIPError(msg)
+    if args.key_file and not args.anonymize:
+        msg = "--key-file: only used with --anonymize (it holds the pseudonym key); add --anonymize or drop it"
+        raise AdaptCLIPError(msg)
+    from adaptclip_med.privacy import check_key_file
+
+    check_key_file(args.key_file, args.out)
     return EvalConfig(
         datasets=labels, layouts=layouts, roots=resolve_roots(labels, args.root),
         normal_prompts=resolve_prompt_folders(labels, args.normal_prompts), group_pattern=args.group_pattern,
@@ -197,6 +210,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         figures=not args.no_figures, protocol=args.protocol, strict=args.strict,
         feature_cache=args.feature_cache, feature_cache_max_gb=args.feature_cache_max_gb,
         command_line=shlex.join([sys.executable, "-m", "adaptclip_med.evaluate", *argv]),
+        anonymize=args.anonymize, key_file=args.key_file,
     )
 
 
@@ -225,6 +239,8 @@ def report_lines(result: object) -> list[str]:
     if result.store_note:
         lines.append(result.store_note)
     lines.append(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")
+    if getattr(result, "key_file", None):
+        lines.append(f"pseudonym key (keep private, do not share): {result.key_file}")
     lines.append(f"report: {result.out / 'index.html'}")
     return lines
 

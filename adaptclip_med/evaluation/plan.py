@@ -17,6 +17,7 @@ from adaptclip_med.config import EvalConfig
 from adaptclip_med.data.prompts import PromptDraw
 from adaptclip_med.data.records import Record
 from adaptclip_med.errors import AdaptCLIPError, DataValidationError, ImageReadError, PromptError
+from adaptclip_med.privacy import Pseudonymiser
 from adaptclip_med.reporting.provenance import slug
 
 
@@ -66,6 +67,7 @@ class ClassGroup:
         queries: the query records, in scoring order.
         has_masks: at least one abnormal query has a pixel mask.
         parts: every (shots, seed) of this class.
+        pseudonymiser: with ``--anonymize``, names every path and patient group in the outputs.
     """
 
     dataset: str
@@ -75,6 +77,7 @@ class ClassGroup:
     queries: list[Record]
     has_masks: bool
     parts: list[Part] = field(default_factory=list)
+    pseudonymiser: Pseudonymiser | None = None
 
     @property
     def stem(self) -> str:
@@ -91,7 +94,21 @@ class ClassGroup:
 
     def relative(self, path: str) -> str:
         """``path`` relative to the set's folder (or ``normal-prompts/`` + relative to the prompt folder)."""
+        if self.pseudonymiser is not None:
+            return self.pseudonymiser.path_of(path)
         return relative_path(path, self.root, self.prompt_root)
+
+    def group_id(self, rec: Record) -> str:
+        """The record's patient / volume group for the outputs (its pseudonym under ``--anonymize``)."""
+        if self.pseudonymiser is not None:
+            return self.pseudonymiser.group_of(rec.group) or ""
+        return rec.group or ""
+
+    def clean(self, text: str) -> str:
+        """A reason line for the outputs: under ``--anonymize`` every path of the input scrubbed."""
+        if self.pseudonymiser is None:
+            return text
+        return self.pseudonymiser.scrub(text, [f for f in (self.root, self.prompt_root) if f is not None])
 
     def relative_key(self, rec: Record) -> str:
         """The record's id for the outputs: root-relative path, plus ``#slice`` for volume slices."""
@@ -101,7 +118,9 @@ class ClassGroup:
     def relative_manifest(self, draw: PromptDraw) -> dict[str, object]:
         """The prompt draw's manifest with root-relative paths (no absolute path leaves the run)."""
         manifest = draw.manifest()
-        manifest["prompts"] = [{**p, "path": self.relative(str(p["path"]))} for p in manifest["prompts"]]
+        manifest["prompts"] = [{**p, "path": self.relative(str(p["path"])),
+                                **({"group": self.pseudonymiser.group_of(p.get("group"))} if self.pseudonymiser
+                                   else {})} for p in manifest["prompts"]]
         return manifest
 
 
@@ -149,8 +168,10 @@ def select_queries(records: list[Record], limit: int | None) -> list[Record]:
     return sorted(picked, key=lambda r: r.key)
 
 
-def plan_run(config: EvalConfig) -> Plan:
+def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> Plan:
     """Load every data set and draw every prompt set (all bad input surfaces here).
+
+    ``pseudonymiser`` (``--anonymize``) names every input path and group of the outputs.
 
     Raises:
         AdaptCLIPError: unknown data set, a folder without the expected tree, no normal prompts, no
@@ -170,13 +191,15 @@ def plan_run(config: EvalConfig) -> Plan:
             path, problem = index.problems[0]
             msg = f"{path}: {_one_line(problem)} (--strict stops at the first unusable file)"
             raise DataValidationError(msg)
-        skipped += [Skip(name, relative_path(path, root, prompt_root), _one_line(problem))
+        folders = [f for f in (root, prompt_root) if f is not None]
+        skipped += [Skip(name, pseudonymiser.path_of(path), pseudonymiser.scrub(_one_line(problem), folders))
+                    if pseudonymiser else Skip(name, relative_path(path, root, prompt_root), _one_line(problem))
                     for path, problem in index.problems]
         for cls in index.classes:
             queries = select_queries([r for r in index.records if r.cls == cls], config.limit)
             if not queries:
                 continue
-            group = ClassGroup(name, cls, root, prompt_root, queries, index.has_masks)
+            group = ClassGroup(name, cls, root, prompt_root, queries, index.has_masks, pseudonymiser=pseudonymiser)
             skipped += _draw_parts(group, index, config)
             if group.queries:
                 groups.append(group)
@@ -212,7 +235,7 @@ def _draw_parts(group: ClassGroup, index: D.DatasetIndex, config: EvalConfig) ->
             bad = str(err.path)
             if config.strict or not _drop(group, index, bad):
                 raise
-            skipped.append(Skip(group.dataset, group.relative(bad), _one_line(err.problem), group.cls))
+            skipped.append(Skip(group.dataset, group.relative(bad), group.clean(_one_line(err.problem)), group.cls))
         except PromptError as err:
             msg = f"data set {group.dataset!r}, class {group.cls!r}: --shots {k} is impossible: {err}"
             raise PromptError(msg) from err

@@ -31,8 +31,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from adaptclip_med import data as D
+from adaptclip_med import privacy as PV
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.distributed import Dist, owner, together
+from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.evaluation.encode import EncodeStats, FeatureStore, batch_ranges, encode_batches, encode_prompts
 from adaptclip_med.evaluation.keys import ContentHasher, explain_change, model_content
 from adaptclip_med.evaluation.plan import ClassGroup, Part, Plan, Skip, plan_run
@@ -72,6 +74,7 @@ class RunResult:
     store_note: str = ""
     share_batches: int = 0
     processes: int = 1
+    key_file: Path | None = None
 
 
 @dataclass
@@ -146,7 +149,7 @@ def _score_batch(recs: list[Any], feats: Any, scorers: dict[str, PartScorer], ba
 def _apply(group: ClassGroup, shard: Shard, scorers: dict[str, PartScorer]) -> None:
     recs = [group.queries[i] for i in shard.scored]
     for stem, scorer in scorers.items():
-        scorer.skipped += [(group.relative_key(group.queries[i]), why) for i, why in shard.skipped]
+        scorer.skipped += [(group.relative_key(group.queries[i]), group.clean(why)) for i, why in shard.skipped]
         if recs:
             scorer.apply(recs, shard.masks, shard.results[stem])
 
@@ -305,13 +308,16 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
             ``strict``, the first unreadable file (under torchrun, on every rank).
     """
     ctx = ctx or Dist()
-    plan: Plan = plan_run(config)
-    model = load_model_for(config)
     out = Path(config.out)
+    pseud = _pseudonymiser(config, ctx)
+    plan: Plan = plan_run(config, pseud)
+    model = load_model_for(config)
     result = RunResult(out)
     hasher = ContentHasher()
     content = model_content(model, hasher)
     store = store if store is not None else open_store(config, model, hasher)
+    if pseud is not None:  # parts named with another salt (or none) are never reused
+        content["pseudonym_salt_id"] = pseud.salt_id
     fingerprints = {d: config.fingerprint(d, content) for d in config.datasets}
     if ctx.is_main:
         P.write_run_json(out, config, model, plan.parts, status="incomplete", extra={"fingerprints": fingerprints})
@@ -332,4 +338,46 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
                         "batches_resumed": result.batches_reused, "processes": ctx.world_size}}
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     result.skipped = write_outputs(out, config, model, plan, records, info)
+    if pseud is not None:
+        result.key_file = _write_key(config, pseud)
+        _audit(out, plan, config)
     return result
+
+
+def _pseudonymiser(config: EvalConfig, ctx: Dist) -> PV.Pseudonymiser | None:
+    """``--anonymize``: the salt of ``--key-file`` (or a new one, written there at once, so that an
+    interrupted run resumes with it and every ``torchrun`` rank uses the same); None otherwise.
+
+    Raises:
+        AdaptCLIPError: ``--anonymize`` under torchrun without ``--key-file`` (no shared place for the salt).
+    """
+    if not config.anonymize:
+        return None
+    if ctx.active and not config.key_file:
+        msg = "--anonymize under torchrun needs --key-file (every process must name the images with the same salt)"
+        raise AdaptCLIPError(msg)
+    if ctx.is_main:
+        pseud = PV.Pseudonymiser.from_key_file(config.key_file)
+        _write_key(config, pseud)
+    if ctx.active:
+        ctx.barrier()
+    return pseud if ctx.is_main else PV.Pseudonymiser.from_key_file(config.key_file)
+
+
+def _write_key(config: EvalConfig, pseud: PV.Pseudonymiser) -> Path | None:
+    """The pseudonym key, where ``--key-file`` says (none without it: the pseudonyms cannot be reversed)."""
+    return PV.write_key_file(config.key_file, pseud, config.out) if config.key_file else None
+
+
+def _audit(out: Path, plan: Plan, config: EvalConfig) -> None:
+    """``--anonymize``: scan every output byte for the inputs' paths, names and DICOM identifiers.
+
+    Raises:
+        AdaptCLIPError: an output still holds one (names the file and the kind, never the value).
+    """
+    inputs = [r.image for g in plan.groups for r in [*g.queries, *g.prompt_records()]]
+    inputs += [r.mask for g in plan.groups for r in g.queries if r.mask]
+    roots = {**{f"{d}": config.root_for(d) for d in config.datasets},
+             **{f"{d} prompts": f for d, f in config.normal_prompts}}
+    allowed = [*config.datasets, *(g.cls for g in plan.groups)]
+    PV.audit_run(out, inputs, roots, allowed)

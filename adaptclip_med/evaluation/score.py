@@ -34,6 +34,7 @@ from adaptclip_med.metrics import (
     specificity_at_sensitivity,
 )
 from adaptclip_med.model.backbone import ImageFeatures
+from adaptclip_med.reporting.labels import notice_of
 
 #: Kept-map roles: the highest-scored images, the highest-scored normals (false-positive candidates)
 #: and the lowest-scored abnormals (misses) — the report's overlay and miss galleries.
@@ -100,7 +101,8 @@ class PartScorer:
         """A scorer for ``part``; NIfTI slice maps of the first seed stream to ``out/parts/<stem>.volumes``."""
         ev = Evaluator(part.has_masks, config.pixel_mode, config.n_bins, config.map_range)
         first_seed = part.seed == config.seeds[0]
-        sink = VolumeSink.for_part(out / "parts" / f"{part.stem}.volumes", part.queries) if first_seed else None
+        sink = (VolumeSink.for_part(out / "parts" / f"{part.stem}.volumes", part.queries, group.pseudonymiser)
+                if first_seed else None)
         return cls(part, group, config, ev, sink)
 
     @property
@@ -139,8 +141,9 @@ class PartScorer:
                 pixel.update(amap, np.zeros(amap.shape, dtype=bool) if m is None else m[None])
             elif pixel is not None:
                 self.pixel_skipped += 1  # an abnormal image without its mask: left out of pixel metrics
-            self.rows.append({"image_id": start + j, "path": self.group.relative_key(rec), "group": rec.group or "",
-                              "label": int(rec.label), "score": float(res.scores[j])})
+            self.rows.append({"image_id": start + j, "path": self.group.relative_key(rec),
+                              "group": self.group.group_id(rec), "label": int(rec.label),
+                              "score": float(res.scores[j])})
         for pos, amap in zip(res.candidates.tolist(), res.candidate_maps, strict=True):
             for role in ROLES:
                 if _eligible(role, int(labels[pos])):
@@ -161,7 +164,8 @@ class PartScorer:
         maps_file, gallery = self._save_maps(out / "parts" / f"{part.stem}.npz")
         skipped_keys = {k for k, _ in self.skipped}
         volumes = [] if self.sink is None else self.sink.finish(
-            out, part, transform, config.map_range, op.pixel_threshold if op else None, skipped_keys)
+            out, part, transform, config.map_range, op.pixel_threshold if op else None, skipped_keys,
+            notice=notice_of(config))
         return {
             **key, "dataset": part.dataset, "cls": part.cls, "shots": part.shots, "seed": part.seed,
             "n_images": len(self.rows), "n_skipped": len(self.skipped),

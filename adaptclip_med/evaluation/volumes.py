@@ -36,11 +36,13 @@ class VolumeSink:
     slots: dict[str, tuple[str, int]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     records: dict[str, Record] = field(default_factory=dict)
+    pseudonymiser: Any = None
 
     @classmethod
-    def for_part(cls, folder: Path, queries: list[Record]) -> VolumeSink | None:
-        """A sink for the NIfTI slices among ``queries``; None when there are none."""
-        sink = cls(folder)
+    def for_part(cls, folder: Path, queries: list[Record], pseudonymiser: Any = None) -> VolumeSink | None:
+        """A sink for the NIfTI slices among ``queries``; None when there are none (``pseudonymiser``:
+        ``--anonymize`` names the volume files by the volume's pseudonym)."""
+        sink = cls(folder, pseudonymiser=pseudonymiser)
         for rec in queries:
             if rec.slice_index is not None and V.is_nifti(rec.image):
                 row = sink.sizes.get(rec.image, 0)
@@ -50,7 +52,7 @@ class VolumeSink:
         return sink if sink.slots else None
 
     def _file(self, source: str) -> Path:
-        return self.folder / f"{V.volume_file_stem(source)}.npy"
+        return self.folder / f"{V.volume_file_stem(source, self.pseudonymiser)}.npy"
 
     def write(self, recs: list[Record], maps: np.ndarray) -> None:
         """Store ``maps (B, S, S)`` of the batch's slices in their volumes' memmaps (flushed, closed)."""
@@ -71,7 +73,8 @@ class VolumeSink:
             del mm
 
     def finish(self, out: Path, part: Any, transform: Any, map_range: tuple[float, float],
-               threshold: float | None, skipped: set[str], max_panels: int = 12) -> list[str]:
+               threshold: float | None, skipped: set[str], max_panels: int = 12, notice: str | None = None
+               ) -> list[str]:
         """Write each volume's NIfTI map and montage (one volume in memory at a time); remove the memmaps.
 
         Returns:
@@ -89,13 +92,14 @@ class VolumeSink:
                           for rec in (self.records[key],))
             if not rows:
                 continue
-            stem = V.volume_file_stem(source)
+            stem = V.volume_file_stem(source, self.pseudonymiser)
             V.save_nifti(V.map_volume(source, {k: np.asarray(stored[row], dtype=np.float32) for k, row, _ in rows}),
                          folder / f"{stem}.nii.gz")
             picks = sorted({round(float(x)) for x in np.linspace(0, len(rows) - 1, min(max_panels, len(rows)))})
             panels = [(rows[p][0], np.asarray(transform(self.records[rows[p][2]].as_dict())["image_u8"]),
                        np.asarray(stored[rows[p][1]], dtype=np.float32)) for p in picks]
-            save_png(V.montage_figure(panels, *map_range, threshold=threshold), folder / f"{stem}_montage.png")
+            save_png(V.montage_figure(panels, *map_range, threshold=threshold), folder / f"{stem}_montage.png",
+                     notice=notice)
             del stored
             written.append(str((folder / f"{stem}.nii.gz").relative_to(out)))
         shutil.rmtree(self.folder, ignore_errors=True)

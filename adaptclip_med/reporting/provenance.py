@@ -86,6 +86,10 @@ def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], 
     notice = notice_of(config)
     if notice:
         run["notice"] = notice
+    if config.anonymize:  # no root, output folder, checkpoint path or command-line path in any file
+        from adaptclip_med.privacy import sanitize_settings
+
+        run = sanitize_settings(run)
     atomic_write_json(out / "run.json", run)
 
 

@@ -49,6 +49,7 @@ def test_demo_end_to_end_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "SYNTHETIC lesion" in page  # the protocol says what the demo set is
     summary = (run / "summary.csv").read_text(encoding="utf-8").splitlines()
     assert {row.split(",")[2] for row in summary[1:]} == {"0", "1"}  # zero- and few-shot rows
+    assert {row.split(",")[0] for row in summary[1:]} == {"brain_mri", "Avg"}  # the set's label, not "folder"
 
     chromium, browser = request.getfixturevalue("chromium"), request.getfixturevalue("browser")
     seen = browser.probe(chromium, run / "index.html", tmp_path / "probe")
