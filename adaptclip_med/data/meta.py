@@ -74,6 +74,7 @@ def load_meta(root: Path, *, meta: str | Path | None = None, **_: object) -> Loa
         raise DataValidationError(msg) from exc
     problems: list[Problem] = []
     records: list[Record] = []
+    screened: dict[str, str | None] = {}
     for split, classes in sections.items():
         for cls, items in classes.items():
             for item in items:
@@ -90,10 +91,13 @@ def load_meta(root: Path, *, meta: str | Path | None = None, **_: object) -> Loa
                 if mask is not None and not mask.exists():
                     problems.append((str(image), f"mask {mask.name} listed in meta.json but missing; skipped"))
                     continue
-                why = (screen_image(image, series=image.is_dir())
-                       or (screen_mask(mask) if label and mask is not None and item.get("slice_index") is None
-                           else None))
-                if why is not None:
+                if str(image) not in screened:  # volume slices share their file: screened (and listed) once
+                    screened[str(image)] = screen_image(image, series=image.is_dir())
+                    if screened[str(image)] is not None:
+                        problems.append((str(image), screened[str(image)]))
+                if screened[str(image)] is not None:
+                    continue
+                if label and mask is not None and item.get("slice_index") is None and (why := screen_mask(mask)):
                     problems.append((str(image), why))
                     continue
                 records.append(Record(str(image), str(mask) if mask else None, label,

@@ -209,3 +209,23 @@ def test_every_layout_lists_unusable_files(tmp_path):
     with pytest.raises(DataValidationError) as err:
         load_dataset("mvtec", root, strict=True)
     assert len(str(err.value).splitlines()) == 1 and "strict mode" in str(err.value)
+
+
+def test_meta_json_items_are_screened_once_per_file(tmp_path):
+    import json
+
+    _img(tmp_path / "a.png")
+    (tmp_path / "zero.nii.gz").write_bytes(b"")
+    _img(tmp_path / "b.png")
+    _img(tmp_path / "b_mask.png", value=0)  # an empty mask of an abnormal image
+    item = {"cls_name": "x", "specie_name": "good", "mask_path": ""}
+    meta = {"test": {"x": [{**item, "img_path": "a.png", "anomaly": 0},
+                           {**item, "img_path": "zero.nii.gz", "anomaly": 0, "slice_index": 0},
+                           {**item, "img_path": "zero.nii.gz", "anomaly": 0, "slice_index": 1},
+                           {**item, "img_path": "b.png", "mask_path": "b_mask.png", "anomaly": 1}]}}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    index = load_dataset("meta", tmp_path, holdout=0, dedupe_holdout=False)
+    problems = [(Path(p).name, why) for p, why in index.problems]
+    assert [p for p, _ in problems] == ["zero.nii.gz", "b.png"]
+    assert "0 bytes" in problems[0][1] and "empty (no foreground" in problems[1][1]
+    assert [Path(r.image).name for r in index.records] == ["a.png"]
