@@ -49,7 +49,8 @@ body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:0 auto;
 padding:1.5rem;color:#1d2733;background:#fbfcfd}
 h1{font-size:1.6rem;margin:.2rem 0}h2{border-bottom:2px solid #dbe3ea;padding-bottom:.2rem;margin-top:2rem}
 .notice{background:#fff3cd;border:2px solid #e0a800;padding:.7rem 1rem;font-weight:600;border-radius:6px}
-table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.9rem}
+table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.85rem}
+.long{white-space:normal;min-width:16rem;max-width:26rem;text-align:left}
 th,td{border:1px solid #cfd8e0;padding:.25rem .5rem;text-align:right;white-space:nowrap}
 th{background:#eef3f7}td:first-child,th:first-child{text-align:left}
 .cap{font-weight:600;margin:.8rem 0 .2rem;max-width:1000px}.tbl{overflow-x:auto}
@@ -143,7 +144,11 @@ def parse_markdown_tables(text: str) -> list[MarkdownTable]:
 
 def _table_html(df: pd.DataFrame, caption: str, notes: list[str] | None = None) -> str:
     """A ``<div class="tbl">``: caption paragraph, the table, its notes."""
-    body = df.to_html(index=False, escape=True, border=0, na_rep="–")
+    def cell(value: object) -> str:  # long prose (a threshold rule) wraps; numbers stay on one line
+        text = html.escape("–" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value))
+        return f'<div class="long">{text}</div>' if len(text) > 40 else text
+
+    body = df.map(cell).to_html(index=False, escape=False, border=0, na_rep="–")
     cap = f'<p class="cap">{html.escape(caption)}</p>' if caption else ""
     notes_html = "".join(f'<p class="note">{html.escape(n.removeprefix("- "))}</p>' for n in notes or [])
     return f'<div class="tbl">{cap}{body}{notes_html}</div>'
