@@ -241,17 +241,52 @@ def clinical_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(clin), pd.DataFrame(ops)
 
 
+def na_notes(items: list[tuple[str, str, str]]) -> list[str]:
+    """Notes under a table for its ``N/A`` cells: one line per reason and set of metrics, naming the rows.
+
+    Args:
+        items: ``(row, metric, reason)`` for every N/A cell (``row`` e.g. ``"kvasir / colon"``).
+
+    Returns:
+        Lines like ``"- N/A I-AUROC, I-AUPR for kvasir / colon, endo / colon: no normal images in this set"``
+        (metrics in first-seen order, rows in first-seen order).
+    """
+    per_row: dict[tuple[str, str], list[str]] = {}
+    for row, metric, why in items:
+        names = per_row.setdefault((row, why), [])
+        if metric not in names:
+            names.append(metric)
+    grouped: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (row, why), names in per_row.items():
+        grouped.setdefault((why, tuple(names)), []).append(row)
+    return [f"- N/A {', '.join(names)} for {', '.join(rows)}: {why}" for (why, names), rows in grouped.items()]
+
+
+def _summary_na(summary: pd.DataFrame, metrics: tuple[str, ...] = PAPER_METRICS) -> list[tuple[str, str, str]]:
+    """``(row, metric, reason)`` of the N/A cells of the main table (data-set rows; ``Avg`` rows skip them)."""
+    items = []
+    for _, r in summary[summary["class"] != "Avg"].iterrows():
+        found = dict(x.split(": ", 1) for x in str(r.get("na_reasons") or "").split("; ") if ": " in x)
+        items += [(f"{r['dataset']} / {r['class']}", m, found[m]) for m in metrics if m in found]
+    return items
+
+
 def _clinical_md(clin: pd.DataFrame) -> str:
     def fmt(r: pd.Series, name: str) -> str:
         if pd.isna(r.get(name)):
-            return f"N/A ({r.get(f'{name}_reason', '')})"
+            return "N/A"
         ci = "" if pd.isna(r.get(f"{name}_low")) else f" ({100 * r[f'{name}_low']:.1f}–{100 * r[f'{name}_high']:.1f})"
         return f"{100 * r[name]:.1f}{ci}"
 
     disp = pd.DataFrame([{"Dataset": r["dataset"], "Class": r["class"], "k": r["shots"], "seed": r["seed"],
                           "Sens @ 95 % spec": fmt(r, "sens@95spec"), "Spec @ 95 % sens": fmt(r, "spec@95sens"),
                           "CI unit": r.get("ci_unit", "")} for _, r in clin.iterrows()])
-    return disp.to_markdown(index=False) if len(disp) else "(no parts)"
+    if not len(disp):
+        return "(no parts)"
+    names = {"sens@95spec": "Sens @ 95 % spec", "spec@95sens": "Spec @ 95 % sens"}
+    missing = [(f"{r['dataset']} / {r['class']}", shown, str(r.get(f"{name}_reason", "") or "not applicable"))
+               for _, r in clin.iterrows() for name, shown in names.items() if pd.isna(r.get(name))]
+    return "\n\n".join([disp.to_markdown(index=False), *(["\n".join(na_notes(missing))] if missing else [])])
 
 
 def _operating_points_md(records: list[dict[str, Any]]) -> str:
@@ -309,8 +344,7 @@ def write_tables(out: Path, records: list[dict[str, Any]], config: EvalConfig,
     write_csv(out / "clinical.csv", clin)
     write_csv(out / "operating_points.csv", ops)
     disp = display_frame(summary)
-    reasons = sorted({x for s in summary["na_reasons"] if s for x in s.split("; ")})
-    notes = [f"- N/A {x}" for x in reasons] + [f"- {n}" for n in (_pixel_skipped_note(counts), SKIPPED_NOTE) if n]
+    notes = na_notes(_summary_na(summary)) + [f"- {n}" for n in (_pixel_skipped_note(counts), SKIPPED_NOTE) if n]
     notes.append(f"- Protocol: {config.protocol_string()}.")
     caption = with_notice(f"AdaptCLIP results (%); {seeds_caption(sorted(set(summary['shots'])), list(config.seeds))}.",
                           notice)

@@ -71,10 +71,13 @@ def test_display_and_files(records: list[dict], tmp_path: Path) -> None:
     config = EvalConfig(datasets=("a", "b"), roots=(("a", "."), ("b", ".")), seeds=(10, 20))
     write_tables(tmp_path, records, config)
     md = (tmp_path / "tables" / "main.md").read_text()
-    assert "- N/A P-AUPR: no ground-truth masks" in md
+    notes = [line for line in md.splitlines() if line.startswith("- N/A")]
+    assert notes == ["- N/A P-AUPR for b / only: no ground-truth masks"]  # by metric and the rows it concerns
     tex = (tmp_path / "tables" / "main.tex").read_text()
     assert r"60.0 $\pm$ 10.0" in tex and r"(\%)" in tex
-    assert "N/A (no normal images)" in (tmp_path / "tables" / "clinical.md").read_text()
+    clinical = (tmp_path / "tables" / "clinical.md").read_text()
+    assert "N/A (" not in clinical  # reasons once under the table, by metric and rows, not in every cell
+    assert "- N/A Sens @ 95 % spec for a / c1, a / c2, b / only: no normal images\n" in clinical
 
 
 def test_resolve_roots(tmp_path: Path) -> None:
@@ -89,3 +92,14 @@ def test_resolve_roots(tmp_path: Path) -> None:
         resolve_roots(["br35h"], [f"endo={tmp_path}"])
     with pytest.raises(DataValidationError, match="no folder given"):
         resolve_roots(["br35h"], [])
+
+
+def test_na_notes_group_rows_by_reason_and_metrics() -> None:
+    from adaptclip_med.reporting.tables import na_notes
+
+    items = [("br35h / brain", "P-AUROC", "no masks"), ("br35h / brain", "AUPRO", "no masks"),
+             ("kvasir / colon", "I-AUROC", "no normals"), ("covid19 / chest", "P-AUROC", "no masks"),
+             ("covid19 / chest", "AUPRO", "no masks"), ("br35h / brain", "P-AUROC", "no masks")]
+    assert na_notes(items) == ["- N/A P-AUROC, AUPRO for br35h / brain, covid19 / chest: no masks",
+                               "- N/A I-AUROC for kvasir / colon: no normals"]
+    assert na_notes([]) == []
