@@ -216,7 +216,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
 
 def report_lines(result: object) -> list[str]:
     """What the CLI prints after a run: reuse and why, encodes, skipped files; the last line names index.html."""
-    from adaptclip_med.evaluation.write import SHOWN_SKIPS
+    from adaptclip_med.skips import screen_lines
 
     lines = [f"{len(result.computed)} part(s) computed, {len(result.reused)} reused from an earlier run"
              + (" (same settings, weights, checkpoint and image bytes)" if result.reused else "")]
@@ -231,11 +231,7 @@ def report_lines(result: object) -> list[str]:
                     result.batches_reused else
                     f"; {result.batches_reused} batch(es) resumed from an interrupted run" if result.batches_reused
                     else ""))
-    if result.skipped:
-        lines.append(f"{len(result.skipped)} file(s) skipped — see {result.out / 'skipped.csv'}:")
-        lines += [f"  {s.dataset}: {s.path}: {s.reason}" for s in result.skipped[:SHOWN_SKIPS]]
-        if len(result.skipped) > SHOWN_SKIPS:
-            lines.append(f"  ... and {len(result.skipped) - SHOWN_SKIPS} more")
+    lines += screen_lines(result.skipped, result.out / 'skipped.csv')
     if result.store_note:
         lines.append(result.store_note)
     lines.append(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fill the feature cache before epoch 1 (under torchrun: each process fills its share)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--no-export", action="store_true", help="skip the authors'-format export")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable or unusable file (default: skip it and list it in skipped.csv)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -74,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        image_size=args.image_size, checkpoint=args.checkpoint,
                        allow_random_backbone=args.allow_random_backbone, config=config,
                        cache_dir=args.cache_dir, resume=args.resume, precompute=args.precompute,
-                       export_authors=not args.no_export, ctx=ctx)
+                       export_authors=not args.no_export, strict=args.strict, ctx=ctx)
     except (AdaptCLIPError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result is None:
         print(f"rank {ctx.rank}: stored its share of the feature cache; rank 0 trains")
         return 0
+    from adaptclip_med.skips import screen_lines
+
+    for line in screen_lines(result.skipped, result.out / "skipped.csv"):
+        print(line)
     last = result.log[-1] if result.log else {}
     print(f"trained {len(result.log)} epoch(s); final loss {last.get('loss', float('nan')):.4f}")
     print(f"adapters: {result.final_dir}")

@@ -227,9 +227,9 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     (abnormal / "zero.png").write_bytes(b"")                                      # the case
     bad[abnormal / "zero.png"] = r"0 bytes"
     _png(root / "full.png", _organ(40))
-    bad[_truncate(root / "full.png", normal / "truncated.png")] = r"truncat|cannot be read|broken"
+    bad[_truncate(root / "full.png", normal / "truncated.png")] = r"^PNG file is truncated or corrupt$"
     Image.fromarray(rgb).save(root / "full.jpg", quality=95)
-    bad[_truncate(root / "full.jpg", normal / "truncated.jpg")] = r"truncat|cannot be read|broken"
+    bad[_truncate(root / "full.jpg", normal / "truncated.jpg")] = r"^JPEG file is truncated or corrupt$"
     tifffile.imwrite(root / "full.tif", planar, photometric="rgb", planarconfig="separate")
     bad[_truncate(root / "full.tif", normal / "truncated.tif", 0.4)] = r"truncat|cannot be read|corrupt"
     for f in ("full.png", "full.jpg", "full.tif"):
@@ -237,7 +237,7 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     bad[_copy_testdata("MR_truncated.dcm", normal / "truncated_pixels.dcm")] = r"truncat|cannot be read|pixel"
     write_dicom(root / "full.dcm", _organ(41))
     bad[_truncate(root / "full.dcm", normal / "truncated_header.dcm", 0.05)] = (
-        r"not a readable dicom|cannot be read|unpack")
+        r"^DICOM file is truncated inside its header$")
     (root / "full.dcm").unlink()
     bad[_nifti_gz_truncated(normal / "truncated.nii.gz")] = r"truncat|cannot be read|not decompress|gzip"
     (normal / "text.nii.gz").write_text("this is a text file, not a NIfTI volume\n" * 20)

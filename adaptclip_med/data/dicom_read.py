@@ -15,12 +15,13 @@ plugins, then pydicom's ``apply_modality_lut`` (RescaleSlope/Intercept *or* Moda
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
 from ..errors import ImageReadError, NotAnImageError, exception_line
@@ -84,7 +85,12 @@ def check_is_image(ds: pydicom.Dataset, path: str | Path, *, has_pixels: bool = 
     if not_image:
         raise NotAnImageError(path, f"DICOM {name} object, not an image", fix)
     if has_pixels and not any(k in ds for k in PIXEL_KEYWORDS):
-        raise NotAnImageError(path, f"DICOM {name} object without pixel data, not an image", fix)
+        # pydicom stops silently at the end of the bytes: a file cut between two elements reads as an
+        # image object (or a cut SOP Class UID) without its pixel data
+        cut = "Image Storage" in name or name == "unknown SOP class" or name.startswith("SOP class ")
+        hint = " (the file may be truncated)" if cut else ""
+        raise NotAnImageError(path, f"DICOM {name} object without pixel data{hint}, not an image",
+                              "re-export or re-download the complete file" if cut else fix)
 
 
 def read_dataset(path: str | Path, *, pixels: bool) -> pydicom.Dataset:
@@ -93,7 +99,13 @@ def read_dataset(path: str | Path, *, pixels: bool) -> pydicom.Dataset:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return pydicom.dcmread(path, stop_before_pixels=not pixels)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (struct.error, EOFError) as exc:  # pydicom ran out of bytes while parsing an element
+        raise ImageReadError(path, "DICOM file is truncated inside its header",
+                             "re-export or re-download the complete file") from exc
+    except BytesLengthException as exc:  # a header value shorter than its VR needs: cut (or corrupt) there
+        raise ImageReadError(path, "DICOM file is truncated or corrupt inside its header",
+                             "re-export or re-download the complete file") from exc
+    except (InvalidDicomError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ImageReadError(path, f"not a readable DICOM file ({exception_line(exc)})",
                              "check that the file is a complete DICOM file") from exc
 

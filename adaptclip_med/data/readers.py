@@ -20,7 +20,9 @@ DICOM objects that are not images), never a reader's traceback.
 from __future__ import annotations
 
 import logging
+import struct
 import warnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -40,6 +42,27 @@ from .tiff import read_tiff
 __all__ = ["FORMATS", "LoadMedicald", "image_format", "pil_converter"]
 
 _FORMAT_NAMES = {"pil": "PNG/JPEG/BMP", "tiff": "TIFF", "dicom": "DICOM", "nifti": "NIfTI"}
+
+
+#: What a decoder raises when the bytes end early (``struct`` unpacking a cut chunk header, gzip/zlib
+#: streams cut short): named "truncated or corrupt" instead of the library's wording.
+_TRUNCATION_ERRORS: tuple[type[BaseException], ...] = (struct.error, EOFError, zlib.error)
+_RASTER_KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+
+
+def decode_problem(exc: BaseException, fmt: str, path: str | Path) -> str:
+    """One line for a file that the ``fmt`` reader could not decode, without the file's folder.
+
+    A cut file is named as such ("PNG file is truncated or corrupt"); other failures keep the
+    innermost library message (``cannot be read as PNG/JPEG/BMP (OSError: ...)``).
+    """
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    kind = _RASTER_KINDS.get(Path(path).suffix.lower(), _FORMAT_NAMES[fmt]) if fmt == "pil" else _FORMAT_NAMES[fmt]
+    if isinstance(root, _TRUNCATION_ERRORS) or "truncated" in str(root).lower():
+        return f"{kind} file is truncated or corrupt"
+    return f"cannot be read as {_FORMAT_NAMES[fmt]} ({exception_line(exc).replace(str(path), Path(path).name)})"
 
 
 class _NativeOrder:
@@ -119,8 +142,8 @@ class LoadMedicald(MapTransform):
                 warnings.simplefilter("ignore")
                 array = np.asarray(self._loaders[(key, fmt)]({key: path})[key])
         except Exception as exc:  # MONAI wraps reader errors in nested RuntimeErrors: keep the root's line
-            raise ImageReadError(path, f"cannot be read as {_FORMAT_NAMES[fmt]} ({exception_line(exc)})",
-                                 "the file is truncated or corrupt; re-download or re-export it") from exc
+            raise ImageReadError(path, decode_problem(exc, fmt, path),
+                                 "re-download or re-export the complete file") from exc
         return array, extra
 
     def _read(self, key: Hashable, fmt: str, path: str) -> tuple[np.ndarray, dict[str, object]]:

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from adaptclip_med.data.records import Record
-from adaptclip_med.errors import AdaptCLIPError, ImageReadError
+from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.model.backbone import ImageFeatures
-
-#: Exceptions a reader or transform raises for a file it cannot use: the file is skipped with the reason.
-READ_ERRORS: tuple[type[BaseException], ...] = (ImageReadError, AdaptCLIPError, OSError, ValueError, RuntimeError,
-                                                IndexError, KeyError)
+from adaptclip_med.skips import READ_ERRORS, reason_of
 
 
 class FeatureStore(Protocol):
@@ -75,11 +71,8 @@ def batch_ranges(n: int, batch_size: int) -> list[range]:
 
 
 def _reason(err: BaseException, record: Record) -> str:
-    """One line, without an absolute path: the reader's problem (naming the mask when the mask failed)."""
-    if isinstance(err, ImageReadError):
-        return err.problem if err.path == str(record.image) else f"mask {Path(err.path).name}: {err.problem}"
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0].replace(str(record.image), Path(record.image).name) if lines else type(err).__name__
+    """One line, without an absolute path (:func:`adaptclip_med.skips.reason_of` for the record's image)."""
+    return reason_of(err, record.image)
 
 
 class _BatchReader(torch.utils.data.Dataset):

@@ -16,26 +16,10 @@ from adaptclip_med import data as D
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.data.prompts import PromptDraw
 from adaptclip_med.data.records import Record
-from adaptclip_med.errors import AdaptCLIPError, DataValidationError, ImageReadError, PromptError
+from adaptclip_med.errors import AdaptCLIPError, ImageReadError, PromptError
 from adaptclip_med.privacy import Pseudonymiser
 from adaptclip_med.reporting.provenance import slug
-
-
-@dataclass(frozen=True)
-class Skip:
-    """One input file left out of the run, and why (a row of ``skipped.csv``).
-
-    Attributes:
-        dataset: the data set's label.
-        path: the file, relative to the data set's folder (``normal-prompts/...`` for a prompt folder).
-        reason: one line.
-        cls: the class, when known (files that failed while scoring); "" for loader problems.
-    """
-
-    dataset: str
-    path: str
-    reason: str
-    cls: str = ""
+from adaptclip_med.skips import Skip, one_line, relative_path, strict_error
 
 
 @dataclass
@@ -137,22 +121,6 @@ class Plan:
         return [p for g in self.groups for p in g.parts]
 
 
-def relative_path(path: str, root: Path, prompt_root: Path | None = None) -> str:
-    """A path for the outputs: relative to the data folder, never absolute (``#slice`` kept)."""
-    p = Path(path)
-    for base, prefix in ((root, ""), (prompt_root, "normal-prompts/")):
-        if base is None:
-            continue
-        # the path as listed first (a symbolic link, broken or not, keeps its own name), then resolved
-        for here, there in ((p.absolute(), Path(base).absolute()),
-                            (p.resolve(), Path(base).resolve())):
-            try:
-                return prefix + here.relative_to(there).as_posix()
-            except ValueError:
-                continue
-    return p.name
-
-
 def select_queries(records: list[Record], limit: int | None) -> list[Record]:
     """At most ``limit`` records, alternating normal / abnormal (sorted by path) while both last."""
     ordered = sorted(records, key=lambda r: r.key)
@@ -188,12 +156,10 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
         index = D.load_dataset(config.layout_for(name), root, **options)
         prompt_root = Path(folder) if folder else None
         if config.strict and index.problems:
-            path, problem = index.problems[0]
-            msg = f"{path}: {_one_line(problem)} (--strict stops at the first unusable file)"
-            raise DataValidationError(msg)
+            raise strict_error(*index.problems[0])
         folders = [f for f in (root, prompt_root) if f is not None]
-        skipped += [Skip(name, pseudonymiser.path_of(path), pseudonymiser.scrub(_one_line(problem), folders))
-                    if pseudonymiser else Skip(name, relative_path(path, root, prompt_root), _one_line(problem))
+        skipped += [Skip(name, pseudonymiser.path_of(path), pseudonymiser.scrub(one_line(problem), folders))
+                    if pseudonymiser else Skip(name, relative_path(path, root, prompt_root), one_line(problem))
                     for path, problem in index.problems]
         for cls in index.classes:
             queries = select_queries([r for r in index.records if r.cls == cls], config.limit)
@@ -235,7 +201,7 @@ def _draw_parts(group: ClassGroup, index: D.DatasetIndex, config: EvalConfig) ->
             bad = str(err.path)
             if config.strict or not _drop(group, index, bad):
                 raise
-            skipped.append(Skip(group.dataset, group.relative(bad), group.clean(_one_line(err.problem)), group.cls))
+            skipped.append(Skip(group.dataset, group.relative(bad), group.clean(one_line(err.problem)), group.cls))
         except PromptError as err:
             msg = f"data set {group.dataset!r}, class {group.cls!r}: --shots {k} is impossible: {err}"
             raise PromptError(msg) from err
@@ -248,8 +214,3 @@ def _drop(group: ClassGroup, index: D.DatasetIndex, path: str) -> bool:
     if group.cls in index.prompt_pool:
         index.prompt_pool[group.cls] = [r for r in index.prompt_pool[group.cls] if r.image != path]
     return len(group.queries) + len(index.prompt_pool.get(group.cls, [])) < before
-
-
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else "unreadable"

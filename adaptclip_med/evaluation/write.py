@@ -6,23 +6,18 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from adaptclip_med.config import EvalConfig
-from adaptclip_med.evaluation.plan import Plan, Skip
-from adaptclip_med.io import atomic_write_text
+from adaptclip_med.evaluation.plan import Plan
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.figures import render_run_figures
 from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
 from adaptclip_med.reporting.tables import per_image_frame, write_tables
-
-#: Skipped files named on screen and in ``run.json`` (all of them are in ``skipped.csv``).
-SHOWN_SKIPS = 5
+from adaptclip_med.skips import Skip, skipped_summary, write_skipped
 
 
 def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:
@@ -34,23 +29,6 @@ def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:
         for s in r.get("skipped", []):
             seen.setdefault((r["dataset"], s["path"]), Skip(r["dataset"], s["path"], s["reason"], r["cls"]))
     return list(seen.values())
-
-
-def write_skipped(out: Path, skips: list[Skip]) -> Path:
-    """``skipped.csv``: ``path,reason,dataset,class`` (root-relative paths; header only when none skipped)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "reason", "dataset", "class"])
-    writer.writerows([s.path, s.reason, s.dataset, s.cls] for s in skips)
-    atomic_write_text(out / "skipped.csv", buf.getvalue())
-    return out / "skipped.csv"
-
-
-def skipped_summary(skips: list[Skip]) -> dict[str, Any]:
-    """What ``run.json`` says about skipped files: count, file, the first few."""
-    return {"count": len(skips), "file": "skipped.csv",
-            "first": [{"dataset": s.dataset, "class": s.cls, "path": s.path, "reason": s.reason}
-                      for s in skips[:SHOWN_SKIPS]]}
 
 
 def scored_parts(plan: Plan, records: list[dict[str, Any]]) -> list[Any]:

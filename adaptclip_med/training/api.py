@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from adaptclip_med.distributed import Dist, shard, together
 from adaptclip_med.errors import DataValidationError
+from adaptclip_med.skips import Skip, one_line, relative_path, strict_error
 
 from .cache import FeatureCache
 from .config import TrainConfig
@@ -76,6 +77,7 @@ def train(
     resume: bool = False,
     precompute: bool = False,
     export_authors: bool = True,
+    strict: bool = False,
     ctx: Dist | None = None,
 ) -> TrainResult | None:
     """Train AdaptCLIP's adapters on an industrial data set (method spec §5).
@@ -92,11 +94,14 @@ def train(
         resume: continue the run in ``out`` exactly.
         precompute: fill the feature cache for all images before the first epoch.
         export_authors: also write ``out/adaptclip_authors.pth``.
+        strict: stop at the first unusable file (a problem the loader lists, or an image or mask that
+            cannot be read) with a one-line error; by default such files are skipped and listed on
+            ``TrainResult.skipped``, in ``out/skipped.csv`` and in ``out/run.json``.
         ctx: under ``torchrun`` (``precompute`` only): every rank fills its share of the cache, then
             rank 0 trains from the full cache and the others return ``None``.
 
     Raises:
-        DataValidationError: missing test split, anomalous images without masks, problems in the set.
+        DataValidationError: missing test split; with ``strict``, the first unusable file.
         PromptError: a class without normal train images.
         CheckpointMismatchError: ``resume`` with another configuration.
     """
@@ -105,7 +110,10 @@ def train(
 
     config = config or TrainConfig()
     check_out_folder(Path(out), resume)  # before any work
-    index = load_dataset(dataset, root, strict=True)
+    index = load_dataset(dataset, root)
+    if strict and index.problems:
+        raise strict_error(*index.problems[0])
+    skipped = [Skip(dataset, relative_path(path, Path(root)), one_line(why)) for path, why in index.problems]
     samples, pool = samples_from_index(index)
     if "pqa" in config.branches:
         pool = check_prompt_pool(samples, pool, source=f"{dataset} at {root}")
@@ -120,4 +128,5 @@ def train(
     if not ctx.is_main:
         return None
     return train_adapters(model, samples, pool, out, config, cache_dir=cache_dir, resume=resume,
-                          export_authors=export_authors)
+                          export_authors=export_authors, skipped=skipped, strict=strict, data_root=root,
+                          dataset=dataset)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from adaptclip_med.data.pixels import load_mask  # the one mask rule (spec §5), shared with evaluation
 from adaptclip_med.io import sha256_file
+from adaptclip_med.skips import READ_ERRORS, reason_of, strict_error
 
 from .cache import DTYPES, FeatureCache, split_features, to_storage
 
@@ -52,18 +53,58 @@ class FeatureSource:
         for path in tqdm(todo, desc="hashing files", disable=not progress or not todo, leave=False):
             self.sha[path] = sha256_file(path)
 
+    def _encode_images(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen features of ``(3, S, S)`` images: global ``(B, D)``, patches ``(B, L, N, D)``, CPU."""
+        with torch.no_grad():
+            feats = self.model.encode_images(torch.stack(list(images)))
+        self.computed += len(images)
+        return feats.global_.float().cpu(), torch.stack([t.float().cpu() for t in feats.patches], 1)
+
     def _encode(self, paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen features (``model.encode_images``): global ``(B, D)``, patches ``(B, L, N, D)``, CPU."""
-        globals_, patches = [], []
-        for start in range(0, len(paths), self.chunk):
-            part = paths[start:start + self.chunk]
-            images = torch.stack([self.model.preprocess(p) for p in part])
-            with torch.no_grad():
-                feats = self.model.encode_images(images)
-            globals_.append(feats.global_.float().cpu())
-            patches.append(torch.stack([t.float().cpu() for t in feats.patches], 1))
-            self.computed += len(part)
-        return torch.cat(globals_), torch.cat(patches)
+        parts = [self._encode_images([self.model.preprocess(p) for p in paths[start:start + self.chunk]])
+                 for start in range(0, len(paths), self.chunk)]
+        return torch.cat([g for g, _ in parts]), torch.cat([p for _, p in parts])
+
+    def screen(self, paths: Iterable[Path], masks: Iterable[Path] = (), progress: bool = False,
+               strict: bool = False) -> dict[Path, str]:
+        """Read every image and mask once; return ``{path: reason}`` of those that cannot be used.
+
+        With a cache, the readable images (and masks) not stored yet are encoded and stored on the way
+        (a stored entry was read before: it is not read again); without one, pixels are only decoded.
+        Reasons are one line, without the file's folder (:func:`adaptclip_med.skips.reason_of`).
+
+        Raises:
+            DataValidationError: ``strict`` and a file cannot be used (one line naming it).
+        """
+        images = list(dict.fromkeys(Path(p) for p in paths))
+        masks = list(dict.fromkeys(Path(p) for p in masks))
+        self.hash_files(images + masks)
+        if self.cache is not None:
+            images = [p for p in images if self.cache.features(self.sha[p]) is None]
+            masks = [p for p in masks if self.cache.mask(self.sha[p]) is None]
+        failed: dict[Path, str] = {}
+        for path in masks:
+            try:
+                mask = load_mask(path, self.size)
+            except READ_ERRORS as exc:
+                failed[path] = self._failed(path, exc, strict)
+                continue
+            if self.cache is not None:
+                self.cache.store_mask(self.sha[path], mask)
+        steps = range(0, len(images), self.chunk)
+        for start in tqdm(steps, desc="reading images", disable=not progress or not images, leave=False):
+            read: dict[Path, torch.Tensor] = {}
+            for path in images[start:start + self.chunk]:
+                try:
+                    read[path] = self.model.preprocess(path)
+                except READ_ERRORS as exc:
+                    failed[path] = self._failed(path, exc, strict)
+            if read and self.cache is not None:
+                global_, patches = self._encode_images(list(read.values()))
+                for i, path in enumerate(read):
+                    self.cache.store_features(self.sha[path], global_[i], patches[i])
+        return failed
 
     def _cached(self, paths: Sequence[Path]) -> dict[Path, np.ndarray]:
         """Stored arrays of ``paths`` (memory-mapped); the missing ones are encoded and stored first."""
@@ -77,12 +118,22 @@ class FeatureSource:
                 found[path] = self.cache.store_features(self.sha[path], global_[i], patches[i])
         return found
 
+    @staticmethod
+    def _failed(path: Path, exc: BaseException, strict: bool) -> str:
+        reason = reason_of(exc, path)
+        if strict:
+            raise strict_error(path, reason) from None
+        return reason
+
     def fill(self, paths: Iterable[Path]) -> int:
-        """Compute and store every image of ``paths`` that the cache lacks; return how many."""
+        """Compute and store every readable image of ``paths`` that the cache lacks; return how many.
+
+        Unreadable images are left out here (training lists them: :meth:`screen`).
+        """
         if self.cache is None:
             return 0
         before = self.computed
-        self._cached(list(paths))
+        self.screen(paths)
         return self.computed - before
 
     def features(self, paths: Sequence[Path]) -> tuple[torch.Tensor, list[torch.Tensor]]:

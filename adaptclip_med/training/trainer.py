@@ -2,7 +2,8 @@
 
 Output folder ``out``::
 
-    run.json                      configuration, model and data identity
+    run.json                      configuration, model and data identity, skipped files (count, first few)
+    skipped.csv                   every file left out (``path,reason,dataset,class``; see adaptclip_med.skips)
     train_log.csv                 one row per epoch: every loss term (mean over the epoch's queries)
     checkpoints/epoch_NNN/        per-epoch checkpoint (see :mod:`.state`), resumable
     final/                        the last epoch's adapters in our format (``load_model(checkpoint=...)``)
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from adaptclip_med.checkpoint import export_authors as export_authors_checkpoint
 from adaptclip_med.checkpoint import save_adapters
 from adaptclip_med.io import atomic_write_json, atomic_write_text
+from adaptclip_med.skips import Skip, relative_path, skipped_summary, write_skipped
 
 from .cache import FeatureCache, feature_spec
 from .config import TrainConfig
@@ -52,6 +54,7 @@ class TrainResult:
         authors_checkpoint: the export in the authors' format (``None`` if not requested).
         features_computed: images run through the backbone by this call (0 when all were cached).
         cache_note: what the feature cache reused and why it computed the rest (also in ``run.json``).
+        skipped: files left out (the loader's, then those that could not be read), as in ``skipped.csv``.
     """
 
     out: Path
@@ -60,6 +63,7 @@ class TrainResult:
     authors_checkpoint: Path | None = None
     features_computed: int = 0
     cache_note: str | None = None
+    skipped: list[Skip] = field(default_factory=list)
 
 
 def model_identity(model: torch.nn.Module) -> dict[str, Any]:
@@ -139,6 +143,38 @@ def _run_epoch(model: torch.nn.Module, source: FeatureSource, opt: torch.optim.O
     return row
 
 
+def drop_unreadable(source: FeatureSource, samples: Sequence[TrainSample], pool: Mapping[str, Sequence[Path]],
+                    config: TrainConfig, strict: bool, root: Path, dataset: str
+                    ) -> tuple[list[TrainSample], dict[str, list[Path]], list[Skip]]:
+    """Read every query, mask and prompt once (:meth:`FeatureSource.screen`); leave out what fails.
+
+    A query whose image or mask cannot be read is skipped (listed under its image), an unreadable
+    prompt under its class. Returns the kept queries, the kept prompt pool and the skips.
+
+    Raises:
+        DataValidationError: ``strict`` and an unreadable file (one line naming it).
+        PromptError: a class left without a readable prompt (PQA only).
+    """
+    failed = source.screen([s.image for s in samples] + [p for paths in pool.values() for p in paths],
+                           [s.mask for s in samples if s.mask], progress=config.progress, strict=strict)
+    if not failed:
+        return list(samples), {cls: list(paths) for cls, paths in pool.items()}, []
+    skips: list[Skip] = []
+    kept = []
+    for s in samples:
+        why = failed.get(s.image) or (s.mask in failed and f"mask {s.mask.name}: {failed[s.mask]}")
+        if why:
+            skips.append(Skip(dataset, relative_path(s.image, root), why, s.cls))
+        else:
+            kept.append(s)
+    skips += [Skip(dataset, relative_path(p, root), failed[p], cls)
+              for cls, paths in pool.items() for p in paths if p in failed]
+    kept_pool = {cls: [p for p in paths if p not in failed] for cls, paths in pool.items()}
+    if "pqa" in config.branches:
+        kept_pool = check_prompt_pool(kept, kept_pool, source=f"the readable prompts of {dataset or 'the data'}")
+    return kept, kept_pool, skips
+
+
 def train_adapters(
     model: torch.nn.Module,
     samples: Sequence[TrainSample],
@@ -149,6 +185,10 @@ def train_adapters(
     cache_dir: str | Path | None = None,
     resume: bool = False,
     export_authors: bool = True,
+    skipped: Sequence[Skip] = (),
+    strict: bool = False,
+    data_root: str | Path | None = None,
+    dataset: str = "",
 ) -> TrainResult:
     """Train the adapters of ``model`` in place (method spec §5) and write the run to ``out``.
 
@@ -161,6 +201,10 @@ def train_adapters(
         cache_dir: feature cache folder (default ``out/cache``); may be shared between runs.
         resume: continue from the last checkpoint in ``out`` (exactly as if never interrupted).
         export_authors: also write the final adapters in the authors' ``.pth`` format.
+        skipped: files already left out by the loader (listed first in ``skipped.csv``).
+        strict: stop at the first image or mask that cannot be read instead of skipping it.
+        data_root, dataset: name skipped files relative to ``data_root`` (default: the current
+            folder) under the label ``dataset``.
 
     Returns:
         :class:`TrainResult`; the model is left in eval mode with the final adapters.
@@ -169,6 +213,7 @@ def train_adapters(
         FileExistsError: ``out`` holds checkpoints and ``resume`` is False.
         CheckpointMismatchError: resuming with another configuration, model or data.
         PromptError: a class without normal prompt images (PQA only).
+        DataValidationError: ``strict`` and an unreadable file; fewer than 2 readable queries.
     """
     config = config or TrainConfig()
     out = Path(out)
@@ -185,10 +230,14 @@ def train_adapters(
     log = load_epoch(out, start_epoch, model, opt, identity) if start_epoch else []
     if config.use_cache:  # only now: a refused resume leaves no trace
         source.cache = FeatureCache(cache_dir or out / "cache", ident_model, config.cache_dtype)
+    samples, pool, unread = drop_unreadable(source, samples, pool, config, strict,
+                                            Path(data_root) if data_root else Path.cwd(), dataset)
+    skips = list(dict.fromkeys([*skipped, *unread]))
+    write_skipped(out, skips)
     run_info = {"config": config.__dict__, "identity": identity, "queries": len(samples),
-                "prompt_classes": sorted(pool)}
+                "prompt_classes": sorted(pool), "skipped": skipped_summary(skips)}
     atomic_write_json(out / "run.json", run_info)
-    result = TrainResult(out=out)
+    result = TrainResult(out=out, skipped=skips)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         log.append(_run_epoch(model, source, opt, samples, pool, config, epoch))
         if source.cache is not None and epoch == start_epoch + 1:  # what was reused, and why not the rest

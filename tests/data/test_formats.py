@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_file
 
 from adaptclip_med.data import build_transforms
 from adaptclip_med.data.formats import image_format
-from adaptclip_med.data.writers import write_nifti
+from adaptclip_med.data.writers import write_dicom, write_nifti
 from adaptclip_med.errors import ImageReadError
 
 RNG = np.random.default_rng(0)
@@ -131,17 +131,24 @@ def test_zero_byte_and_truncated_files_are_one_line(tmp_path):
         (tmp_path / name).write_bytes(b"")
         _one_line_error(tmp_path / name, "file is empty (0 bytes)")
     (tmp_path / "cut.png").write_bytes(_png_bytes(RGB)[:200])
-    _one_line_error(tmp_path / "cut.png", "cannot be read as PNG/JPEG/BMP")
+    _one_line_error(tmp_path / "cut.png", "cut.png: PNG file is truncated or corrupt")
     buf = io.BytesIO()
     Image.fromarray(RGB).save(buf, format="JPEG")
     (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[:300])
-    _one_line_error(tmp_path / "cut.jpg", "cannot be read as PNG/JPEG/BMP")
+    _one_line_error(tmp_path / "cut.jpg", "cut.jpg: JPEG file is truncated or corrupt")
     nii = write_nifti(tmp_path / "vol.nii.gz", RNG.random((8, 8, 4)).astype(np.float32))
     (tmp_path / "cut.nii.gz").write_bytes(nii.read_bytes()[:-40])
-    _one_line_error(tmp_path / "cut.nii.gz", "cannot be read as NIfTI")
+    _one_line_error(tmp_path / "cut.nii.gz", "cut.nii.gz: NIfTI file is truncated or corrupt")
     dcm = get_testdata_file("MR_small.dcm")
     (tmp_path / "cut.dcm").write_bytes(Path(dcm).read_bytes()[:3000])
-    _one_line_error(tmp_path / "cut.dcm", "cut.dcm: ")
+    _one_line_error(tmp_path / "cut.dcm", "cut.dcm: pixel data cannot be decoded")
+    whole = write_dicom(tmp_path / "whole.dcm", RGB[..., 0]).read_bytes()
+    (tmp_path / "cut_header.dcm").write_bytes(whole[:142])  # inside the value of (0002,0000)
+    _one_line_error(tmp_path / "cut_header.dcm", "cut_header.dcm: DICOM file is truncated or corrupt inside its header")
+    (tmp_path / "cut_tag.dcm").write_bytes(whole[:153])  # inside the header of (0002,0001)
+    _one_line_error(tmp_path / "cut_tag.dcm", "cut_tag.dcm: DICOM file is truncated inside its header")
+    (tmp_path / "cut_between.dcm").write_bytes(whole[:400])  # between two elements: pydicom reads on
+    _one_line_error(tmp_path / "cut_between.dcm", "without pixel data (the file may be truncated), not an image")
     tifffile.imwrite(tmp_path / "t.tif", RGB, photometric="rgb")
     (tmp_path / "cut.tif").write_bytes((tmp_path / "t.tif").read_bytes()[:400])
     _one_line_error(tmp_path / "cut.tif", "cannot be read as TIFF")

@@ -40,8 +40,11 @@ def test_loss_falls_and_the_run_folder_is_complete(trained) -> None:
     model, result, _ = trained
     losses = [row["loss"] for row in result.log]
     assert losses[2] < losses[1] < losses[0]
-    # Features are computed in epoch 1 only (12 queries + 4 prompt images), later epochs read the cache.
-    assert [row["images_encoded"] for row in result.log] == [16, 0, 0]
+    # Features are computed once, while every image is read before epoch 1 (12 queries + 4 prompt
+    # images, the pass that finds unreadable files): the epochs only read the cache.
+    assert result.features_computed == 16 and result.skipped == []
+    assert [row["images_encoded"] for row in result.log] == [0, 0, 0]
+    assert (result.out / "skipped.csv").read_text() == "path,reason,dataset,class\n"
     lines = (result.out / "train_log.csv").read_text().splitlines()
     for column in ("epoch", "loss", "va_ce", "ta_focal", "pqa2_dice_anomalous", "pqa8_dice_normal"):
         assert column in lines[0].split(",")
@@ -173,7 +176,7 @@ def test_zero_shot_and_joint_schedules(make_model, synthetic_set, tmp_path: Path
     samples, pool = synthetic_set
     zero = train_adapters(make_model(), samples, {}, tmp_path / "zero",
                           TrainConfig(epochs=1, branches=("va", "ta"), **FAST), export_authors=False)
-    assert not any(k.startswith("pqa") for k in zero.log[0]) and zero.log[0]["images_encoded"] == 12
+    assert not any(k.startswith("pqa") for k in zero.log[0]) and zero.features_computed == 12  # queries only
     joint = train_adapters(make_model(), samples, pool, tmp_path / "joint",
                            TrainConfig(epochs=1, schedule="joint", **FAST), export_authors=False)
     assert "joint_ce" in joint.log[0] and "va_ce" not in joint.log[0]
