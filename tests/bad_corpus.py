@@ -231,7 +231,7 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     Image.fromarray(rgb).save(root / "full.jpg", quality=95)
     bad[_truncate(root / "full.jpg", normal / "truncated.jpg")] = r"^JPEG file is truncated or corrupt$"
     tifffile.imwrite(root / "full.tif", planar, photometric="rgb", planarconfig="separate")
-    bad[_truncate(root / "full.tif", normal / "truncated.tif", 0.4)] = r"truncat|cannot be read|corrupt"
+    bad[_truncate(root / "full.tif", normal / "truncated.tif", 0.4)] = r"^TIFF file is truncated or corrupt$"
     for f in ("full.png", "full.jpg", "full.tif"):
         (root / f).unlink()
     bad[_copy_testdata("MR_truncated.dcm", normal / "truncated_pixels.dcm")] = r"truncat|cannot be read|pixel"

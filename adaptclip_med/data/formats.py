@@ -33,6 +33,22 @@ _TIFF_MAGIC: tuple[bytes, ...] = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"
 _NIFTI_MAGIC: tuple[bytes, ...] = (b"n+1\x00", b"ni1\x00", b"n+2\x00", b"ni2\x00")
 _EXPECTED = {"nifti": "NIfTI", "dicom": "DICOM", "image": "PNG/JPEG/BMP/TIFF"}
 
+#: What a decoder raises when the bytes end early (``struct`` unpacking a cut chunk header, gzip/zlib
+#: streams cut short); messages saying so ("image file is truncated", tifffile's "failed to read N bytes").
+_TRUNCATION_ERRORS: tuple[type[BaseException], ...] = (struct.error, EOFError, zlib.error)
+_TRUNCATION_WORDS = ("truncated", "failed to read")
+
+
+def truncation_problem(exc: BaseException, kind: str) -> str | None:
+    """``"<kind> file is truncated or corrupt"`` when ``exc`` (or its innermost cause) says the bytes
+    ended early, else ``None`` (the caller keeps the library's own line)."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if isinstance(root, _TRUNCATION_ERRORS) or any(w in str(root).lower() for w in _TRUNCATION_WORDS):
+        return f"{kind} file is truncated or corrupt"
+    return None
+
 
 def _is_nifti_header(head: bytes) -> bool:
     """True for the first bytes of a NIfTI-1 (``sizeof_hdr`` 348) or NIfTI-2 (540) header."""

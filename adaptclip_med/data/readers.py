@@ -20,9 +20,7 @@ DICOM objects that are not images), never a reader's traceback.
 from __future__ import annotations
 
 import logging
-import struct
 import warnings
-import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -35,18 +33,13 @@ from monai.transforms import LoadImaged, MapTransform
 from ..errors import ImageReadError, exception_line
 from .dicom import display_info, read_header
 from .dicom_read import check_is_image, read_dicom
-from .formats import FORMATS, image_format
+from .formats import FORMATS, image_format, truncation_problem
 from .pil_modes import pil_converter
 from .tiff import read_tiff
 
 __all__ = ["FORMATS", "LoadMedicald", "image_format", "pil_converter"]
 
 _FORMAT_NAMES = {"pil": "PNG/JPEG/BMP", "tiff": "TIFF", "dicom": "DICOM", "nifti": "NIfTI"}
-
-
-#: What a decoder raises when the bytes end early (``struct`` unpacking a cut chunk header, gzip/zlib
-#: streams cut short): named "truncated or corrupt" instead of the library's wording.
-_TRUNCATION_ERRORS: tuple[type[BaseException], ...] = (struct.error, EOFError, zlib.error)
 _RASTER_KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
 
@@ -56,13 +49,9 @@ def decode_problem(exc: BaseException, fmt: str, path: str | Path) -> str:
     A cut file is named as such ("PNG file is truncated or corrupt"); other failures keep the
     innermost library message (``cannot be read as PNG/JPEG/BMP (OSError: ...)``).
     """
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
     kind = _RASTER_KINDS.get(Path(path).suffix.lower(), _FORMAT_NAMES[fmt]) if fmt == "pil" else _FORMAT_NAMES[fmt]
-    if isinstance(root, _TRUNCATION_ERRORS) or "truncated" in str(root).lower():
-        return f"{kind} file is truncated or corrupt"
-    return f"cannot be read as {_FORMAT_NAMES[fmt]} ({exception_line(exc).replace(str(path), Path(path).name)})"
+    line = exception_line(exc).replace(str(path), Path(path).name)  # MONAI names the whole path
+    return truncation_problem(exc, kind) or f"cannot be read as {_FORMAT_NAMES[fmt]} ({line})"
 
 
 class _NativeOrder:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError, exception_line
+from .formats import truncation_problem
 from .pil_modes import pil_converter
 
 
@@ -57,8 +58,8 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
 
 
 def _unreadable(path: str | Path, exc: BaseException) -> ImageReadError:
-    return ImageReadError(path, f"cannot be read as TIFF ({exception_line(exc)})",
-                          "the file is truncated or corrupt; re-export it")
+    problem = truncation_problem(exc, "TIFF") or f"cannot be read as TIFF ({exception_line(exc)})"
+    return ImageReadError(path, problem, "re-export or re-download the complete file")
 
 
 def _read_with_pillow(path: str | Path, cause: Exception) -> tuple[np.ndarray, dict[str, object]]:

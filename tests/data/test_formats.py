@@ -151,7 +151,7 @@ def test_zero_byte_and_truncated_files_are_one_line(tmp_path):
     _one_line_error(tmp_path / "cut_between.dcm", "without pixel data (the file may be truncated), not an image")
     tifffile.imwrite(tmp_path / "t.tif", RGB, photometric="rgb")
     (tmp_path / "cut.tif").write_bytes((tmp_path / "t.tif").read_bytes()[:400])
-    _one_line_error(tmp_path / "cut.tif", "cannot be read as TIFF")
+    _one_line_error(tmp_path / "cut.tif", "cut.tif: TIFF file is truncated or corrupt")
 
 
 def test_nan_inf_volumes_and_tiny_images(tmp_path):

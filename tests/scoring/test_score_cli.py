@@ -60,7 +60,7 @@ def test_scores_csv_has_image_slice_and_volume_rows(scored: Path) -> None:
     skipped = pd.read_csv(scored / "skipped.csv").set_index("id")["reason"]
     assert set(skipped.index) == {"photos/notes.txt", "photos/broken.png"}
     assert skipped["photos/notes.txt"] == "unsupported file type '.txt'; expected PNG/JPEG/TIFF/DICOM/NIfTI"
-    assert "cannot be read" in skipped["photos/broken.png"]
+    assert "PNG file is truncated or corrupt" in skipped["photos/broken.png"]
 
 
 def test_threshold_calibrated_on_normals_and_applied(scored: Path) -> None:
