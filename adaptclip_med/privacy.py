@@ -26,6 +26,8 @@ Usage::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import hashlib
 import hmac
@@ -363,10 +365,20 @@ def collect_identifiers(paths: Iterable[str], roots: Mapping[str, str | os.PathL
     return found
 
 
+#: A base64 data URI (images embedded in ``index.html``): scanned decoded, as its encoded text holds any
+#: 4-letter value by chance (about once per 17 M characters per value).
+_DATA_URI = re.compile(rb"base64,([A-Za-z0-9+/]+={0,2})")
+
+
 def _payloads(path: Path) -> list[bytes]:
-    """The raw bytes of a file, plus what gzip / zip (npz) members / PNG text chunks decompress to."""
-    raw = path.read_bytes()
-    out = [raw]
+    """The raw bytes of a file, plus what gzip / zip (npz) members / PNG text chunks / base64 data URIs
+    decode to (a data URI's encoded text is left out of the raw bytes)."""
+    return _decoded(path.read_bytes(), nested=True)
+
+
+def _decoded(raw: bytes, nested: bool) -> list[bytes]:
+    uris = list(_DATA_URI.finditer(raw)) if nested else []
+    out = [_DATA_URI.sub(b"base64,", raw) if uris else raw]
     try:
         if raw[:2] == b"\x1f\x8b":
             out.append(gzip.decompress(raw))
@@ -381,11 +393,17 @@ def _payloads(path: Path) -> list[bytes]:
                 out += [f"{k}={v}".encode("utf-8", "replace") for k, v in im.info.items() if isinstance(v, str)]
     except (OSError, zipfile.BadZipFile, EOFError, ValueError):
         pass  # a damaged archive is still scanned as raw bytes
+    for uri in uris:
+        try:
+            out += _decoded(base64.b64decode(uri.group(1), validate=True), nested=False)
+        except binascii.Error:
+            out.append(uri.group(1))  # not valid base64: scanned as written
     return out
 
 
-def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Scan every file under ``run_dir`` (its name and its bytes) for the ``forbidden`` values.
+def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, str],
+                     files: Iterable[str | os.PathLike[str]] | None = None) -> list[tuple[str, str]]:
+    """Scan every file under ``run_dir`` (or only ``files``, inside it) — name and bytes — for ``forbidden``.
 
     Returns:
         ``[(file relative to run_dir, kind)]`` for each hit (the value itself is not repeated, so the
@@ -396,7 +414,8 @@ def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, st
     needles = [([value.encode(enc) for enc in ("utf-8", "utf-16-le", "utf-32-le")], kind)
                for value, kind in forbidden.items() if value]
     hits: list[tuple[str, str]] = []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    chosen = root.rglob("*") if files is None else (Path(f) for f in files)
+    for file in sorted(p for p in chosen if p.is_file()):
         rel = file.relative_to(root).as_posix()
         blobs = [rel.encode("utf-8"), *_payloads(file)]
         for encoded, kind in needles:

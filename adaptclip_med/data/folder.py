@@ -10,7 +10,9 @@ slice) — in any folder)::
     root/labels.csv    optional: patient/study group per image (columns ``image``, ``group``)
 
 Without ``prompts/``, a seeded hold-out of ``normal/`` is used as the prompt pool (see
-:func:`~adaptclip_med.data.registry.load_dataset`). One class, named ``cls`` (default: the folder name).
+:func:`~adaptclip_med.data.registry.load_dataset`). One class, named ``cls`` (default: the data set's label —
+``--datasets my_ct=folder`` → ``my_ct``, else ``folder`` — never the input folder's name, which may
+name a patient).
 Groups (:mod:`~adaptclip_med.data.groups`): ``group_pattern`` / ``labels.csv`` / DICOM PatientID
 (hashed), else none (image-level).
 """
@@ -24,11 +26,12 @@ from .layout import LoadedSet, folder_records, orphan_masks, require_dir, same_s
 from .records import SUPPORTED_SUFFIXES, Problem, Record
 
 
-def load_folder(root: Path, *, cls: str | None = None, dataset: str = "folder", **_: object) -> LoadedSet:
-    """Read the generic layout (see module docstring)."""
+def load_folder(root: Path, *, cls: str | None = None, label: str | None = None, dataset: str = "folder",
+                **_: object) -> LoadedSet:
+    """Read the generic layout (see module docstring); the class is ``cls``, else ``label``, else ``dataset``."""
     tree = "normal/, abnormal/, optional masks/ and prompts/"
     require_dir(root, dataset, tree)
-    name = cls or root.resolve().name
+    name = cls or label or dataset
     problems: list[Problem] = []
     masks = same_stem(root / "masks")
     has_masks = (root / "masks").is_dir()

@@ -156,7 +156,9 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
             (hold out whole near-duplicate groups; hashes the normals once), loader options (``masks``
             for brain_mri, ``cls`` for folder, ``axis``/``step``/... for volume), ``group_pattern=REGEX``
             (patient/study id from the root-relative image path: named group ``group`` or the first
-            capture group; see :mod:`~adaptclip_med.data.groups`).
+            capture group; see :mod:`~adaptclip_med.data.groups`), ``label=`` (the data set's label,
+            default ``name``: the class of the single-class ``folder``/``volume`` layouts unless
+            ``cls`` is given — never the root folder's name, which may name a patient).
 
     Returns:
         DatasetIndex: test records, prompt pools, problems.
@@ -187,7 +189,8 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
 
     hasher = PerceptualHasher() if dedupe and holdout > 0 else None
     pattern = options.pop("group_pattern", None)
-    loaded = DATASETS[name].loader(root, **options)
+    label = str(options.pop("label", None) or name)
+    loaded = DATASETS[name].loader(root, label=label, **options)
     problems = list(loaded.problems)
     records = loaded.records
     if pattern:

@@ -55,13 +55,16 @@ def _volumes(folder: Path) -> list[Path]:
 
 
 def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: bool = False,
-                 cls: str | None = None, **_: object) -> LoadedSet:
-    """Per-slice records of every volume under ``root`` (see module docstring)."""
+                 cls: str | None = None, label: str | None = None, **_: object) -> LoadedSet:
+    """Per-slice records of every volume under ``root`` (see module docstring).
+
+    The class is ``cls``, else the data set's ``label``, else ``"volume"`` — never the folder's name.
+    """
     tree = "normal/<id>.nii.gz (or DICOM series folders), abnormal/<id>.nii.gz, masks/<id>.nii.gz"
     require_dir(root, "volume", tree)
     if not (root / "normal").is_dir() and not (root / "abnormal").is_dir():
         require_dir(root / "normal", "volume", tree)
-    name = cls or root.resolve().name
+    name = cls or label or "volume"
     axis, step = int(axis), max(1, int(step))
     problems: list[Problem] = []
     records: list[Record] = []

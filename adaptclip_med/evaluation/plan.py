@@ -149,7 +149,7 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
     skipped: list[Skip] = []
     for name in config.datasets:
         folder = config.prompt_folder_for(name)
-        options: dict[str, object] = {"normal_prompts": folder} if folder else {}
+        options: dict[str, object] = {"label": name, **({"normal_prompts": folder} if folder else {})}
         if config.group_pattern:
             options["group_pattern"] = config.group_pattern
         root = config.root_for(name)

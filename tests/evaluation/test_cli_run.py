@@ -33,7 +33,7 @@ def test_outputs_exist_and_run_is_complete(synthetic_run: Path) -> None:
     run = load_run(synthetic_run)
     assert run.complete
     for name in ("per_image.csv", "summary.csv", "metrics_long.csv", "clinical.csv", "operating_points.csv",
-                 "tables/main.md", "tables/main.tex", "tables/clinical.md", "prompts/folder/syn/k2_seed1.json",
+                 "tables/main.md", "tables/main.tex", "tables/clinical.md", "prompts/folder/folder/k2_seed1.json",
                  "figures/roc_pr_folder.pdf", "figures/roc_pr_folder.png", "figures/qualitative_folder.png"):
         assert (synthetic_run / name).is_file(), name
     # 4 held-out normals are prompts; 4 normal + 4 abnormal queries; parts: k0 once, k2 for 2 seeds
@@ -54,7 +54,7 @@ def test_tables_equal_metrics_recomputed_from_per_image(synthetic_run: Path) -> 
         np.testing.assert_allclose(ours.loc[ref.index, m], ref[m], atol=1e-12)
         np.testing.assert_allclose(ours.loc[ref.index, f"{m}_std"], ref[f"{m}_std"], atol=1e-12)
     md = (synthetic_run / "tables" / "main.md").read_text()
-    row = ref.loc[("folder", "syn", 2)]
+    row = ref.loc[("folder", "folder", 2)]  # class = the label "folder", not the root "syn"
     cell = f"{100 * row['I-AUROC']:.1f} ± {100 * row['I-AUROC_std']:.1f}"
     assert cell in md and "| Avg " in md
     tex = (synthetic_run / "tables" / "main.tex").read_text()
@@ -63,7 +63,7 @@ def test_tables_equal_metrics_recomputed_from_per_image(synthetic_run: Path) -> 
 
 def test_pixel_metrics_present_with_masks(synthetic_run: Path) -> None:
     summary = load_run(synthetic_run).summary
-    row = summary[(summary["class"] == "syn") & (summary["shots"] == 2)].iloc[0]
+    row = summary[(summary["class"] == "folder") & (summary["shots"] == 2)].iloc[0]
     for m in ("P-AUROC", "P-AUPR", "P-F1max", "AUPRO"):
         assert 0.0 <= row[m] <= 1.0
 

@@ -16,7 +16,7 @@ import pytest
 from .conftest import REPO
 
 SAME_FILES = ("per_image.csv", "summary.csv", "metrics_long.csv", "clinical.csv", "operating_points.csv",
-              "tables/main.md", "tables/main.tex", "tables/clinical.md", "prompts/folder/syn/k2_seed2.json")
+              "tables/main.md", "tables/main.tex", "tables/clinical.md", "prompts/folder/folder/k2_seed2.json")
 
 
 def _kill_after_first_shard(args: list[str], out: Path) -> list[Path]:
@@ -56,7 +56,7 @@ def test_killed_run_resumes_to_identical_tables(synthetic_root: Path, synthetic_
     assert "3 part(s) computed, 0 reused" in printed
     assert "backbone encodes: 8 image(s); 1 batch(es) resumed" in printed  # 4 queries + 4 prompts
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
-    assert not (out / "shards" / "folder__syn").exists()  # a finished class keeps no shards
+    assert not (out / "shards" / "folder__folder").exists()  # a finished class keeps no shards
     for name in SAME_FILES:
         assert (out / name).read_bytes() == (synthetic_run / name).read_bytes(), name
 

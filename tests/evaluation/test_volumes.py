@@ -44,11 +44,11 @@ def test_map_volume_lands_on_the_source_voxels(tmp_path: Path) -> None:
 def test_cli_writes_volume_maps_and_montage(tmp_path: Path, tiny_args: list[str]) -> None:
     from adaptclip_med.evaluate import main
 
-    root = tmp_path / "vols"
+    root = tmp_path / "vols_kilo"  # input names use non-hex letters: no hashed output name can hold them
     for i in range(2):
-        write_nifti(root / "normal" / f"n{i}.nii.gz", _volume(lesion=False), affine=FLIP_X)
-    write_nifti(root / "abnormal" / "a0.nii.gz", _volume(), affine=FLIP_X)
-    write_nifti(root / "masks" / "a0.nii.gz", (_volume() > 500).astype(np.uint8), affine=FLIP_X)
+        write_nifti(root / "normal" / f"case_yankee{i}.nii.gz", _volume(lesion=False), affine=FLIP_X)
+    write_nifti(root / "abnormal" / "case_zulu.nii.gz", _volume(), affine=FLIP_X)
+    write_nifti(root / "masks" / "case_zulu.nii.gz", (_volume() > 500).astype(np.uint8), affine=FLIP_X)
     out = tmp_path / "run"
     code = main(["--datasets", "volume", "--root", str(root), "--shots", "0", *tiny_args, "--overlays", "0",
                  "--no-figures", "--bootstrap", "0", "--pixel-metrics", "binned", "--out", str(out)])
@@ -60,9 +60,10 @@ def test_cli_writes_volume_maps_and_montage(tmp_path: Path, tiny_args: list[str]
     for path in niftis:
         img = nib.load(str(path))
         assert img.shape == (32, 24, 4)
-        assert np.allclose(img.affine, nib.load(str(root / "abnormal" / "a0.nii.gz")).affine)  # source space
+        assert np.allclose(img.affine, nib.load(str(root / "abnormal" / "case_zulu.nii.gz")).affine)  # source space
         assert path.with_name(path.name.replace(".nii.gz", "_montage.png")).is_file()
-        assert "a0" not in path.name and "n0" not in path.name
+        rel = path.relative_to(out).as_posix()
+        assert not any(word in rel for word in ("zulu", "yankee", "kilo")), rel  # no input file/folder name
 
 
 def test_slice_maps_stream_to_disk_not_memory(tmp_path: Path) -> None:

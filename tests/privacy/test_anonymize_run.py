@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def test_anonymized_run_has_no_identifier_in_any_output_byte(identified_folder_s
     assert len(skipped) == 1 and skipped["path"].iloc[0].startswith("img-")
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     mapping = json.loads(key.read_text(encoding="utf-8"))["pseudonyms"]
-    assert any("PAT-12340_DOE0^JOHN0" in v for v in mapping.values())
+    # the key maps back to the identifying input paths (which patients are test images depends on the hold-out)
+    assert any(re.search(r"/normal/PAT-1234\d_DOE\d\^JOHN\d", v) for v in mapping.values())
     assert set(per_image["path"].str.split("#").str[0]) <= set(mapping)
     assert str(key) in stdout  # the console says where the key went
 
@@ -78,10 +80,7 @@ def test_shared_outputs_of_a_plain_run_carry_no_identifier(identified_folder_set
     assert code == 0, stderr
     forbidden = _forbidden(identified_folder_set)
     shared = [out / "index.html", *sorted((out / "tables").iterdir())]
-    for path in shared:
-        text = path.read_text(encoding="utf-8")
-        leaks = sorted(kind for value, kind in forbidden.items() if value in text)
-        assert leaks == [], (path.name, leaks)
+    assert find_identifiers(out, forbidden, files=shared) == []  # embedded images are scanned decoded
     names = [p.relative_to(out).as_posix() for sub in ("figures", "overlays") for p in (out / sub).rglob("*")]
     assert names and not [n for n in names if any(v in n for v in forbidden)]
     per_image = pd.read_csv(out / "per_image.csv")  # local tracing: root-relative paths, never absolute

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -142,6 +143,25 @@ def test_find_identifiers_looks_inside_names_text_gzip_npz_and_png_chunks(tmp_pa
     assert hits == [("map.nii.gz", "input file or folder name"), ("maps.npz", "input file or folder name"),
                     ("overlays/001.png", "DICOM PatientID"), ("overlays/ACC998877.png", "input file or folder name"),
                     ("per_image.csv", "DICOM PatientID")]
+
+
+def test_find_identifiers_scans_data_uris_decoded_not_their_base64_text(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    forbidden = {"DOE3": "DICOM PatientName"}
+    chance = base64.b64encode(base64.b64decode("xADOE3G2"))  # encoded text holds DOE3; the bytes do not
+    assert b"DOE3" in chance and b"DOE3" not in base64.b64decode(chance)
+    (run / "index.html").write_bytes(b'<img src="data:image/png;base64,' + chance + b'">')
+    assert find_identifiers(run, forbidden) == []
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Source", "DOE3^JOHN3", zip=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG", pnginfo=info)
+    embedded = base64.b64encode(buf.getvalue())
+    (run / "index.html").write_bytes(b'<p>ok</p><img src="data:image/png;base64,' + embedded + b'">')
+    assert find_identifiers(run, forbidden) == [("index.html", "DICOM PatientName")]  # in the decoded PNG
+    (run / "index.html").write_text("<p>DOE3</p>", encoding="utf-8")
+    assert find_identifiers(run, forbidden) == [("index.html", "DICOM PatientName")]  # plain text
 
 
 def test_pseudonymise_dataset_removes_identifiers_also_in_sequences(identified_archive: Path) -> None:
