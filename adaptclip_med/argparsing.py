@@ -8,7 +8,10 @@ with status 2, like argparse. Import nothing heavy here: the commands parse befo
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import NoReturn
+
+from adaptclip_med.errors import AdaptCLIPError
 
 
 class CLIParser(argparse.ArgumentParser):
@@ -18,3 +21,15 @@ class CLIParser(argparse.ArgumentParser):
         """Print ``prog: error: message (see --help)`` and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+
+
+def require_values(checks: Iterable[tuple[str, object, bool, str]]) -> None:
+    """Raise on the first ``(flag, value, ok, expected)`` whose ``ok`` is false.
+
+    Raises:
+        AdaptCLIPError: ``"<flag>: got <value>; expected <expected>"``.
+    """
+    for flag, value, ok, expected in checks:
+        if not ok:
+            msg = f"{flag}: got {value}; expected {expected}"
+            raise AdaptCLIPError(msg)

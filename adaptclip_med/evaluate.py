@@ -12,7 +12,7 @@ import shlex
 import sys
 from dataclasses import replace
 
-from adaptclip_med.argparsing import CLIParser
+from adaptclip_med.argparsing import CLIParser, require_values
 from adaptclip_med.config import EvalConfig, resolve_prompt_folders, resolve_roots
 from adaptclip_med.errors import AdaptCLIPError
 
@@ -186,10 +186,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
     if args.feature_cache_max_gb is not None and not args.feature_cache:
         msg = "--feature-cache-max-gb: got a size limit but no --feature-cache DIR; pass the folder too"
         raise AdaptCLIPError(msg)
-    for flag, value, ok, expected in checks:
-        if not ok:
-            msg = f"{flag}: got {value}; expected {expected}"
-            raise AdaptCLIPError(msg)
+    require_values(checks)
     if args.key_file and not args.anonymize:
         msg = "--key-file: only used with --anonymize (it holds the pseudonym key); add --anonymize or drop it"
         raise AdaptCLIPError(msg)

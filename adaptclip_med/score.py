@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from adaptclip_med.argparsing import CLIParser
+from adaptclip_med.argparsing import CLIParser, require_values
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.evaluate import add_device_arguments, add_model_arguments
@@ -78,10 +78,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         ("--topk", args.topk, args.topk >= 1, ">= 1"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
     )
-    for flag, value, ok, expected in checks:
-        if not ok:
-            msg = f"{flag}: got {value}; expected {expected}"
-            raise AdaptCLIPError(msg)
+    require_values(checks)
     if args.key_file and not args.anonymize:
         msg = "--key-file is the key of --anonymize's pseudonyms; pass --anonymize too (or drop --key-file)"
         raise AdaptCLIPError(msg)
