@@ -20,7 +20,11 @@ ID and removes the other identifiers (:func:`adaptclip_med.privacy.pseudonymise_
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import highdicom as hd
 import numpy as np
@@ -38,6 +42,20 @@ MANUFACTURER = "adaptclip_med"
 SERIES_NUMBERS = {"pm": 9001, "seg": 9002, "sc": 9003}
 OVERLAY_ALPHA = 0.45
 _LETTERS = (("R", "L"), ("A", "P"), ("F", "H"))  # patient axes x, y, z: (negative, positive)
+T = TypeVar("T")
+#: highdicom warns about single-component patient names; we copy the source's name as it is (or a pseudonym).
+_NAME_WARNING = "The string .* is unlikely to represent the intended person name"
+
+
+def _quiet_person_names(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` with highdicom's person-name warning silenced."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NAME_WARNING, category=UserWarning)
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def ascii_text(text: str, limit: int = 64) -> str:
@@ -101,6 +119,7 @@ def _equipment(model_name: str) -> dict[str, str]:
             "software_versions": __version__, "device_serial_number": "0"}
 
 
+@_quiet_person_names
 def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndarray], out_dir: Path, *,
                  key: str, model_name: str, pixel_threshold: float | None = None, notice: str | None = None,
                  pseudonym: str | None = None) -> dict[str, object]:

@@ -163,6 +163,10 @@ def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any],
                 overlay_of: dict[int, str], notice: str | None, skipped: list[tuple[str, str]]) -> list[dict]:
     level = {"image": "image", "nifti": "slice", "series": "slice", "multiframe": "frame"}[study.kind]
     rows, scores = [], []
+    reasons = {item for item in results if isinstance(item, str)}
+    if study.kind != "image" and len(reasons) == 1 and all(isinstance(item, str) for item in results):
+        skipped.append((sid, reasons.pop()))  # the whole file or series failed: one row, not one per frame
+        return []
     for k, item in enumerate(results):
         uid = sid if study.kind == "image" else f"{sid}#{k}"
         if isinstance(item, str):

@@ -27,7 +27,7 @@ def scrub(reason: str, path: str | None = None) -> str:
         for form in {str(Path(path).resolve()), str(path)}:
             reason = reason.replace(form, "<file>")
         reason = reason.replace(Path(path).name, "<file>")
-    return _ABSOLUTE_PATH.sub("<path>", reason)
+    return _ABSOLUTE_PATH.sub("<path>", reason).removeprefix("<file>: ")  # the row's id already names the file
 
 
 class CachedScorer:

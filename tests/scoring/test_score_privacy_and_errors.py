@@ -82,3 +82,18 @@ def test_package_main_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> 
     assert package_main(["nonsense"]) == 2 and "unknown command" in capsys.readouterr().err
     options = build_parser().format_help()  # the model options are evaluate's own
     assert all(flag in options for flag in ("--normals", "--backbone", "--allow-random-backbone", "--anonymize"))
+
+
+def test_a_non_image_multiframe_object_is_one_skip_row(tmp_path: Path) -> None:
+    """pydicom's RT Dose (15 frames) is listed once, under its file, with the reason and no path prefix."""
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "dose.dcm").write_bytes(Path(get_testdata_file("rtdose.dcm")).read_bytes())
+    pydicom.dcmread(get_testdata_file("CT_small.dcm")).save_as(folder / "ct.dcm")
+    out = tmp_path / "run"
+    assert main([str(folder), "--out", str(out), "--threshold", "0.5", "--overlays", "none", *TINY]) == 0
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped["id"].tolist() == ["study/dose.dcm"]
+    assert skipped["reason"].iloc[0].startswith("DICOM RT Dose Storage object, not an image")
