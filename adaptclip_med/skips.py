@@ -60,8 +60,8 @@ def reason_of(err: BaseException, image: str | Path) -> str:
     """One line, without an absolute path: the reader's problem (naming the mask when the mask failed)."""
     if isinstance(err, ImageReadError):
         return err.problem if err.path == str(image) else f"mask {Path(err.path).name}: {err.problem}"
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0].replace(str(image), Path(image).name) if lines else type(err).__name__
+    text = str(err)
+    return one_line(text).replace(str(image), Path(image).name) if text.strip() else type(err).__name__
 
 
 def relative_path(path: str | Path, root: Path, prompt_root: Path | None = None) -> str:

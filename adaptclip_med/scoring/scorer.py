@@ -17,6 +17,7 @@ import torch
 from adaptclip_med.errors import AdaptCLIPError, ImageReadError
 from adaptclip_med.io import atomic_path, sha256_file
 from adaptclip_med.scoring.inputs import Unit
+from adaptclip_med.skips import reason_of
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.<>])(?:[A-Za-z]:)?[\\/][^\s,;:'\"()]+")  # "/a/b", not "PNG/JPEG"
 
@@ -27,7 +28,7 @@ def scrub(reason: str, path: str | None = None) -> str:
         for form in {str(Path(path).resolve()), str(path)}:
             reason = reason.replace(form, "<file>")
         reason = reason.replace(Path(path).name, "<file>")
-    return _ABSOLUTE_PATH.sub("<path>", reason).removeprefix("<file>: ")  # the row's id already names the file
+    return _ABSOLUTE_PATH.sub("<path>", reason)
 
 
 class CachedScorer:
@@ -70,7 +71,7 @@ class CachedScorer:
                     pending.append((len(results), tensor))
                 results.append(item)
             except (ImageReadError, OSError) as err:
-                results.append(scrub(str(err).splitlines()[0], unit.path))
+                results.append(scrub(reason_of(err, unit.path), unit.path))  # the row's id names the file
                 bar.update(1)
             if len(pending) >= self.batch_size:
                 self._flush(pending, results, bar)
