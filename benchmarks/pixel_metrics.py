@@ -4,7 +4,10 @@ Prints, per mode, the time per map, the compute time, the peak memory (numpy all
 and the histogram range the binned mode grew to; then each metric's exact value, binned value, actual
 difference and stated bound. ``--above-one`` scales the later maps up to 2.5 (few-shot fused maps exceed
 1), which the binned histogram must cover without clipping.
-Usage: ``python benchmarks/pixel_metrics.py [--maps 149] [--above-one]``.
+``--before-after 128x224 32x518`` instead times ``PixelAccumulator.compute()`` in exact mode against
+the former path (a stable float64 argsort of every pixel in ``cumulative_at_distinct``, full-size
+weights) on each set of ``N`` maps of ``S``², and checks that both give the same metric values.
+Usage: ``python benchmarks/pixel_metrics.py [--maps 149] [--above-one] [--before-after NxS ...]``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import tracemalloc
 
 import numpy as np
 
-from adaptclip_med.metrics import PIXEL_METRICS, PixelAccumulator
+from adaptclip_med.metrics import PIXEL_METRICS, MetricValue, PixelAccumulator, region_weights
+from adaptclip_med.metrics.accumulators import exact_pixel_metrics
+from adaptclip_med.metrics.curves import cumulative_at_distinct
 
 
 def synthetic(n: int, size: int, seed: int = 0, above_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -36,13 +41,47 @@ def synthetic(n: int, size: int, seed: int = 0, above_one: bool = False) -> tupl
     return maps, masks
 
 
+def former_exact(acc: PixelAccumulator) -> dict[str, MetricValue]:
+    """The exact pixel metrics as computed before ``pixel_counts``: every pixel argsorted in float64."""
+    a = np.concatenate(acc.maps)
+    m = np.concatenate(acc.masks)
+    weights, n_regions = region_weights(m)
+    y = m.ravel()
+    _, tps, fps, pro = cumulative_at_distinct(a.ravel().astype(np.float64), y.astype(np.float64),
+                                              (~y).astype(np.float64), weights.ravel())
+    return exact_pixel_metrics(tps, fps, pro, n_regions, acc.fpr_limit)
+
+
+def before_after(sets: list[str]) -> None:
+    """Print the former and the current exact compute time of each ``NxS`` set (one run each)."""
+    print(f"{'maps':>4s} {'size':>4s} {'M pixels':>8s} {'before':>8s} {'after':>8s} {'speed-up':>8s}  same values")
+    for spec in sets:
+        n, size = (int(x) for x in spec.lower().split("x"))
+        maps, masks = synthetic(n, size)
+        acc = PixelAccumulator(mode="exact")
+        acc.update(maps, masks)
+        t0 = time.perf_counter()
+        before = former_exact(acc)
+        t1 = time.perf_counter()
+        after = acc.compute()
+        t2 = time.perf_counter()
+        same = all(before[k].value == after[k].value for k in PIXEL_METRICS)
+        print(f"{n:4d} {size:4d} {maps.size / 1e6:8.1f} {t1 - t0:7.2f}s {t2 - t1:7.2f}s "
+              f"{(t1 - t0) / (t2 - t1):7.1f}x  {same}")
+
+
 def main() -> None:
     """Run the benchmark and print one line per mode plus the per-metric comparison."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--maps", type=int, default=149)
     parser.add_argument("--size", type=int, default=518)
     parser.add_argument("--above-one", action="store_true")
+    parser.add_argument("--before-after", nargs="+", metavar="NxS",
+                        help="time the exact compute before/after pixel_counts on N maps of S² (e.g. 128x224)")
     args = parser.parse_args()
+    if args.before_after:
+        before_after(args.before_after)
+        return
     maps, masks = synthetic(args.maps, args.size, above_one=args.above_one)
     print(f"{args.maps} maps of {args.size}² ({maps.size / 1e6:.1f} M pixels), scores in "
           f"[{maps.min():.3f}, {maps.max():.3f}]")

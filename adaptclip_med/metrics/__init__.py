@@ -13,7 +13,15 @@ from adaptclip_med.metrics.clinical import (
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
-from adaptclip_med.metrics.functional import aupr, aupro, auroc, average_precision, f1_max, region_weights
+from adaptclip_med.metrics.functional import (
+    aupr,
+    aupro,
+    auroc,
+    average_precision,
+    f1_max,
+    positive_region_weights,
+    region_weights,
+)
 from adaptclip_med.metrics.operating_point import (
     ConformalThreshold,
     OperatingPoint,
@@ -37,6 +45,6 @@ __all__ = [
     "BinnedPixelHistogram", "BootstrapResult", "ConformalThreshold", "Evaluator", "ImageAccumulator",
     "MetricUndefinedError", "MetricValue", "OperatingPoint", "PixelAccumulator", "aupr", "aupro", "auroc",
     "average_precision", "bootstrap_ci", "calibrate_threshold", "canonical_metric", "conformal_threshold",
-    "decision_metrics", "f1_max", "region_weights",
+    "decision_metrics", "f1_max", "positive_region_weights", "region_weights",
     "sensitivity_at_specificity", "specificity_at_sensitivity",
 ]

@@ -14,10 +14,11 @@ import numpy as np
 from adaptclip_med.metrics import functional as F
 from adaptclip_med.metrics.binned import DEFAULT_BINS, BinnedPixelHistogram
 from adaptclip_med.metrics.curves import (
-    aupr_from_counts,
-    average_precision_from_counts,
-    cumulative_at_distinct,
+    aupr_from_curve,
+    average_precision_from_curve,
     f1_max_from_counts,
+    pixel_counts,
+    pr_curve_from_counts,
     pro_auc_from_counts,
     roc_auc_from_counts,
 )
@@ -133,18 +134,28 @@ class PixelAccumulator:
             return {k: MetricValue.na("no anomalous pixel in the ground-truth masks") for k in PIXEL_METRICS}
         if m.all():
             return {k: MetricValue.na("no normal pixel in the ground-truth masks") for k in PIXEL_METRICS}
-        weights, n_regions = F.region_weights(m)
-        y = m.ravel()
-        # one sort serves every pixel metric (same formulas as the functional versions)
-        _, tps, fps, pro = cumulative_at_distinct(a.ravel().astype(np.float64), y.astype(np.float64),
-                                                  (~y).astype(np.float64), weights.ravel())
-        return {
-            "P-AUROC": MetricValue(roc_auc_from_counts(tps, fps)),
-            "P-AUPR": MetricValue(aupr_from_counts(tps, fps)),
-            "P-AP": MetricValue(average_precision_from_counts(tps, fps)),
-            "P-F1max": MetricValue(f1_max_from_counts(tps, fps)[0]),
-            "AUPRO": MetricValue(pro_auc_from_counts(fps / fps[-1], pro / n_regions, self.fpr_limit)),
-        }
+        weights, n_regions = F.positive_region_weights(m)
+        # one value sort serves every pixel metric (same formulas as the functional versions)
+        return exact_pixel_metrics(*pixel_counts(a, m, weights), n_regions, self.fpr_limit)
+
+
+def exact_pixel_metrics(tps: np.ndarray, fps: np.ndarray, pro: np.ndarray, n_regions: int,
+                        fpr_limit: float = 0.3) -> dict[str, MetricValue]:
+    """The exact pixel metrics from the counts ``(T,)`` of :func:`~adaptclip_med.metrics.curves.pixel_counts`.
+
+    Args:
+        tps / fps / pro: cumulative positives, negatives and region weight at each descending threshold
+            (both classes present).
+        n_regions: ground-truth regions (the weights' total); fpr_limit: AUPRO integration limit.
+    """
+    pr_curve = pr_curve_from_counts(tps, fps)  # one curve for P-AUPR and P-AP
+    return {
+        "P-AUROC": MetricValue(roc_auc_from_counts(tps, fps)),
+        "P-AUPR": MetricValue(aupr_from_curve(*pr_curve)),
+        "P-AP": MetricValue(average_precision_from_curve(*pr_curve)),
+        "P-F1max": MetricValue(f1_max_from_counts(tps, fps)[0]),
+        "AUPRO": MetricValue(pro_auc_from_counts(fps / fps[-1], pro / n_regions, fpr_limit)),
+    }
 
 
 class Evaluator:

@@ -83,6 +83,30 @@ def f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
     return f1_max_from_counts(tps, fps)[0]
 
 
+def positive_region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """Overlap weight ``1/|region|`` of each ground-truth pixel (connected regions, 8-connectivity).
+
+    Args:
+        masks: ``(B, H, W)`` (or ``(H, W)``) binary ground truth.
+
+    Returns:
+        ``(weights (P,) float64 in the order of masks[masks != 0], number of regions)``.
+    """
+    m = np.asarray(masks).astype(bool)
+    if m.ndim == 2:
+        m = m[None]
+    parts = [np.zeros(0)]
+    n_regions = 0
+    for i in np.flatnonzero(m.any(axis=(1, 2))):  # maps without a region add nothing
+        labelled, n = ndimage.label(m[i], structure=REGION_STRUCTURE)
+        sizes = np.bincount(labelled.ravel())
+        inv = np.zeros(sizes.size, dtype=np.float64)
+        inv[1:] = 1.0 / sizes[1:]
+        parts.append(inv[labelled[m[i]]])
+        n_regions += n
+    return np.concatenate(parts), n_regions
+
+
 def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
     """Per-pixel overlap weights: ``1/|region|`` inside each connected GT region, 0 elsewhere.
 
@@ -96,16 +120,8 @@ def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
     if m.ndim == 2:
         m = m[None]
     weights = np.zeros(m.shape, dtype=np.float64)
-    n_regions = 0
-    for i in range(m.shape[0]):
-        labelled, n = ndimage.label(m[i], structure=REGION_STRUCTURE)
-        if n == 0:
-            continue
-        sizes = np.bincount(labelled.ravel())
-        inv = np.zeros(sizes.size, dtype=np.float64)
-        inv[1:] = 1.0 / sizes[1:]
-        weights[i] = inv[labelled]
-        n_regions += n
+    positive, n_regions = positive_region_weights(m)
+    weights[m] = positive
     return weights, n_regions
 
 
