@@ -91,3 +91,31 @@ def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> BadCorpus:
     root = tmp_path_factory.mktemp("bad_corpus") / "corpus"
     good, bad = load_bad_corpus_module().build_bad_corpus(root)
     return BadCorpus(root, good, bad)
+
+
+@pytest.fixture
+def oom_above(monkeypatch: pytest.MonkeyPatch):
+    """``oom_above(n)``: from now on (this test), ``AdaptCLIP.encode_images`` raises a real
+    ``torch.OutOfMemoryError`` for a batch of more than ``n`` images, as a GPU too small for them would.
+
+    Returns the list it appends every requested batch size to (failed calls included).
+    """
+    import torch
+
+    from adaptclip_med.model.adaptclip import AdaptCLIP
+
+    original = AdaptCLIP.encode_images
+
+    def patch(n: int) -> list[int]:
+        sizes: list[int] = []
+
+        def encode_images(self: AdaptCLIP, images: torch.Tensor):
+            sizes.append(int(images.shape[0]))
+            if images.shape[0] > n:
+                raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {images.shape[0]} images")
+            return original(self, images)
+
+        monkeypatch.setattr(AdaptCLIP, "encode_images", encode_images)
+        return sizes
+
+    return patch

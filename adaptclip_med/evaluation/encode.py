@@ -20,6 +20,7 @@ import torch
 
 from adaptclip_med.data.records import Record
 from adaptclip_med.errors import AdaptCLIPError
+from adaptclip_med.memory import device_batch
 from adaptclip_med.model.backbone import ImageFeatures
 from adaptclip_med.skips import READ_ERRORS, reason_of
 
@@ -101,17 +102,33 @@ def _as_is(item: Any) -> Any:
 
 
 def _encode_checked(model: Any, images: torch.Tensor, batch_size: int) -> tuple[ImageFeatures | None, list[int]]:
-    """Encode a batch; when the model refuses it (NaN pixels, ...), encode one by one and drop the bad."""
-    try:
-        return model.encode(images, batch_size), []
-    except ValueError:
-        good, bad = [], []
-        for i in range(images.shape[0]):
-            try:
-                good.append(model.encode(images[i:i + 1], 1))
-            except ValueError:
-                bad.append(i)
-        return (ImageFeatures.concatenate(good) if good else None), bad
+    """Encode a batch in device sub-batches that fit (:func:`adaptclip_med.memory.device_batch`); a
+    sub-batch the model refuses (NaN pixels, ...) is encoded one by one and the bad images dropped.
+
+    Returns:
+        ``(B', N, D)`` features of the accepted images in order (None if none), and the refused indices.
+
+    Raises:
+        AdaptCLIPError: out of device memory even one image at a time.
+    """
+    def step(start: int, stop: int) -> tuple[list[ImageFeatures], list[int]]:
+        try:
+            return [model.encode(images[start:stop], stop - start)], []
+        except ValueError:
+            good, bad = [], []
+            for i in range(start, stop):
+                try:
+                    good.append(model.encode(images[i:i + 1], 1))
+                except ValueError:
+                    bad.append(i)
+            return good, bad
+
+    parts = device_batch(model).run(images.shape[0], batch_size, step)
+    good = [f for feats, _ in parts for f in feats]
+    bad = [i for _, refused in parts for i in refused]
+    if not good:
+        return None, bad
+    return (good[0] if len(good) == 1 else ImageFeatures.concatenate(good)), bad
 
 
 def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *, batch_size: int,
@@ -123,7 +140,8 @@ def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *
         records: the queries of one class, in scoring order.
         model: an :class:`~adaptclip_med.model.AdaptCLIP` (``encode``, ``device``).
         transform: ``build_transforms(model.image_size, with_mask=...)``.
-        batch_size: records per batch (:func:`batch_ranges`).
+        batch_size: records per batch (:func:`batch_ranges`); the device gets fewer at a time when
+            they do not fit in its memory (:mod:`adaptclip_med.memory`; same features).
         batches: which batch numbers to do (default all; resuming skips finished ones).
         workers: DataLoader processes; on CUDA the batches are pinned in page-locked memory.
         store: features already computed elsewhere (not encoded again); new ones are put in it.

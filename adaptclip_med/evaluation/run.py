@@ -45,6 +45,7 @@ from adaptclip_med.factory import load_model_for
 from adaptclip_med.feature_store import FeatureStore as DiskStore
 from adaptclip_med.feature_store import store_spec
 from adaptclip_med.io import atomic_write_json
+from adaptclip_med.memory import device_batch
 from adaptclip_med.reporting import provenance as P
 
 
@@ -335,7 +336,8 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
         records += score_group(group, model, config, out, content, hasher, result, store)
     info = {"fingerprints": fingerprints, "key": content,
             "encodes": {"images_encoded": result.encodes.encoded, "from_store": result.encodes.from_store,
-                        "batches_resumed": result.batches_reused, "processes": ctx.world_size}}
+                        "batches_resumed": result.batches_reused, "processes": ctx.world_size,
+                        "device_batch": device_batch(model).effective(config.batch_size)}}
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     result.skipped = write_outputs(out, config, model, plan, records, info)
     if pseud is not None:

@@ -28,6 +28,7 @@ from adaptclip_med.config import EvalConfig
 from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.factory import load_model_for
 from adaptclip_med.io import atomic_path, atomic_write_json, sha256_file
+from adaptclip_med.memory import device_batch, encode_bounded
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
@@ -137,7 +138,7 @@ def _threshold(config: ScoreConfig, model: Any, prompts: torch.Tensor | None) ->
 
     info: dict[str, Any] = {"image_threshold": config.threshold, "pixel_threshold": config.pixel_threshold}
     if config.threshold is None and config.pixel_threshold is None:
-        feats = None if prompts is None else [model.encode(prompts[i:i + 1]) for i in range(prompts.shape[0])]
+        feats = None if prompts is None else [encode_bounded(model, prompts[i:i + 1], 1) for i in range(len(prompts))]
         op, reason = leave_one_out(model, feats, config.model)
         if op is None:
             info["source"] = f"none ({reason}; pass --threshold or --normals with >= 2 images)"
@@ -209,8 +210,10 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
     thr = _threshold(config, model, prompts)
     settings = _fingerprint(config, model, manifest)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    scorer = CachedScorer(model, transform, model.fit_prompts(prompts) if prompts is not None else None,
-                     fingerprint, out, config.model.batch_size)
+    bank = None
+    if prompts is not None:  # the normals' prompt bank, encoded in device sub-batches that fit
+        bank = model.bank_from_features([encode_bounded(model, prompts, config.model.batch_size)])
+    scorer = CachedScorer(model, transform, bank, fingerprint, out, config.model.batch_size)
     result, rows, notes = ScoreResult(out, notice=notice), [], {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:
@@ -241,6 +244,7 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
                                                                          "command_line", "out", "model")},
            "command_line": "" if config.anonymize else config.command_line, "inputs": len(config.inputs),
            "counts": {"scored": result.scored, "reused": result.reused, "skipped": result.skipped},
+           "device_batch": device_batch(model).effective(config.model.batch_size),
            "dicom_notes": notes, "versions": P.package_versions()}
     atomic_write_json(out / "run.json", run)
     if namer.pseudo is not None:

@@ -16,6 +16,7 @@ import torch
 
 from adaptclip_med.errors import AdaptCLIPError, ImageReadError
 from adaptclip_med.io import atomic_path, sha256_file
+from adaptclip_med.memory import predict_bounded
 from adaptclip_med.scoring.inputs import Unit
 from adaptclip_med.skips import reason_of
 
@@ -87,7 +88,7 @@ class CachedScorer:
             return
         batch = torch.stack([t for _, t in pending]).to(self.model.device)
         try:
-            out = self.model.predict(batch, prompts=self.bank, batch_size=self.batch_size)
+            out = predict_bounded(self.model, batch, self.bank, self.batch_size)
         except ValueError as err:  # the model's input checks (e.g. an --image-size it cannot take)
             msg = f"the model cannot score these images: {err}"
             raise AdaptCLIPError(msg) from err
