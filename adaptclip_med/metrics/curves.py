@@ -153,8 +153,9 @@ def pro_auc_from_counts(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float = 0.3
     Returns:
         Normalised AUPRO in [0, 1].
     """
-    f = np.concatenate([[0.0], fpr])
-    p = np.concatenate([[0.0], pro])
+    keep = int(np.searchsorted(fpr, fpr_limit, side="right")) + 1  # up to the first point past the limit
+    f = np.concatenate([[0.0], fpr[:keep]])
+    p = np.concatenate([[0.0], pro[:keep]])
     inside = int(np.searchsorted(f, fpr_limit, side="right"))  # points with f <= limit
     f_in, p_in = f[:inside], p[:inside]
     if inside < f.size and f_in[-1] < fpr_limit:
