@@ -3,8 +3,8 @@
 A ``--batch-size`` too large for the accelerator must not end a run in a CUDA traceback. Every call
 that sends images to the model goes through :meth:`DeviceBatch.run`: it covers ``range(n)`` with
 consecutive sub-batches of at most the current size; when one raises ``torch.OutOfMemoryError``
-(``torch.cuda.OutOfMemoryError`` is the same class), it frees the CUDA cache, halves the size and
-retries that sub-batch, down to 1, then stops with one :class:`~adaptclip_med.errors.AdaptCLIPError`
+(``torch.cuda.OutOfMemoryError`` is the same class), it frees the CUDA cache, halves the size (rounded
+up) and retries that sub-batch, down to 1, then stops with one :class:`~adaptclip_med.errors.AdaptCLIPError`
 line. Sub-batches already computed are kept, and the images and their order never change, only how
 they are split, so the results are those of an uninterrupted run (bit for bit on the CPU, where the
 backbone runs image by image anyway). The size found is kept for the model's later batches (one
@@ -97,7 +97,7 @@ class DeviceBatch:
                 msg = f"out of {self.memory} memory even at batch 1 with {self.what}; {self.hint}"
                 raise AdaptCLIPError(msg)
             first_try = failed if first_try is None else first_try
-            self.size = failed // 2
+            self.size = (failed + 1) // 2  # half, rounded up (3 → 2)
         return results
 
     def _announce(self, tried: int) -> None:
@@ -137,6 +137,22 @@ def encode_bounded(model: Any, images: torch.Tensor, batch_size: int) -> Any:
 
     parts = device_batch(model).run(images.shape[0], batch_size,
                                     lambda start, stop: model.encode(images[start:stop], stop - start))
+    return parts[0] if len(parts) == 1 else ImageFeatures.concatenate(parts)
+
+
+def encode_images_bounded(model: Any, images: torch.Tensor) -> Any:
+    """``model.encode_images(images)`` (no input checks; training) in device sub-batches that fit.
+
+    Returns:
+        ``(B, N, D)`` features of ``(B, 3, S, S)`` images.
+
+    Raises:
+        AdaptCLIPError: out of memory at batch 1.
+    """
+    from adaptclip_med.model.backbone import ImageFeatures
+
+    parts = device_batch(model).run(images.shape[0], images.shape[0],
+                                    lambda start, stop: model.encode_images(images[start:stop]))
     return parts[0] if len(parts) == 1 else ImageFeatures.concatenate(parts)
 
 

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from adaptclip_med.data.pixels import load_mask  # the one mask rule (spec §5), shared with evaluation
 from adaptclip_med.io import sha256_file
+from adaptclip_med.memory import encode_images_bounded
 from adaptclip_med.skips import READ_ERRORS, reason_of, strict_error
 
 from .cache import DTYPES, FeatureCache, split_features, to_storage
@@ -23,7 +24,8 @@ class FeatureSource:
     """Gives batches of frozen features and masks, computing each image at most once per cache.
 
     Args:
-        model: an ``AdaptCLIP`` (its ``preprocess`` and ``encode_images`` are used).
+        model: an ``AdaptCLIP`` (its ``preprocess`` and ``encode_images`` are used; the device gets fewer
+            than ``chunk`` images at a time when they do not fit, :mod:`adaptclip_med.memory`).
         cache: where features live; ``None`` recomputes them on every request (no cache).
         device: where returned tensors go.
         chunk: images per backbone call.
@@ -56,7 +58,7 @@ class FeatureSource:
     def _encode_images(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen features of ``(3, S, S)`` images: global ``(B, D)``, patches ``(B, L, N, D)``, CPU."""
         with torch.no_grad():
-            feats = self.model.encode_images(torch.stack(list(images)))
+            feats = encode_images_bounded(self.model, torch.stack(list(images)))  # sub-batches that fit
         self.computed += len(images)
         return feats.global_.float().cpu(), torch.stack([t.float().cpu() for t in feats.patches], 1)
 
