@@ -135,12 +135,15 @@ def _group_parts(group: ClassGroup, config: EvalConfig, out: Path, content: dict
     return done, pending
 
 
-def _score_batch(recs: list[Any], feats: Any, scorers: dict[str, PartScorer], banks: dict[str, Any],
+def _score_batch(recs: list[Any], feats: Any, scorers: dict[str, PartScorer], prompts: Any,
                  model: Any) -> dict[str, BatchResult]:
-    """Every pending part's :class:`BatchResult` of one encoded batch (volume maps streamed to disk)."""
+    """Every pending part's :class:`BatchResult` of one encoded batch (volume maps streamed to disk).
+
+    ``prompts`` is the class's :class:`~adaptclip_med.model.PromptSet`, one bank per scorer in order:
+    the VA/TA branches and the distances to each distinct prompt image are computed once per batch.
+    """
     results = {}
-    for stem, scorer in scorers.items():
-        res = model.predict_features(feats, prompts=banks.get(stem))
+    for (stem, scorer), res in zip(scorers.items(), model.predict_parts(feats, prompts), strict=True):
         scores, maps = res.pred_score.numpy().astype(np.float64), res.anomaly_map.numpy()
         scorer.stream_volumes(recs, maps)
         results[stem] = scorer.extract(recs, scores, maps)
@@ -157,13 +160,13 @@ def _apply(group: ClassGroup, shard: Shard, scorers: dict[str, PartScorer]) -> N
 
 @dataclass
 class _GroupWork:
-    """A class with pending parts, ready to score: prompt banks, scorers and the batch shard keys."""
+    """A class with pending parts, ready to score: its prompt set (one bank per scorer), scorers, shard keys."""
 
     parts: list[Part]
     pending: dict[str, _PartKey]
     transform: Any
     own: dict[str, list[Any]]
-    banks: dict[str, Any]
+    prompts: Any
     scorers: dict[str, PartScorer]
     part_keys: dict[str, str]
     ranges: list[range]
@@ -185,9 +188,11 @@ def _prepare(group: ClassGroup, model: Any, config: EvalConfig, out: Path, pendi
     prompt_feats = encode_prompts(list({r.key: r for r in prompt_recs}.values()), model, transform,
                                   batch_size=config.batch_size, store=store, stats=result.encodes)
     own = {p.stem: [prompt_feats[r.key] for r in p.prompts.records] for p in parts if p.prompts is not None}
+    order = {key: i for i, key in enumerate(prompt_feats)}
+    banks = [() if p.prompts is None else tuple(order[r.key] for r in p.prompts.records) for p in parts]
     ranges = batch_ranges(len(group.queries), config.batch_size)
     return _GroupWork(
-        parts, pending, transform, own, {stem: model.bank_from_features(f) for stem, f in own.items()},
+        parts, pending, transform, own, model.prompt_set(list(prompt_feats.values()), banks),
         {p.stem: PartScorer.create(p, group, config, out) for p in parts},
         {stem: k.digest for stem, k in pending.items()}, ranges,
         [hasher.records(group.queries[r.start:r.stop]) for r in ranges],
@@ -202,7 +207,7 @@ def _live_shards(group: ClassGroup, work: _GroupWork, model: Any, config: EvalCo
                           workers=config.loader_workers(), store=store, stats=result.encodes, strict=config.strict)
     for i, batch in zip(batches, live, strict=True):
         results = {} if batch.feats is None else _score_batch(batch.records, batch.feats, work.scorers,
-                                                              work.banks, model)
+                                                              work.prompts, model)
         shard = Shard(work.batch_keys[i], work.part_keys, [position[r.key] for r in batch.records],
                       [(position[r.key], why) for r, why in batch.skipped], batch.masks, results)
         write_shard(work.paths[i], shard)

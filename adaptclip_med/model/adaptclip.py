@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import FrozenCLIPVision, ImageFeatures
 from .fusion import fuse_few_shot, fuse_zero_shot
 from .heads import text_similarity
 from .outputs import AnomalyOutput, Branches
+from .prompt_bank import PromptBank, PromptSet
 from .prompt_query import PromptQueryAdapter
 from .text_adapter import TextAdapter
 from .text_encoder import FrozenTextEncoder
@@ -50,21 +53,6 @@ class AdaptCLIPConfig:
         out = asdict(self)
         out["feature_layers"] = list(self.feature_layers)
         return out
-
-
-@dataclass
-class PromptBank:
-    """Cached features of one set of ``K`` normal prompt images (compute once, reuse per query).
-
-    Attributes:
-        patches: ``L`` tensors ``(1, K·G², D)``: raw prompt patch tokens without CLS, shot-major.
-        shots: ``K``.
-        image_size: ``S`` the prompts were encoded at (queries must match).
-    """
-
-    patches: list[torch.Tensor]
-    shots: int
-    image_size: int
 
 
 class AdaptCLIP(nn.Module):
@@ -204,6 +192,25 @@ class AdaptCLIP(nn.Module):
         bank = self.bank_from_features([self.encode(prompts, batch_size)])
         return PromptBank(bank.patches, bank.shots, int(prompts.shape[-1]))
 
+    def prompt_set(self, feats: Sequence[ImageFeatures], banks: Sequence[Sequence[int]]) -> PromptSet:
+        """A :class:`PromptSet`: ``P`` distinct prompt images and the banks drawn from them.
+
+        Args:
+            feats: the ``P`` images' features, each ``(1, N, D)`` (from :meth:`encode`; may be empty).
+            banks: per bank, its images as indices into ``feats`` in shot order; ``()`` = zero-shot.
+
+        Raises:
+            ValueError: a bank names an image that is not in ``feats``.
+        """
+        if feats:
+            joined = feats[0] if len(feats) == 1 else ImageFeatures.concatenate(list(feats))
+            patches = [F.normalize(layer[:, 1:].to(self.device), dim=-1).reshape(1, -1, layer.shape[-1])
+                       for layer in joined.patches]
+            block, size = joined.grid ** 2, joined.grid * self.backbone.patch_size
+        else:
+            patches, block, size = [], 0, self.image_size
+        return PromptSet(patches, [tuple(int(i) for i in b) for b in banks], block, int(size))
+
     # ----------------------------------------------------------------- branches
     def branch_outputs(
         self,
@@ -269,15 +276,21 @@ class AdaptCLIP(nn.Module):
         branches = self.branch_outputs(
             feats, None if bank is None else bank.patches, learned_text=self._cached_learned_text()
         )
+        pqa = list(zip(branches.pqa_logits, branches.pqa_map, branches.align, strict=True))
+        return self._fuse(branches, pqa if bank is not None else None, 0 if bank is None else bank.shots)
+
+    def _fuse(self, branches: Branches, pqa: list[tuple[torch.Tensor, ...]] | None, shots: int,
+              details: bool = True) -> AnomalyOutput:
+        """The fused output from the VA/TA ``branches`` and, few-shot, ``L`` PQA ``(logits, map, align)``."""
         va_map, ta_map = branches.va_map[:, 1], branches.ta_map[:, 1]
         va_prob, ta_prob = branches.va_logits.softmax(-1)[:, 1], branches.ta_logits.softmax(-1)[:, 1]
         scores = {"va": va_prob, "ta": ta_prob}
         maps = {"va": va_map, "ta": ta_map}
-        if bank is None:
+        if pqa is None:
             fused = fuse_zero_shot(va_map, ta_map, va_prob, ta_prob)
         else:
-            pqa_prob = torch.stack([lg.softmax(-1)[:, 1] for lg in branches.pqa_logits]).mean(0)
-            fused = fuse_few_shot(va_map, ta_map, [m[:, 1] for m in branches.pqa_map], branches.align,
+            pqa_prob = torch.stack([logits.softmax(-1)[:, 1] for logits, _, _ in pqa]).mean(0)
+            fused = fuse_few_shot(va_map, ta_map, [m[:, 1] for _, m, _ in pqa], [a for _, _, a in pqa],
                                   va_prob, ta_prob, pqa_prob)
             scores["pqa"] = pqa_prob
             scores["image_prob_mean"] = fused["image_prob_mean"]
@@ -286,9 +299,9 @@ class AdaptCLIP(nn.Module):
         scores["map_max"] = fused["map_max"]
         return AnomalyOutput(
             anomaly_map=fused["anomaly_map"].cpu(), pred_score=fused["pred_score"].cpu(),
-            maps={k: v.float().cpu() for k, v in maps.items()},
-            scores={k: v.float().cpu() for k, v in scores.items()},
-            shots=0 if bank is None else bank.shots,
+            maps={k: v.float().cpu() for k, v in maps.items()} if details else {},
+            scores={k: v.float().cpu() for k, v in scores.items()} if details else {},
+            shots=shots,
         )
 
     def predict(
@@ -350,3 +363,42 @@ class AdaptCLIP(nn.Module):
             prompts = PromptBank([p.to(self.device) for p in prompts.patches], prompts.shots, prompts.image_size)
         with torch.inference_mode():
             return self._score_features(feats.to(self.device), prompts)
+
+    def predict_parts(self, feats: ImageFeatures, prompts: PromptSet, details: bool = False) -> list[AnomalyOutput]:
+        """Score query features against every bank of ``prompts`` (zero-shot for a ``()`` bank).
+
+        The VA/TA branches run once, each query's distances to each prompt image are computed once,
+        and the PQA heads run on several banks per pass; bank ``i``'s output equals
+        :meth:`predict_features` with that bank alone.
+
+        Args:
+            feats: ``(B, N, D)`` query features from :meth:`encode`.
+            prompts: the banks, from :meth:`prompt_set`, encoded at the queries' size.
+            details: also return the per-branch maps and scores (``AnomalyOutput.maps``/``scores``).
+
+        Returns:
+            one :class:`AnomalyOutput` per bank, in order.
+
+        Raises:
+            ValueError: the prompts were encoded at another size than the queries.
+        """
+        size = feats.grid * self.backbone.patch_size
+        if any(prompts.banks) and prompts.image_size != size:
+            msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
+                   f"{size} px; preprocess both with the same model")
+            raise ValueError(msg)
+        few = [b for b in prompts.banks if b]
+        with torch.inference_mode():
+            feats = feats.to(self.device)
+            branches = self.branch_outputs(feats, None, learned_text=self._cached_learned_text())
+            per_layer = [self.prompt_query_adapter.forward_layer_banks(layer, query, memory, prompts.block, few, size)
+                         for layer, (query, memory) in enumerate(zip(feats.patches, prompts.patches, strict=True))
+                         ] if few else []
+            outputs, j = [], 0
+            for bank in prompts.banks:
+                if not bank:
+                    outputs.append(self._fuse(branches, None, 0, details))
+                    continue
+                outputs.append(self._fuse(branches, [layer[j] for layer in per_layer], len(bank), details))
+                j += 1
+            return outputs
