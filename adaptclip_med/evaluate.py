@@ -221,8 +221,7 @@ def report_lines(result: object) -> list[str]:
     enc = result.encodes
     many = getattr(result, "processes", 1) > 1
     lines.append(f"backbone encodes: {enc.encoded} image(s)"
-                 + (f" by {result.processes} processes (rank 0 also re-encodes the prompts of each class)" if many
-                    else "")
+                 + (f" by {result.processes} processes" if many else "")
                  + (f", {enc.from_store} from the feature store" if enc.from_store else "")
                  + (f"; {result.batches_reused} batch(es) read from the ranks' shards" if many and
                     result.batches_reused else

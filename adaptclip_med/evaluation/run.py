@@ -22,6 +22,7 @@ import hashlib
 import inspect
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class RunResult:
         store_note: what the ``--feature-cache`` store reused, stored and evicted ("" without one).
         share_batches: under torchrun, the query batches this rank encoded in its share.
         processes: torchrun ranks of the run (1 without torchrun); ``encodes`` then counts all of them.
+        timings: wall seconds per stage on this process (``plan``, ``model``, ``share`` under torchrun,
+            ``score`` — encode and score, or replay shards — and ``write``); also in run.json.
     """
 
     out: Path
@@ -76,6 +79,7 @@ class RunResult:
     share_batches: int = 0
     processes: int = 1
     key_file: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,12 +185,22 @@ class _GroupWork:
 
 def _prepare(group: ClassGroup, model: Any, config: EvalConfig, out: Path, pending: dict[str, _PartKey],
              hasher: ContentHasher, result: RunResult, store: FeatureStore | None) -> _GroupWork:
-    """Encode the prompts of a class's pending parts (each distinct image once) and set up their scorers."""
+    """Encode the prompts of a class's pending parts (each distinct image once) and set up their scorers.
+
+    Without a ``--feature-cache`` store the prompt features are kept, float32, next to the class's
+    shards (``shards/<class>/prompts/``): the rank that merges a torchrun job, or a resumed run, reads
+    them instead of encoding the prompts again.
+    """
     parts = [p for p in group.parts if p.stem in pending]
     transform = D.build_transforms(model.image_size, with_mask=group.has_masks)
-    prompt_recs = [r for p in parts if p.prompts is not None for r in p.prompts.records]
-    prompt_feats = encode_prompts(list({r.key: r for r in prompt_recs}.values()), model, transform,
-                                  batch_size=config.batch_size, store=store, stats=result.encodes)
+    prompt_recs = list({r.key: r for p in parts if p.prompts is not None for r in p.prompts.records}.values())
+    stats = result.encodes if store is not None else EncodeStats()
+    kept = store if store is not None or not prompt_recs else DiskStore(
+        out / "shards" / group.stem / "prompts", _spec(model, "float32"), content_hash=hasher.path)
+    prompt_feats = encode_prompts(prompt_recs, model, transform, batch_size=config.batch_size, store=kept,
+                                  stats=stats)
+    if store is None:  # read back from the run's own copy: not "from the feature store"
+        result.encodes.encoded += stats.encoded
     own = {p.stem: [prompt_feats[r.key] for r in p.prompts.records] for p in parts if p.prompts is not None}
     order = {key: i for i, key in enumerate(prompt_feats)}
     banks = [() if p.prompts is None else tuple(order[r.key] for r in p.prompts.records) for p in parts]
@@ -279,19 +293,21 @@ def encode_share(plan: Plan, model: Any, config: EvalConfig, out: Path, content:
     return computed
 
 
-def open_store(config: EvalConfig, model: Any, hasher: ContentHasher) -> FeatureStore | None:
-    """The persistent feature store of ``--feature-cache`` (None without it), keyed for this model.
-
-    The preprocessing part of its key is every ``build_transforms`` setting besides the size and the
-    mask (the evaluation builds its transforms with their defaults).
-    """
-    if not config.feature_cache:
-        return None
+def _spec(model: Any, dtype: str) -> dict[str, Any]:
+    """The feature-store spec of this model with the evaluation's preprocessing (every ``build_transforms``
+    setting besides the size and the mask: the evaluation builds its transforms with their defaults)."""
     skip = {"image_size", "with_mask", "keep_original"}
     preprocess = {k: v.default for k, v in inspect.signature(D.build_transforms).parameters.items()
                   if k not in skip}
+    return store_spec(model, preprocess, dtype)
+
+
+def open_store(config: EvalConfig, model: Any, hasher: ContentHasher) -> FeatureStore | None:
+    """The persistent feature store of ``--feature-cache`` (None without it), keyed for this model."""
+    if not config.feature_cache:
+        return None
     limit = None if config.feature_cache_max_gb is None else int(config.feature_cache_max_gb * 2**30)
-    return DiskStore(config.feature_cache, store_spec(model, preprocess), max_bytes=limit, content_hash=hasher.path)
+    return DiskStore(config.feature_cache, _spec(model, "float16"), max_bytes=limit, content_hash=hasher.path)
 
 
 def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: Dist | None = None) -> RunResult:
@@ -315,13 +331,16 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
     """
     ctx = ctx or Dist()
     out = Path(config.out)
+    clock = _Clock()
     pseud = _pseudonymiser(config, ctx)
     plan: Plan = plan_run(config, pseud)
+    clock.lap("plan")
     model = load_model_for(config)
-    result = RunResult(out)
+    result = RunResult(out, timings=clock.laps)
     hasher = ContentHasher()
     content = model_content(model, hasher)
     store = store if store is not None else open_store(config, model, hasher)
+    clock.lap("model")
     if pseud is not None:  # parts named with another salt (or none) are never reused
         content["pseudonym_salt_id"] = pseud.salt_id
     fingerprints = {d: config.fingerprint(d, content) for d in config.datasets}
@@ -330,6 +349,7 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
     if ctx.active:
         result.share_batches = together(ctx, lambda: encode_share(plan, model, config, out, content, hasher,
                                                                   result, store, ctx))
+        clock.lap("share")
         shared = ctx.total([result.encodes.encoded, result.encodes.from_store])  # rank 0 reports the job's
         result.encodes = EncodeStats(*shared)
         result.processes = ctx.world_size
@@ -339,16 +359,32 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
     records: list[dict] = []
     for group in tqdm(plan.groups, desc="classes", unit="class", disable=None, file=sys.stderr):
         records += score_group(group, model, config, out, content, hasher, result, store)
+    clock.lap("score")
     info = {"fingerprints": fingerprints, "key": content,
             "encodes": {"images_encoded": result.encodes.encoded, "from_store": result.encodes.from_store,
                         "batches_resumed": result.batches_reused, "processes": ctx.world_size,
-                        "device_batch": device_batch(model).effective(config.batch_size)}}
+                        "device_batch": device_batch(model).effective(config.batch_size)},
+            "timings_s": {**clock.laps, "note": "wall seconds of rank 0 before writing the outputs"}}
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     result.skipped = write_outputs(out, config, model, plan, records, info)
+    clock.lap("write")
     if pseud is not None:
         result.key_file = _write_key(config, pseud)
         _audit(out, plan, config)
     return result
+
+
+class _Clock:
+    """Wall seconds between successive :meth:`lap` calls, by stage name."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 def _pseudonymiser(config: EvalConfig, ctx: Dist) -> PV.Pseudonymiser | None:

@@ -54,7 +54,8 @@ def test_killed_run_resumes_to_identical_tables(synthetic_root: Path, synthetic_
     assert main(args) == 0  # resume in-process (saves a second interpreter start-up)
     printed = capsys.readouterr().out
     assert "3 part(s) computed, 0 reused" in printed
-    assert "backbone encodes: 8 image(s); 1 batch(es) resumed" in printed  # 4 queries + 4 prompts
+    # the 4 queries of the lost batch; the 4 prompts are read back from shards/<class>/prompts/
+    assert "backbone encodes: 4 image(s); 1 batch(es) resumed" in printed
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert not (out / "shards" / "folder__folder").exists()  # a finished class keeps no shards
     for name in SAME_FILES:

@@ -58,9 +58,10 @@ def test_torchrun_two_ranks_equal_one_process_and_resume_a_killed_rank(
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 1/2: scored 1 batch(es), its share" in proc.stdout
-    # rank 1: its 4 queries + 4 prompts; rank 0: nothing in its share (stored), then its 4 prompts for
-    # the leave-one-out operating points; a fresh job would have encoded 20
-    assert "backbone encodes: 12 image(s) by 2 processes" in proc.stdout
+    # rank 1: its 4 queries (the 4 prompts were kept in shards/<class>/prompts/ by rank 0's earlier
+    # share); rank 0: nothing (its batch stored, the prompts read back for the leave-one-out operating
+    # points); a fresh job encodes 12 (8 queries + 4 prompts)
+    assert "backbone encodes: 4 image(s) by 2 processes" in proc.stdout
     assert "2 batch(es) read from the ranks' shards" in proc.stdout
     for name in SAME_FILES:
         assert (out / name).read_bytes() == (synthetic_run / name).read_bytes(), name
