@@ -25,6 +25,7 @@ exact. Figures are printed, never asserted (docs/evaluation.md holds measured on
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -103,18 +104,19 @@ def before(config: EvalConfig) -> tuple[int, int, float]:
     return counter.images, queries, time.perf_counter() - start
 
 
-def after(config: EvalConfig) -> tuple[int, float]:
-    """``run_evaluation``: ``(encodes, seconds)``."""
+def after(config: EvalConfig) -> tuple[int, float, str]:
+    """``run_evaluation``: ``(encodes, seconds, stage seconds as text)``."""
     start = time.perf_counter()
     result = run_evaluation(config)
-    return result.encodes.encoded, time.perf_counter() - start
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    return result.encodes.encoded, time.perf_counter() - start, stages
 
 
-def cli_run(args: argparse.Namespace, data: Path, out: Path, nproc: int) -> float:
+def cli_run(args: argparse.Namespace, data: Path, out: Path, nproc: int, n: int) -> float:
     """Zero-shot ``python -m adaptclip_med.evaluate`` (``nproc`` > 1: under torchrun); wall seconds."""
     cli = ["-m", "adaptclip_med.evaluate", "--datasets", "folder", "--root", str(data), "--shots", "0",
            "--backbone", args.backbone, "--pretrained", "none", "--checkpoint", "none", "--allow-random-backbone",
-           "--bootstrap", "0", "--overlays", "0", "--no-figures", "--limit", str(args.n),
+           "--bootstrap", "0", "--overlays", "0", "--no-figures", "--limit", str(n),
            "--batch-size", str(args.batch_size), "--out", str(out)]
     if args.image_size:
         cli += ["--image-size", str(args.image_size)]
@@ -123,6 +125,12 @@ def cli_run(args: argparse.Namespace, data: Path, out: Path, nproc: int) -> floa
     start = time.perf_counter()
     subprocess.run([sys.executable, *launcher, *cli], env=env, check=True, capture_output=True, text=True)
     return time.perf_counter() - start
+
+
+def run_stages(out: Path) -> str:
+    """The stage seconds a run recorded in its run.json (rank 0's under torchrun)."""
+    laps = json.loads((out / "run.json").read_text(encoding="utf-8")).get("timings_s", {})
+    return ", ".join(f"{k} {v:.1f} s" for k, v in laps.items() if k != "note")
 
 
 def same_outputs(a: Path, b: Path) -> bool:
@@ -139,6 +147,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--skip-before", action="store_true", help="skip the old loop (slow on large backbones)")
     p.add_argument("--torchrun", type=int, default=0, metavar="N", help="also compare N torchrun processes")
+    p.add_argument("--torchrun-n", type=int, default=None, metavar="Q",
+                   help="query images of the torchrun comparison (default --n; larger amortises start-up)")
+    p.add_argument("--skip-protocol", action="store_true", help="only the torchrun comparison")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     with tempfile.TemporaryDirectory(prefix="protocol-bench-") as tmp:
@@ -154,24 +165,35 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"feature store: {entry_bytes(layers, tokens, width) / 2**20:.3f} MiB per image (float16)")
         del model
-        enc_after, t_after = after(full)
-        _, t_zero = after(zero)
-        plan = plan_run(full)
-        n_queries = sum(len(g.queries) for g in plan.groups)
-        prompts = len({r.key for part in plan.parts if part.prompts for r in part.prompts.records})
-        print(f"after : {enc_after / n_queries:.2f} encodes/query ({enc_after} = {n_queries} queries + "
-              f"{prompts} distinct prompts), full protocol {t_after:.1f} s = {t_after / t_zero:.2f}x "
-              f"one zero-shot pass ({t_zero:.1f} s)")
-        if not args.skip_before:
-            enc_before, nq, t_before = before(full)
-            print(f"before: {enc_before / nq:.2f} encodes/query ({enc_before}), full protocol {t_before:.1f} s "
-                  f"= {t_before / t_zero:.2f}x one zero-shot pass; after/before wall {t_after / t_before:.2f}")
+        if not args.skip_protocol:
+            protocol(args, full, zero)
         if args.torchrun > 1:
-            t1 = cli_run(args, data, base / "one", 1)
-            tn = cli_run(args, data, base / "many", args.torchrun)
+            n = args.torchrun_n or args.n
+            data = data if n == args.n else make_set(base / f"data{n}", n)
+            t1 = cli_run(args, data, base / "one", 1, n)
+            tn = cli_run(args, data, base / "many", args.torchrun, n)
             same = same_outputs(base / "one", base / "many")
-            print(f"torchrun: 1 process {t1:.1f} s, {args.torchrun} processes {tn:.1f} s (1 thread each): "
-                  f"throughput {t1 / tn:.2f}x; identical per_image.csv + summary.csv: {same}")
+            print(f"torchrun ({n} queries, zero-shot): 1 process {t1:.1f} s, {args.torchrun} processes {tn:.1f} s "
+                  f"(1 thread each): throughput {t1 / tn:.2f}x; identical per_image.csv + summary.csv: {same}")
+            print(f"        rank 0 stages, 1 process: {run_stages(base / 'one')}; "
+                  f"{args.torchrun} processes: {run_stages(base / 'many')}")
+
+
+def protocol(args: argparse.Namespace, full: EvalConfig, zero: EvalConfig) -> None:
+    """The full protocol versus one zero-shot pass (and, unless skipped, the old loop)."""
+    enc_after, t_after, stages = after(full)
+    _, t_zero, zero_stages = after(zero)
+    plan = plan_run(full)
+    n_queries = sum(len(g.queries) for g in plan.groups)
+    prompts = len({r.key for part in plan.parts if part.prompts for r in part.prompts.records})
+    print(f"after : {enc_after / n_queries:.2f} encodes/query ({enc_after} = {n_queries} queries + "
+          f"{prompts} distinct prompts), full protocol {t_after:.1f} s = {t_after / t_zero:.2f}x "
+          f"one zero-shot pass ({t_zero:.1f} s)")
+    print(f"        stages, full protocol: {stages}; zero-shot: {zero_stages}")
+    if not args.skip_before:
+        enc_before, nq, t_before = before(full)
+        print(f"before: {enc_before / nq:.2f} encodes/query ({enc_before}), full protocol {t_before:.1f} s "
+              f"= {t_before / t_zero:.2f}x one zero-shot pass; after/before wall {t_after / t_before:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ with N + P encodes (N queries, P distinct prompt images) instead of one per quer
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,5 +79,8 @@ def test_each_image_is_encoded_once(synthetic_root: Path, tmp_path: Path, monkey
     result = run_evaluation(config)
     assert len(plan.parts) == 10 and n_queries == 8 and 1 <= n_prompts <= 4
     assert sum(calls) == n_queries + n_prompts == result.encodes.encoded  # not 10 parts × 8 + LOO re-encodes
+    assert list(result.timings) == ["plan", "model", "score", "write"] and all(v >= 0 for v in result.timings.values())
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["timings_s"]
+    assert [k for k in recorded if k != "note"] == ["plan", "model", "score"]  # written before "write" ends
     again = run_evaluation(config)  # all parts reused: no backbone pass at all
     assert sum(calls) == n_queries + n_prompts and again.encodes.encoded == 0 and len(again.reused) == 10

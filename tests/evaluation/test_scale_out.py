@@ -5,6 +5,7 @@ Both are compared with the reference single-process run of the synthetic set (``
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def test_torchrun_two_ranks_equal_one_process_and_resume_a_killed_rank(
     # points); a fresh job encodes 12 (8 queries + 4 prompts)
     assert "backbone encodes: 4 image(s) by 2 processes" in proc.stdout
     assert "2 batch(es) read from the ranks' shards" in proc.stdout
+    assert {"plan", "model", "share", "score"} <= set(json.loads((out / "run.json").read_text())["timings_s"])
     for name in SAME_FILES:
         assert (out / name).read_bytes() == (synthetic_run / name).read_bytes(), name
     assert not list(out.glob("shards/*/b*.npz"))
