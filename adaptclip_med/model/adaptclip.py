@@ -367,9 +367,9 @@ class AdaptCLIP(nn.Module):
     def predict_parts(self, feats: ImageFeatures, prompts: PromptSet, details: bool = False) -> list[AnomalyOutput]:
         """Score query features against every bank of ``prompts`` (zero-shot for a ``()`` bank).
 
-        The VA/TA branches run once, each query's distances to each prompt image are computed once,
-        and the PQA heads run on several banks per pass; bank ``i``'s output equals
-        :meth:`predict_features` with that bank alone.
+        The VA/TA branches run once and each query's distances to each prompt image are computed once
+        for all banks; the PQA heads and the fusion then run per bank (one bank's maps held at a time).
+        Bank ``i``'s output equals :meth:`predict_features` with that bank alone, bit for bit.
 
         Args:
             feats: ``(B, N, D)`` query features from :meth:`encode`.
@@ -387,18 +387,16 @@ class AdaptCLIP(nn.Module):
             msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
                    f"{size} px; preprocess both with the same model")
             raise ValueError(msg)
-        few = [b for b in prompts.banks if b]
+        pqa = self.prompt_query_adapter
         with torch.inference_mode():
             feats = feats.to(self.device)
             branches = self.branch_outputs(feats, None, learned_text=self._cached_learned_text())
-            per_layer = [self.prompt_query_adapter.forward_layer_banks(layer, query, memory, prompts.block, few, size)
-                         for layer, (query, memory) in enumerate(zip(feats.patches, prompts.patches, strict=True))
-                         ] if few else []
-            outputs, j = [], 0
-            for bank in prompts.banks:
-                if not bank:
-                    outputs.append(self._fuse(branches, None, 0, details))
-                    continue
-                outputs.append(self._fuse(branches, [layer[j] for layer in per_layer], len(bank), details))
-                j += 1
+            distances = [pqa.prompt_distances(query, memory, prompts.block)
+                         for query, memory in zip(feats.patches, prompts.patches, strict=True)
+                         ] if any(prompts.banks) else []
+            outputs = []
+            for bank in prompts.banks:  # one bank at a time: only its L layers of maps are held
+                layers = [pqa.forward_bank(i, d, prompts.patches[i], prompts.block, bank, size)
+                          for i, d in enumerate(distances)] if bank else None
+                outputs.append(self._fuse(branches, layers, len(bank), details))
             return outputs

@@ -151,34 +151,36 @@ class PromptQueryAdapter(nn.Module):
         distance, _, matched = nearest_prompt_patch(patches, memory)
         return self.heads(layer, F.normalize(patches, dim=-1), matched, distance, size)
 
-    def forward_layer_banks(
-        self, layer: int, query: torch.Tensor, memory_n: torch.Tensor, block: int,
-        banks: Sequence[Sequence[int]], size: int,
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Score one feature layer against several banks drawn from one set of ``P`` prompt images.
-
-        The distances to each prompt image are computed once for all banks; each bank then gives what
-        :meth:`forward_layer` gives for it alone, bit for bit (its heads run on the same ``B`` queries;
-        stacking banks into one larger head pass is no faster on the CPU and rounds differently).
+    @staticmethod
+    def prompt_distances(query: torch.Tensor, memory_n: torch.Tensor, block: int
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One layer's distances from every query patch to each of ``P`` prompt images (for :meth:`forward_bank`).
 
         Args:
-            layer: feature-layer position ``0..L-1``.
             query: ``(B, N, D)`` query tokens, CLS at index 0.
             memory_n: ``(1, P·block, D)`` L2-normalised prompt patches without CLS, image-major.
             block: patches per prompt image (``G²``).
-            banks: per bank, its images (indices into ``P``) in bank order; none may be empty.
-            size: output map side ``S``.
 
         Returns:
-            per bank, ``(logits (B, 2), map (B, 2, S, S), align (B, S, S))`` as :meth:`forward_layer`.
+            the normalised query patches ``(B, G², D)`` and :func:`block_distances`' ``(B, G², P)`` pair.
         """
         q = F.normalize(query[:, 1:], dim=-1)
-        dist, idx = block_distances(q, memory_n, block)
-        out = []
-        for members in banks:
-            distance, _, rows = reduce_blocks(dist, idx, members, block)
-            out.append(self.heads(layer, q, _gather_rows(memory_n, rows), distance, size))
-        return out
+        return (q, *block_distances(q, memory_n, block))
+
+    def forward_bank(self, layer: int, distances: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                     memory_n: torch.Tensor, block: int, members: Sequence[int], size: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score one layer against the bank ``members`` of a shared prompt set, from :meth:`prompt_distances`.
+
+        Gives what :meth:`forward_layer` gives with that bank alone, bit for bit (same distances, and
+        the heads run on the same ``B`` queries).
+
+        Returns:
+            ``logits (B, 2)``, ``map (B, 2, S, S)``, ``align (B, S, S)``.
+        """
+        q, dist, idx = distances
+        distance, _, rows = reduce_blocks(dist, idx, members, block)
+        return self.heads(layer, q, _gather_rows(memory_n, rows), distance, size)
 
     def heads(self, layer: int, query_n: torch.Tensor, matched: torch.Tensor, distance: torch.Tensor, size: int
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
