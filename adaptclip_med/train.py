@@ -39,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branches", default=",".join(d.branches),
                    help=f"comma-separated subset of {','.join(BRANCHES)} (zero-shot only: va,ta)")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1, mps")
-    p.add_argument("--cache-dir", default=None, help="feature cache folder (default OUT/cache)")
+    p.add_argument("--cache-dir", default=None,
+                   help="feature cache folder (default OUT/cache; with --feature-cache: the masks only)")
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="keep the image features in the store shared with evaluate --feature-cache DIR: "
+                        "images an evaluation (or another training) encoded are not encoded again")
+    p.add_argument("--feature-cache-max-gb", type=float, default=None, metavar="GB",
+                   help="size limit of --feature-cache; least recently used entries are deleted (default: none)")
     p.add_argument("--cache-dtype", choices=("float16", "float32"), default=d.cache_dtype)
     p.add_argument("--no-cache", action="store_true", help="recompute the backbone every epoch (slow)")
     p.add_argument("--precompute", action="store_true",
@@ -75,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(args.dataset, args.root, args.out, backbone=args.backbone, pretrained=pretrained,
                        image_size=args.image_size, checkpoint=args.checkpoint,
                        allow_random_backbone=args.allow_random_backbone, config=config,
-                       cache_dir=args.cache_dir, resume=args.resume, precompute=args.precompute,
+                       cache_dir=args.cache_dir, feature_cache=args.feature_cache,
+                       feature_cache_max_gb=args.feature_cache_max_gb, resume=args.resume, precompute=args.precompute,
                        export_authors=not args.no_export, strict=args.strict, ctx=ctx)
     except (AdaptCLIPError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

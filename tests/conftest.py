@@ -119,3 +119,22 @@ def oom_above(monkeypatch: pytest.MonkeyPatch):
         return sizes
 
     return patch
+
+
+@pytest.fixture
+def encode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The images of every backbone pass from now on (this test): ``FrozenCLIPVision.encode_image``
+    wrapped to append its batch size, then run as usual."""
+    import torch
+
+    from adaptclip_med.model.backbone import FrozenCLIPVision
+
+    calls: list[int] = []
+    original = FrozenCLIPVision.encode_image
+
+    def counting(self: FrozenCLIPVision, images: torch.Tensor) -> object:
+        calls.append(int(images.shape[0]))
+        return original(self, images)
+
+    monkeypatch.setattr(FrozenCLIPVision, "encode_image", counting)
+    return calls

@@ -19,7 +19,6 @@ an interrupted class resumes from its batch shards (:mod:`.shards`), losing at m
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import sys
 import time
@@ -44,7 +43,7 @@ from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, sh
 from adaptclip_med.evaluation.write import write_outputs
 from adaptclip_med.factory import load_model_for
 from adaptclip_med.feature_store import FeatureStore as DiskStore
-from adaptclip_med.feature_store import store_spec
+from adaptclip_med.feature_store import open_feature_store, store_spec
 from adaptclip_med.io import atomic_write_json
 from adaptclip_med.memory import device_batch
 from adaptclip_med.reporting import provenance as P
@@ -196,7 +195,7 @@ def _prepare(group: ClassGroup, model: Any, config: EvalConfig, out: Path, pendi
     prompt_recs = list({r.key: r for p in parts if p.prompts is not None for r in p.prompts.records}.values())
     stats = result.encodes if store is not None else EncodeStats()
     kept = store if store is not None or not prompt_recs else DiskStore(
-        out / "shards" / group.stem / "prompts", _spec(model, "float32"), content_hash=hasher.path)
+        out / "shards" / group.stem / "prompts", store_spec(model, dtype="float32"), content_hash=hasher.path)
     prompt_feats = encode_prompts(prompt_recs, model, transform, batch_size=config.batch_size, store=kept,
                                   stats=stats)
     if store is None:  # read back from the run's own copy: not "from the feature store"
@@ -293,21 +292,11 @@ def encode_share(plan: Plan, model: Any, config: EvalConfig, out: Path, content:
     return computed
 
 
-def _spec(model: Any, dtype: str) -> dict[str, Any]:
-    """The feature-store spec of this model with the evaluation's preprocessing (every ``build_transforms``
-    setting besides the size and the mask: the evaluation builds its transforms with their defaults)."""
-    skip = {"image_size", "with_mask", "keep_original"}
-    preprocess = {k: v.default for k, v in inspect.signature(D.build_transforms).parameters.items()
-                  if k not in skip}
-    return store_spec(model, preprocess, dtype)
-
-
 def open_store(config: EvalConfig, model: Any, hasher: ContentHasher) -> FeatureStore | None:
     """The persistent feature store of ``--feature-cache`` (None without it), keyed for this model."""
     if not config.feature_cache:
         return None
-    limit = None if config.feature_cache_max_gb is None else int(config.feature_cache_max_gb * 2**30)
-    return DiskStore(config.feature_cache, _spec(model, "float16"), max_bytes=limit, content_hash=hasher.path)
+    return open_feature_store(config.feature_cache, model, "float16", config.feature_cache_max_gb, hasher.path)
 
 
 def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: Dist | None = None) -> RunResult:

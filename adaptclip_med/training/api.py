@@ -9,13 +9,14 @@ from tqdm.auto import tqdm
 
 from adaptclip_med.distributed import Dist, shard, together
 from adaptclip_med.errors import DataValidationError
+from adaptclip_med.feature_store import open_feature_store
 from adaptclip_med.skips import Skip, one_line, relative_path, strict_error
 
 from .cache import FeatureCache
 from .config import TrainConfig
 from .features import FeatureSource
 from .samples import TrainSample, check_prompt_pool, make_samples
-from .trainer import TrainResult, check_out_folder, model_identity, train_adapters
+from .trainer import TrainResult, check_out_folder, check_store_options, model_identity, train_adapters
 
 
 def samples_from_index(index: object) -> tuple[list[TrainSample], dict[str, list[Path]]]:
@@ -38,19 +39,28 @@ def samples_from_index(index: object) -> tuple[list[TrainSample], dict[str, list
 
 
 def precompute_features(model: object, samples: Sequence[TrainSample], prompt_pool: Mapping[str, Sequence[Path]],
-                        cache_dir: str | Path, dtype: str = "float16", progress: bool = True,
-                        batch_size: int = 8, ctx: Dist | None = None) -> int:
+                        cache_dir: str | Path | None, dtype: str = "float16", progress: bool = True,
+                        batch_size: int = 8, ctx: Dist | None = None, feature_cache: str | Path | None = None,
+                        feature_cache_max_gb: float | None = None) -> int:
     """Fill the feature cache for every query and prompt image; return how many were computed.
 
     Args:
         model: an ``AdaptCLIP``; the cache entries are keyed by its backbone identity.
-        samples: queries; prompt_pool: ``{cls: [paths]}``; cache_dir: the cache folder.
+        samples: queries; prompt_pool: ``{cls: [paths]}``; cache_dir: the cache folder (unused with
+            ``feature_cache``).
         dtype: ``"float16"`` or ``"float32"`` storage.
         ctx: under ``torchrun``, this rank's place: it computes only its share of the images (sorted
             by content hash, every ``world_size``-th), so N ranks fill one cache folder together.
+        feature_cache: fill the feature store shared with evaluation at this folder instead of the
+            training cache (:func:`adaptclip_med.feature_store.open_feature_store`);
+            feature_cache_max_gb: its size limit.
     """
-    source = FeatureSource(model, FeatureCache(cache_dir, model_identity(model), dtype), model.device,
-                           chunk=batch_size)
+    if feature_cache is not None:
+        store = open_feature_store(feature_cache, model, dtype, feature_cache_max_gb)
+        source = FeatureSource(model, None, model.device, chunk=batch_size, dtype=dtype, store=store)
+    else:
+        source = FeatureSource(model, FeatureCache(cache_dir, model_identity(model), dtype), model.device,
+                               chunk=batch_size)
     paths = list(dict.fromkeys([s.image for s in samples] + [Path(p) for ps in prompt_pool.values() for p in ps]))
     source.hash_files(paths, progress=progress)
     if ctx is not None and ctx.active:
@@ -74,6 +84,8 @@ def train(
     allow_random_backbone: bool = False,
     config: TrainConfig | None = None,
     cache_dir: str | Path | None = None,
+    feature_cache: str | Path | None = None,
+    feature_cache_max_gb: float | None = None,
     resume: bool = False,
     precompute: bool = False,
     export_authors: bool = True,
@@ -90,9 +102,12 @@ def train(
             :func:`adaptclip_med.load_model` (the adapters start fresh, seeded by ``config.seed``).
         checkpoint: start from these adapters instead of fresh ones (fine-tuning).
         config: hyper-parameters (default: the method's).
-        cache_dir: feature cache (default ``out/cache``).
+        cache_dir: feature cache (default ``out/cache``); with ``feature_cache``, of the masks only.
+        feature_cache: keep the image features in the feature store shared with evaluation at this
+            folder (``evaluate --feature-cache``): images it holds are not encoded again.
+        feature_cache_max_gb: size limit of ``feature_cache`` (least recently used entries go).
         resume: continue the run in ``out`` exactly.
-        precompute: fill the feature cache for all images before the first epoch.
+        precompute: fill the feature cache (or store) for all images before the first epoch.
         export_authors: also write ``out/adaptclip_authors.pth``.
         strict: stop at the first unusable file (a problem the loader lists, or an image or mask that
             cannot be read) with a one-line error; by default such files are skipped and listed on
@@ -104,12 +119,14 @@ def train(
         DataValidationError: missing test split; with ``strict``, the first unusable file.
         PromptError: a class without normal train images.
         CheckpointMismatchError: ``resume`` with another configuration.
+        ValueError: ``feature_cache`` without the cache, or a bad ``feature_cache_max_gb``.
     """
     from adaptclip_med import load_model
     from adaptclip_med.data import load_dataset
 
     config = config or TrainConfig()
-    check_out_folder(Path(out), resume)  # before any work
+    check_store_options(config, feature_cache, feature_cache_max_gb)  # before any work
+    check_out_folder(Path(out), resume)
     index = load_dataset(dataset, root)
     if strict and index.problems:
         raise strict_error(*index.problems[0])
@@ -124,9 +141,11 @@ def train(
     if precompute and config.use_cache:
         # every rank stores its share, then waits for the others: rank 0 then finds the whole cache
         together(ctx, lambda: precompute_features(model, samples, pool, cache_dir, config.cache_dtype,
-                                                  config.progress and ctx.is_main, config.batch_size, ctx))
+                                                  config.progress and ctx.is_main, config.batch_size, ctx,
+                                                  feature_cache, feature_cache_max_gb))
     if not ctx.is_main:
         return None
-    return train_adapters(model, samples, pool, out, config, cache_dir=cache_dir, resume=resume,
+    return train_adapters(model, samples, pool, out, config, cache_dir=cache_dir, feature_cache=feature_cache,
+                          feature_cache_max_gb=feature_cache_max_gb, resume=resume,
                           export_authors=export_authors, skipped=skipped, strict=strict, data_root=root,
                           dataset=dataset)

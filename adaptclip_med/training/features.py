@@ -1,5 +1,10 @@
 """Frozen features and masks of training images: read from the cache, or computed once and stored.
 
+Image features live in the training cache (:class:`~.cache.FeatureCache`, ``--cache-dir``) or, with
+``--feature-cache DIR``, in the feature store shared with evaluation
+(:class:`~adaptclip_med.feature_store.FeatureStore`: an image an evaluation encoded is not encoded
+again, and the other way round). Masks stay in the training cache.
+
 Shapes: ``B`` images, ``L`` feature layers, ``N = 1 + G²`` tokens, ``D`` width, ``S`` image size.
 """
 
@@ -7,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +25,9 @@ from adaptclip_med.skips import READ_ERRORS, reason_of, strict_error
 
 from .cache import DTYPES, FeatureCache, split_features, to_storage
 
+if TYPE_CHECKING:
+    from adaptclip_med.feature_store import FeatureStore
+
 
 class FeatureSource:
     """Gives batches of frozen features and masks, computing each image at most once per cache.
@@ -26,21 +35,28 @@ class FeatureSource:
     Args:
         model: an ``AdaptCLIP`` (its ``preprocess`` and ``encode_images`` are used; the device gets fewer
             than ``chunk`` images at a time when they do not fit, :mod:`adaptclip_med.memory`).
-        cache: where features live; ``None`` recomputes them on every request (no cache).
+        cache: where features and masks live; ``None`` recomputes them on every request (no cache).
         device: where returned tensors go.
         chunk: images per backbone call.
         dtype: ``"float16"``/``"float32"``: without a cache, features are rounded exactly as the cache
-            stores them (``cache.dtype`` wins when a cache is set), so a run gives the same adapters
-            with or without the cache.
+            stores them (``cache.dtype`` or ``store.dtype`` wins when one is set), so a run gives the
+            same adapters with or without the cache.
+        store: where image features live instead of ``cache`` (the store shared with evaluation,
+            keyed by the same content hashes); ``cache`` then holds the masks only (or is ``None``).
+
+    Attributes:
+        computed: images run through the backbone so far.
+        reused: images whose features were already stored when first looked up.
     """
 
     def __init__(self, model: torch.nn.Module, cache: FeatureCache | None, device: torch.device | str,
-                 chunk: int = 8, dtype: str = "float32") -> None:
+                 chunk: int = 8, dtype: str = "float32", store: FeatureStore | None = None) -> None:
         if dtype not in DTYPES:
             msg = f"feature dtype: got {dtype!r}; expected one of {sorted(DTYPES)}."
             raise ValueError(msg)
         self.model = model
         self.cache = cache
+        self.store = store
         self.dtype = dtype
         self.device = torch.device(device)
         self.chunk = chunk
@@ -48,6 +64,27 @@ class FeatureSource:
         self.size = int(model.image_size)
         self.sha: dict[Path, str] = {}
         self.computed = 0
+        self.reused: set[Path] = set()
+        self._looked: set[Path] = set()
+
+    @property
+    def _home(self) -> FeatureCache | FeatureStore | None:
+        """Where image features are read and stored: the shared store, else the training cache."""
+        return self.store if self.store is not None else self.cache
+
+    def _stored(self, path: Path) -> np.ndarray | None:
+        """The stored ``(1 + L·N, D)`` array of an image, or None (then it must be encoded)."""
+        found = self._home.features(self.sha[path])
+        if found is not None and path not in self._looked:
+            self.reused.add(path)  # there before this process looked: not one it computed
+        self._looked.add(path)
+        return found
+
+    def note(self) -> str | None:
+        """What the feature cache (or shared store) reused and computed; None without either."""
+        if self.store is not None:
+            return self.store.note(reused=len(self.reused))
+        return self.cache.note() if self.cache is not None else None
 
     def hash_files(self, paths: Iterable[Path], progress: bool = False) -> None:
         """Hash (SHA-256 of the content) every file not hashed yet: the cache keys."""
@@ -72,7 +109,7 @@ class FeatureSource:
                strict: bool = False) -> dict[Path, str]:
         """Read every image and mask once; return ``{path: reason}`` of those that cannot be used.
 
-        With a cache, the readable images (and masks) not stored yet are encoded and stored on the way
+        With a cache or store, the readable images (and masks) not stored yet are encoded and stored on the way
         (a stored entry was read before: it is not read again); without one, pixels are only decoded.
         Reasons are one line, without the file's folder (:func:`adaptclip_med.skips.reason_of`).
 
@@ -82,8 +119,9 @@ class FeatureSource:
         images = list(dict.fromkeys(Path(p) for p in paths))
         masks = list(dict.fromkeys(Path(p) for p in masks))
         self.hash_files(images + masks)
+        if self._home is not None:
+            images = [p for p in images if self._stored(p) is None]
         if self.cache is not None:
-            images = [p for p in images if self.cache.features(self.sha[p]) is None]
             masks = [p for p in masks if self.cache.mask(self.sha[p]) is None]
         failed: dict[Path, str] = {}
         for path in masks:
@@ -102,22 +140,22 @@ class FeatureSource:
                     read[path] = self.model.preprocess(path)
                 except READ_ERRORS as exc:
                     failed[path] = self._failed(path, exc, strict)
-            if read and self.cache is not None:
+            if read and self._home is not None:
                 global_, patches = self._encode_images(list(read.values()))
                 for i, path in enumerate(read):
-                    self.cache.store_features(self.sha[path], global_[i], patches[i])
+                    self._home.store_features(self.sha[path], global_[i], patches[i])
         return failed
 
     def _cached(self, paths: Sequence[Path]) -> dict[Path, np.ndarray]:
         """Stored arrays of ``paths`` (memory-mapped); the missing ones are encoded and stored first."""
         unique = list(dict.fromkeys(Path(p) for p in paths))
         self.hash_files(unique)
-        found = {p: self.cache.features(self.sha[p]) for p in unique}
+        found = {p: self._stored(p) for p in unique}
         missing = [p for p, arr in found.items() if arr is None]
         if missing:
             global_, patches = self._encode(missing)
             for i, path in enumerate(missing):
-                found[path] = self.cache.store_features(self.sha[path], global_[i], patches[i])
+                found[path] = self._home.store_features(self.sha[path], global_[i], patches[i])
         return found
 
     @staticmethod
@@ -132,7 +170,7 @@ class FeatureSource:
 
         Unreadable images are left out here (training lists them: :meth:`screen`).
         """
-        if self.cache is None:
+        if self._home is None:
             return 0
         before = self.computed
         self.screen(paths)
@@ -141,7 +179,7 @@ class FeatureSource:
     def features(self, paths: Sequence[Path]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Features of ``paths`` in order: global ``(B, D)`` and ``L`` tensors ``(B, N, D)``, float32."""
         paths = [Path(p) for p in paths]
-        if self.cache is None:
+        if self._home is None:
             unique = list(dict.fromkeys(paths))
             encoded = self._encode(unique)
             rounded = [split_features(to_storage(g, p, self.dtype), self.layers) for g, p in zip(*encoded, strict=True)]

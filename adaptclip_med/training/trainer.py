@@ -8,7 +8,8 @@ Output folder ``out``::
     checkpoints/epoch_NNN/        per-epoch checkpoint (see :mod:`.state`), resumable
     final/                        the last epoch's adapters in our format (``load_model(checkpoint=...)``)
     adaptclip_authors.pth         the same adapters in the authors' format
-    cache/                        frozen features (unless another cache folder is given)
+    cache/                        frozen features (unless another cache folder is given; with a shared
+                                  feature store, ``--feature-cache``, the masks only)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from adaptclip_med.checkpoint import export_authors as export_authors_checkpoint
 from adaptclip_med.checkpoint import save_adapters
+from adaptclip_med.feature_store import open_feature_store
 from adaptclip_med.io import atomic_write_json, atomic_write_text
 from adaptclip_med.skips import Skip, relative_path, skipped_summary, write_skipped
 
@@ -89,6 +91,23 @@ def write_log(path: Path, log: Sequence[Mapping[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(log)
     atomic_write_text(path, buf.getvalue())
+
+
+def check_store_options(config: TrainConfig, feature_cache: str | Path | None, max_gb: float | None) -> None:
+    """Check the shared feature store options before any work.
+
+    Raises:
+        ValueError: a store without the cache (``use_cache=False``), a size limit without a store or ≤ 0.
+    """
+    if feature_cache is not None and not config.use_cache:
+        msg = "--feature-cache: a shared feature store with --no-cache (use_cache=False); drop one of them"
+        raise ValueError(msg)
+    if max_gb is not None and feature_cache is None:
+        msg = "--feature-cache-max-gb: got a size limit but no --feature-cache DIR; pass the folder too"
+        raise ValueError(msg)
+    if max_gb is not None and not max_gb > 0:
+        msg = f"--feature-cache-max-gb: got {max_gb}; expected > 0"
+        raise ValueError(msg)
 
 
 def check_out_folder(out: Path, resume: bool) -> int:
@@ -183,6 +202,8 @@ def train_adapters(
     config: TrainConfig | None = None,
     *,
     cache_dir: str | Path | None = None,
+    feature_cache: str | Path | None = None,
+    feature_cache_max_gb: float | None = None,
     resume: bool = False,
     export_authors: bool = True,
     skipped: Sequence[Skip] = (),
@@ -199,6 +220,9 @@ def train_adapters(
         out: run folder (see the module docstring).
         config: hyper-parameters; default :class:`TrainConfig` (the method's).
         cache_dir: feature cache folder (default ``out/cache``); may be shared between runs.
+        feature_cache: keep the image features in the feature store shared with evaluation at this
+            folder instead (``evaluate --feature-cache``; ``cache_dir`` then holds the masks);
+            feature_cache_max_gb: its size limit in GiB (least recently used entries go).
         resume: continue from the last checkpoint in ``out`` (exactly as if never interrupted).
         export_authors: also write the final adapters in the authors' ``.pth`` format.
         skipped: files already left out by the loader (listed first in ``skipped.csv``).
@@ -214,9 +238,11 @@ def train_adapters(
         CheckpointMismatchError: resuming with another configuration, model or data.
         PromptError: a class without normal prompt images (PQA only).
         DataValidationError: ``strict`` and an unreadable file; fewer than 2 readable queries.
+        ValueError: bad feature store options (:func:`check_store_options`).
     """
     config = config or TrainConfig()
     out = Path(out)
+    check_store_options(config, feature_cache, feature_cache_max_gb)
     start_epoch = check_out_folder(out, resume)
     pool = check_prompt_pool(samples, prompt_pool) if "pqa" in config.branches else {}
     ident_model = model_identity(model)
@@ -230,6 +256,8 @@ def train_adapters(
     log = load_epoch(out, start_epoch, model, opt, identity) if start_epoch else []
     if config.use_cache:  # only now: a refused resume leaves no trace
         source.cache = FeatureCache(cache_dir or out / "cache", ident_model, config.cache_dtype)
+        if feature_cache is not None:
+            source.store = open_feature_store(feature_cache, model, config.cache_dtype, feature_cache_max_gb)
     samples, pool, unread = drop_unreadable(source, samples, pool, config, strict,
                                             Path(data_root) if data_root else Path.cwd(), dataset)
     skips = list(dict.fromkeys([*skipped, *unread]))
@@ -241,7 +269,7 @@ def train_adapters(
     for epoch in range(start_epoch + 1, config.epochs + 1):
         log.append(_run_epoch(model, source, opt, samples, pool, config, epoch))
         if source.cache is not None and epoch == start_epoch + 1:  # what was reused, and why not the rest
-            result.cache_note = source.cache.note()
+            result.cache_note = source.note()
             atomic_write_json(out / "run.json", {**run_info, "feature_cache": result.cache_note})
             if config.progress:
                 tqdm.write(result.cache_note, file=sys.stderr)

@@ -15,7 +15,6 @@ from adaptclip_med import data as D
 from adaptclip_med.config import EvalConfig
 from adaptclip_med.evaluation import plan_run, run_evaluation
 from adaptclip_med.metrics import calibrate_threshold, conformal_threshold
-from adaptclip_med.model.backbone import FrozenCLIPVision
 
 from .conftest import SYN_ARGS
 
@@ -63,15 +62,8 @@ def test_staged_pipeline_equals_per_part_predict(synthetic_run: Path, synthetic_
         assert row["image_threshold"] == image_thr and row["pixel_threshold"] == pytest.approx(pixel_thr, abs=0)
 
 
-def test_each_image_is_encoded_once(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    original = FrozenCLIPVision.encode_image
-
-    def counting(self: FrozenCLIPVision, images: torch.Tensor) -> object:
-        calls.append(int(images.shape[0]))
-        return original(self, images)
-
-    monkeypatch.setattr(FrozenCLIPVision, "encode_image", counting)
+def test_each_image_is_encoded_once(synthetic_root: Path, tmp_path: Path, encode_calls: list[int]) -> None:
+    calls = encode_calls
     config = _config(synthetic_root, tmp_path / "run", shots=(0, 1, 2, 4), seeds=(10, 20, 30))
     plan = plan_run(config)
     n_queries = sum(len(g.queries) for g in plan.groups)

@@ -50,6 +50,24 @@ def write_synthetic_set(root: Path, per_class: int = 3, size: int = 64, seed: in
     return make_samples(items, source=str(root)), pool
 
 
+def write_mvtec_tree(root: Path, *, masks: bool = True, train: bool = True) -> Path:
+    """A one-class MVTec AD tree: 2 train/good, 2 test/good, 2 test/crack (+ ground_truth masks)."""
+    rng = np.random.default_rng(0)
+    cls = root / "widget"
+    folders = [cls / "test" / "good", cls / "test" / "crack"] + ([cls / "train" / "good"] if train else [])
+    for folder in folders:
+        folder.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    if masks:
+        (cls / "ground_truth" / "crack").mkdir(parents=True)
+        for i in range(2):
+            mask = np.zeros((32, 32), np.uint8)
+            mask[8:16, 8:16] = 255
+            Image.fromarray(mask).save(cls / "ground_truth" / "crack" / f"{i:03d}_mask.png")
+    return root
+
+
 @pytest.fixture(scope="module")
 def synthetic_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[TrainSample], dict[str, list[Path]]]:
     """12 queries (2 classes × 3 normal + 3 anomalous) and a 2-image prompt pool per class (read-only)."""

@@ -9,32 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from adaptclip_med.train import main
 
 from ..conftest import load_bad_corpus_module
+from .conftest import write_mvtec_tree
 
 TINY = ["--backbone", "adaptclip-tiny", "--pretrained", "none", "--allow-random-backbone",
         "--image-size", "224", "--quiet"]
-
-
-def _write_mvtec_tree(root: Path, *, masks: bool = True, train: bool = True) -> Path:
-    """A one-class MVTec AD tree: 2 train/good, 2 test/good, 2 test/crack (+ ground_truth masks)."""
-    rng = np.random.default_rng(0)
-    cls = root / "widget"
-    folders = [cls / "test" / "good", cls / "test" / "crack"] + ([cls / "train" / "good"] if train else [])
-    for folder in folders:
-        folder.mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
-    if masks:
-        (cls / "ground_truth" / "crack").mkdir(parents=True)
-        for i in range(2):
-            mask = np.zeros((32, 32), np.uint8)
-            mask[8:16, 8:16] = 255
-            Image.fromarray(mask).save(cls / "ground_truth" / "crack" / f"{i:03d}_mask.png")
-    return root
 
 
 @pytest.mark.shared
@@ -67,7 +49,7 @@ def test_root_without_test_split_is_a_clear_error(tmp_path: Path, capsys: pytest
 
 def test_anomalous_images_without_masks_are_skipped_or_one_line_under_strict(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = _write_mvtec_tree(tmp_path / "data", masks=False)
+    root = write_mvtec_tree(tmp_path / "data", masks=False)
     args = ["--dataset", "mvtec", "--root", str(root), *TINY, "--epochs", "1", "--batch-size", "2", "--no-export"]
     assert main([*args, "--out", str(tmp_path / "strict"), "--strict"]) == 2
     err = capsys.readouterr().err.strip()
@@ -84,7 +66,7 @@ def test_anomalous_images_without_masks_are_skipped_or_one_line_under_strict(
 def test_bad_files_are_skipped_listed_and_training_completes(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     corpus = load_bad_corpus_module()
-    root = _write_mvtec_tree(tmp_path / "data")
+    root = write_mvtec_tree(tmp_path / "data")
     cls = root / "widget"
     good = cls / "test" / "good"
     (good / "empty.png").write_bytes(b"")  # the loader's screen: 0 bytes
@@ -117,7 +99,7 @@ def test_bad_files_are_skipped_listed_and_training_completes(tmp_path: Path,
 
 def test_class_without_normal_train_images_is_a_clear_error(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    root = _write_mvtec_tree(tmp_path / "data", train=False)
+    root = write_mvtec_tree(tmp_path / "data", train=False)
     rc = main(["--dataset", "mvtec", "--root", str(root), "--out", str(tmp_path / "run"), *TINY])
     assert rc == 2
     assert "class 'widget'" in capsys.readouterr().err
