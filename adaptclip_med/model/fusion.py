@@ -5,10 +5,10 @@ Shapes: ``B`` batch, ``S`` map side, ``L`` feature layers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 GAUSSIAN_SIGMA = 4.0
 GAUSSIAN_TRUNCATE = 4.0
@@ -30,11 +30,30 @@ def _symmetric_index(size: int, radius: int, device: torch.device) -> torch.Tens
     return torch.where(idx >= size, period - 1 - idx, idx)
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float = GAUSSIAN_SIGMA) -> torch.Tensor:
-    """Blur each ``(S, S)`` map like ``scipy.ndimage.gaussian_filter(m, sigma, mode='reflect')``.
+@functools.lru_cache(maxsize=32)
+def _blur_matrix(size: int, sigma: float, device: str) -> torch.Tensor:
+    """``(size, size)`` float32 matrix ``M`` with ``M @ x`` = the 1-D Gaussian of ``x`` along its first axis.
 
-    Separable, axis 0 then axis 1, each pass written as float32; the boundary repeats the edge
-    sample (scipy's ``'reflect'`` = numpy's ``'symmetric'``; torch's ``'reflect'`` differs).
+    Row ``o`` holds the kernel taps at the source indices of output ``o`` (the edge repeated, as
+    :func:`_symmetric_index`); taps that land on the same source sample are summed (float64, then cast).
+    """
+    kernel = gaussian_kernel(sigma)
+    radius = (kernel.numel() - 1) // 2
+    source = _symmetric_index(size, radius, torch.device("cpu"))
+    cols = source[torch.arange(size)[:, None] + torch.arange(2 * radius + 1)[None]]
+    rows = torch.arange(size)[:, None].expand_as(cols)
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    matrix.index_put_((rows.reshape(-1), cols.reshape(-1)), kernel.expand(size, -1).reshape(-1), accumulate=True)
+    return matrix.to(device=device, dtype=torch.float32)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float = GAUSSIAN_SIGMA) -> torch.Tensor:
+    """Blur each ``(H, W)`` map like ``scipy.ndimage.gaussian_filter(m, sigma, mode='reflect')``.
+
+    Separable, axis 0 then axis 1, each pass a float32 product with a banded ``(H, H)`` / ``(W, W)``
+    matrix (:func:`_blur_matrix`: 2–3× faster than a one-channel convolution on the CPU, and a plain
+    GEMM on a GPU); the boundary repeats the edge sample (scipy's ``'reflect'`` = numpy's
+    ``'symmetric'``; torch's ``'reflect'`` differs).
 
     Args:
         maps: ``(B, H, W)`` float maps.
@@ -44,14 +63,10 @@ def gaussian_blur(maps: torch.Tensor, sigma: float = GAUSSIAN_SIGMA) -> torch.Te
     """
     if sigma <= 0:
         return maps.float()
-    kernel = gaussian_kernel(sigma).to(device=maps.device, dtype=torch.float32)
-    radius = (kernel.numel() - 1) // 2
-    x = maps.float().unsqueeze(1)
-    rows = _symmetric_index(x.shape[-2], radius, x.device)
-    x = F.conv2d(x.index_select(-2, rows), kernel.view(1, 1, -1, 1))
-    cols = _symmetric_index(x.shape[-1], radius, x.device)
-    x = F.conv2d(x.index_select(-1, cols), kernel.view(1, 1, 1, -1))
-    return x[:, 0]
+    device = str(maps.device)
+    rows = _blur_matrix(int(maps.shape[-2]), float(sigma), device)
+    cols = _blur_matrix(int(maps.shape[-1]), float(sigma), device)
+    return rows @ maps.float() @ cols.t()
 
 
 def harmonic_mean(values: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaptclip_med.model.prompt_query import nearest_prompt_patch
+from adaptclip_med.model.prompt_query import nearest_prompt_patch, top_k_mean
 
 BANKS = [(), (0,), (1,), (0, 2), (1, 3), (0, 2, 3, 1), (3, 3)]  # zero-shot, nested, overlapping, repeated
 
@@ -61,3 +61,13 @@ def test_nearest_patch_matches_brute_force_with_ties():
     assert torch.equal(index, where) and (index < 32).all()  # ties go to the first copy, as torch.min
     assert index[0, 5] == 20 and distance[0, 5].abs() < 1e-6
     assert torch.equal(matched, F.normalize(memory[0], dim=-1)[index])
+
+
+@pytest.mark.parametrize("n", [12, 196, 300, 576, 700])
+def test_top_k_mean_equals_topk(n):
+    values = torch.randn(2, 5, n, generator=torch.Generator().manual_seed(n), requires_grad=True)
+    ours = top_k_mean(values, 10)
+    ref = values.topk(10, dim=-1).values.mean(dim=-1)
+    assert torch.equal(ours, ref)
+    (grad,) = torch.autograd.grad(ours.sum(), values)
+    assert torch.equal(grad, torch.autograd.grad(ref.sum(), values)[0])  # training's gradients unchanged
