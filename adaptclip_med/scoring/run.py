@@ -133,12 +133,12 @@ def _load_normals(config: ScoreConfig, transform: Any, namer: _Namer) -> tuple[t
     return torch.stack(tensors), manifest
 
 
-def _threshold(config: ScoreConfig, model: Any, prompts: torch.Tensor | None) -> dict[str, Any]:
+def _threshold(config: ScoreConfig, model: Any, feats: list[Any] | None) -> dict[str, Any]:
+    """The operating point: given on the command line, or by leave-one-out over the normals' features."""
     from adaptclip_med.evaluation.score import leave_one_out
 
     info: dict[str, Any] = {"image_threshold": config.threshold, "pixel_threshold": config.pixel_threshold}
     if config.threshold is None and config.pixel_threshold is None:
-        feats = None if prompts is None else [encode_bounded(model, prompts[i:i + 1], 1) for i in range(len(prompts))]
         op, reason = leave_one_out(model, feats, config.model)
         if op is None:
             info["source"] = f"none ({reason}; pass --threshold or --normals with >= 2 images)"
@@ -207,12 +207,14 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
     notice = P.UNTRAINED_NOTICE if config.untrained else None
     transform = build_transforms(model.image_size, with_mask=False)
     prompts, manifest = _load_normals(config, transform, namer)
-    thr = _threshold(config, model, prompts)
+    feats = None  # the normals, encoded once (device sub-batches that fit): prompt bank and calibration
+    if prompts is not None:
+        encoded = encode_bounded(model, prompts, config.model.batch_size)
+        feats = [encoded.select(slice(i, i + 1)) for i in range(len(encoded))]
+    thr = _threshold(config, model, feats)
     settings = _fingerprint(config, model, manifest)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    bank = None
-    if prompts is not None:  # the normals' prompt bank, encoded in device sub-batches that fit
-        bank = model.bank_from_features([encode_bounded(model, prompts, config.model.batch_size)])
+    bank = None if feats is None else model.bank_from_features(feats)
     scorer = CachedScorer(model, transform, bank, fingerprint, out, config.model.batch_size)
     result, rows, notes = ScoreResult(out, notice=notice), [], {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -209,3 +210,13 @@ def test_multiframe_without_geometry_gets_frame_rows_and_secondary_captures_only
     for path in files:
         report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
         assert not [ln for ln in (report.stdout + report.stderr).splitlines() if ln.startswith("Error")]
+
+
+def test_normals_are_encoded_once_for_bank_and_calibration(score_inputs: dict[str, Path], tmp_path: Path,
+                                                          encode_calls: list[int]) -> None:
+    out = tmp_path / "once"
+    assert main([str(score_inputs["png"]), "--normals", str(score_inputs["normals"]), "--overlays", "none",
+                 "--out", str(out), *TINY]) == 0
+    n_images = len(pd.read_csv(out / "scores.csv"))
+    assert n_images >= 2 and sum(encode_calls) == n_images + 2  # each query once, each of the 2 normals once
+    assert json.loads((out / "run.json").read_text())["threshold"]["source"].startswith("calibrated by leave-one-out")
