@@ -54,7 +54,13 @@ def precompute_features(model: object, samples: Sequence[TrainSample], prompt_po
         feature_cache: fill the feature store shared with evaluation at this folder instead of the
             training cache (:func:`adaptclip_med.feature_store.open_feature_store`);
             feature_cache_max_gb: its size limit.
+
+    Raises:
+        ValueError: neither ``cache_dir`` nor ``feature_cache`` (there is nowhere to put the features).
     """
+    if cache_dir is None and feature_cache is None:
+        msg = "precompute_features: got no cache_dir and no feature_cache; expected a folder to fill"
+        raise ValueError(msg)
     if feature_cache is not None:
         store = open_feature_store(feature_cache, model, dtype, feature_cache_max_gb)
         source = FeatureSource(model, None, model.device, chunk=batch_size, dtype=dtype, store=store)

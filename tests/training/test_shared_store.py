@@ -117,6 +117,8 @@ def test_precompute_ranks_fill_disjoint_shares_of_the_shared_store(tiny_model: o
     assert share(Dist(0, 2)) == 3 and len(entries()) == 3  # 6 images, every other one by content key
     assert share(Dist(1, 2)) == 3 and len(entries()) == 6
     assert share(None) == 0  # rank 0 then trains from the full store
+    with pytest.raises(ValueError, match="no cache_dir and no feature_cache"):
+        precompute_features(tiny_model, samples, pool, None, progress=False)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
