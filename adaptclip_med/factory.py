@@ -26,6 +26,7 @@ from .registry import (
     BackboneSpec,
     canonical_backbone,
 )
+from .text_cache import static_text_features
 from .weights import (
     WEIGHTS_DIR_ENV,
     find_local,
@@ -238,7 +239,8 @@ def load_model(
     template = open_clip.tokenize([" ".join([TEMPLATE_PROMPT_WORD] * config.n_ctx) + "."], context)[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AdaptCLIP(vision, text, static_tokens, len(normal), template, config)
+        model = AdaptCLIP(vision, text, static_tokens, len(normal), template, config,
+                          static_features=static_text_features(text, static_tokens))
     if state is not None:
         load_adapter_state(model, state, provenance["checkpoint"])
     model.provenance = provenance

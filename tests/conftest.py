@@ -13,7 +13,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One torch thread per xdist worker: ``-n 2`` on 2 cores would otherwise oversubscribe the CPU."""
+    """One torch thread per xdist worker: ``-n 2`` on 2 cores would otherwise oversubscribe the CPU.
+
+    The text-feature cache (``adaptclip_med.text_cache``) goes to a fresh folder per test process (also
+    seen by the CLIs the tests start), never to the user's ``~/.cache``.
+    """
+    if "ADAPTCLIP_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["ADAPTCLIP_CACHE_DIR"] = tempfile.mkdtemp(prefix="adaptclip-test-cache-")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 

@@ -65,6 +65,8 @@ class AdaptCLIP(nn.Module):
         n_static_normal: how many of ``static_tokens`` are normal prompts (the rest anomalous).
         template_tokens: ``(C,)`` token ids of the learned-prompt template ``"X … X."``.
         config: sizes of the adapters and the run-time resolution.
+        static_features: ``(T, D)`` = ``text_encoder.encode_tokens(static_tokens)`` when already known
+            (the factory's on-disk cache); computed here otherwise.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class AdaptCLIP(nn.Module):
         n_static_normal: int,
         template_tokens: torch.Tensor,
         config: AdaptCLIPConfig,
+        static_features: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -88,8 +91,10 @@ class AdaptCLIP(nn.Module):
         self.prompt_query_adapter = PromptQueryAdapter(
             dim, len(config.feature_layers), config.pqa_width, config.pqa_context
         )
-        with torch.no_grad():
-            feats = text_encoder.encode_tokens(static_tokens.long())
+        feats = static_features
+        if feats is None:
+            with torch.no_grad():
+                feats = text_encoder.encode_tokens(static_tokens.long())
         static = torch.stack([feats[:n_static_normal].mean(0), feats[n_static_normal:].mean(0)])
         self.register_buffer("static_text_features", static, persistent=False)
         self._text_cache: tuple[tuple[str, str], torch.Tensor] | None = None
