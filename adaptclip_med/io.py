@@ -111,6 +111,19 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def weights_fingerprint(module: Any) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of every parameter and buffer of a torch ``module``."""
+    import torch  # here, not at import: the CLIs answer --help without loading torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        data = tensor.detach().to("cpu").contiguous()
+        if data.numel():
+            digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Return the hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adaptclip_med.io import atomic_path
+from adaptclip_med.io import atomic_path, weights_fingerprint
 
 OFF = {"", "none", "off", "0"}
 
@@ -43,11 +43,7 @@ def text_key(text_encoder: nn.Module, tokens: torch.Tensor) -> str:
 
     digest = hashlib.sha256(f"adaptclip_med {__version__} torch {torch.__version__} "
                             f"open_clip {open_clip.__version__}\n".encode())
-    for name, tensor in sorted(text_encoder.state_dict().items()):
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}\n".encode())
-        if data.numel():
-            digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    digest.update(f"text tower {weights_fingerprint(text_encoder)}\n".encode())
     ids = tokens.detach().to("cpu", torch.int64).contiguous()
     digest.update(f"tokens:{tuple(ids.shape)}\n".encode())
     digest.update(ids.reshape(-1).view(torch.uint8).numpy())

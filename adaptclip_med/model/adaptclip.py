@@ -33,6 +33,14 @@ MIN_GRID = 4
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def _check_prompt_size(prompt_size: int, query_size: int) -> None:
+    """Raise ValueError when prompts and queries were preprocessed at different sizes ``S``."""
+    if prompt_size != query_size:
+        msg = (f"prompts were encoded at {prompt_size} px but the queries are "
+               f"{query_size} px; preprocess both with the same model")
+        raise ValueError(msg)
+
+
 @dataclass(frozen=True)
 class AdaptCLIPConfig:
     """Everything needed to rebuild the adapters (saved with every checkpoint)."""
@@ -334,10 +342,8 @@ class AdaptCLIP(nn.Module):
         check_images(images, "images", self.backbone.patch_size, MIN_GRID)
         if isinstance(prompts, torch.Tensor):
             prompts = self.fit_prompts(prompts, batch_size)
-        if prompts is not None and prompts.image_size != images.shape[-1]:
-            msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
-                   f"{images.shape[-1]} px; preprocess both with the same model")
-            raise ValueError(msg)
+        if prompts is not None:
+            _check_prompt_size(prompts.image_size, int(images.shape[-1]))
         if prompts is not None:
             prompts = PromptBank([p.to(self.device) for p in prompts.patches], prompts.shots, prompts.image_size)
         parts = []
@@ -360,10 +366,8 @@ class AdaptCLIP(nn.Module):
             ValueError: the prompts were encoded at another size than the queries.
         """
         size = feats.grid * self.backbone.patch_size
-        if prompts is not None and prompts.image_size != size:
-            msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
-                   f"{size} px; preprocess both with the same model")
-            raise ValueError(msg)
+        if prompts is not None:
+            _check_prompt_size(prompts.image_size, size)
         if prompts is not None:
             prompts = PromptBank([p.to(self.device) for p in prompts.patches], prompts.shots, prompts.image_size)
         with torch.inference_mode():
@@ -388,10 +392,8 @@ class AdaptCLIP(nn.Module):
             ValueError: the prompts were encoded at another size than the queries.
         """
         size = feats.grid * self.backbone.patch_size
-        if any(prompts.banks) and prompts.image_size != size:
-            msg = (f"prompts were encoded at {prompts.image_size} px but the queries are "
-                   f"{size} px; preprocess both with the same model")
-            raise ValueError(msg)
+        if any(prompts.banks):
+            _check_prompt_size(prompts.image_size, size)
         pqa = self.prompt_query_adapter
         with torch.inference_mode():
             feats = feats.to(self.device)

@@ -27,24 +27,13 @@ import open_clip
 import PIL
 import torch
 
-from adaptclip_med.io import atomic_path, atomic_write_json
+from adaptclip_med.io import atomic_path, atomic_write_json, weights_fingerprint
 from adaptclip_med.preprocess import CLIP_MEAN, CLIP_STD
 
 CACHE_FORMAT = 2
 """Bumped whenever the entry layout changes, so old caches are ignored rather than misread."""
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
-
-
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 over the names, shapes, dtypes and bytes of every parameter and buffer of ``module``."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        data = tensor.detach().to("cpu").contiguous()
-        if data.numel():
-            digest.update(data.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def feature_spec(model: torch.nn.Module) -> dict[str, Any]:
