@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adaptclip_med.argparsing import CLIParser
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.errors import AdaptCLIPError, WeightsNotFoundError
-from adaptclip_med.io import atomic_write_text
-from adaptclip_med.registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
+from adaptclip_med.evaluation.config import EvalConfig
+from adaptclip_med.loading.model_registry import DEFAULT_BACKBONE, DEFAULT_PRETRAINED
+from adaptclip_med.runtime.argparsing import CLIParser
+from adaptclip_med.runtime.errors import AdaptCLIPError, WeightsNotFoundError
+from adaptclip_med.runtime.io import atomic_write_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -101,7 +101,7 @@ class DemoSetup:
         return args + (["--allow-random-backbone"] if self.pretrained is None else [])
 
     def model_kwargs(self) -> dict[str, object]:
-        """The model fields of :class:`~adaptclip_med.config.EvalConfig` for this setup."""
+        """The model fields of :class:`~adaptclip_med.evaluation.config.EvalConfig` for this setup."""
         return {"backbone": self.backbone, "pretrained": self.pretrained, "checkpoint": self.checkpoint,
                 "image_size": self.image_size, "allow_random_backbone": self.untrained}
 
@@ -118,7 +118,7 @@ def load_model_or_demo(backbone: str = DEFAULT_BACKBONE, pretrained: str | None 
 
     What the notebooks call: with the weights (local, cached or downloadable) it is
     ``load_model(backbone, pretrained, checkpoint=checkpoint, image_size=image_size)``. When the backbone
-    or the adapter checkpoint is missing (:class:`~adaptclip_med.errors.WeightsNotFoundError`) it prints
+    or the adapter checkpoint is missing (:class:`~adaptclip_med.runtime.errors.WeightsNotFoundError`) it prints
     **one line** saying so and returns the random ``adaptclip-tiny`` backbone at 224 px with fresh adapters;
     ``setup.untrained`` is then True and ``setup.notice`` is the marker every output must carry.
     ``pretrained=None`` asks for random weights on purpose (no fallback, no message; ``untrained``).
@@ -131,11 +131,12 @@ def load_model_or_demo(backbone: str = DEFAULT_BACKBONE, pretrained: str | None 
 
     Returns:
         ``(model, setup)``: an :class:`~adaptclip_med.AdaptCLIP` in eval mode and its :class:`DemoSetup`
-        (pass ``**setup.model_kwargs()`` to :class:`~adaptclip_med.config.EvalConfig` to evaluate the same model).
+        (pass ``**setup.model_kwargs()`` to :class:`~adaptclip_med.evaluation.config.EvalConfig` to evaluate the
+        same model).
     """
     from adaptclip_med import load_model
+    from adaptclip_med.loading.weights import WEIGHTS_DIR_ENV
     from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
-    from adaptclip_med.weights import WEIGHTS_DIR_ENV
 
     if pretrained is None:
         model = load_model(backbone, None, checkpoint=checkpoint, image_size=image_size, device=device,

@@ -12,11 +12,11 @@ import shlex
 import sys
 from dataclasses import replace
 
-from adaptclip_med.argparsing import CLIParser, require_values
-from adaptclip_med.config import EvalConfig, resolve_prompt_folders, resolve_roots
-from adaptclip_med.errors import AdaptCLIPError
+from adaptclip_med.evaluation.config import EvalConfig, resolve_prompt_folders, resolve_roots
+from adaptclip_med.runtime.argparsing import CLIParser, require_values
+from adaptclip_med.runtime.errors import AdaptCLIPError
 
-#: Kept in step with ``adaptclip_med.factory.PRECISIONS`` (not imported: ``--help`` must not load torch).
+#: Kept in step with ``adaptclip_med.loading.factory.PRECISIONS`` (not imported: ``--help`` must not load torch).
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 DESCRIPTION = """\
@@ -190,7 +190,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
     if args.key_file and not args.anonymize:
         msg = "--key-file: only used with --anonymize (it holds the pseudonym key); add --anonymize or drop it"
         raise AdaptCLIPError(msg)
-    from adaptclip_med.privacy import check_key_file
+    from adaptclip_med.runtime.privacy import check_key_file
 
     check_key_file(args.key_file, args.out)
     return EvalConfig(
@@ -213,7 +213,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
 
 def report_lines(result: object) -> list[str]:
     """What the CLI prints after a run: reuse and why, encodes, skipped files; the last line names index.html."""
-    from adaptclip_med.skips import screen_lines
+    from adaptclip_med.runtime.skips import screen_lines
 
     lines = [f"{len(result.computed)} part(s) computed, {len(result.reused)} reused from an earlier run"
              + (" (same settings, weights, checkpoint and image bytes)" if result.reused else "")]
@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = None
     try:
         config = config_from_args(args, argv)  # bad names and folders fail here, before torch loads
-        from adaptclip_med.distributed import init_from_env
         from adaptclip_med.evaluation import run_evaluation
+        from adaptclip_med.runtime.distributed import init_from_env
 
         ctx, device = init_from_env(config.device)  # under torchrun: join the job (one GPU per rank)
         result = run_evaluation(replace(config, device=device), ctx=ctx)

@@ -9,10 +9,10 @@ import argparse
 import shlex
 import sys
 
-from adaptclip_med.argparsing import CLIParser, require_values
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.errors import AdaptCLIPError
 from adaptclip_med.evaluate import add_device_arguments, add_model_arguments
+from adaptclip_med.evaluation.config import EvalConfig
+from adaptclip_med.runtime.argparsing import CLIParser, require_values
+from adaptclip_med.runtime.errors import AdaptCLIPError
 
 DESCRIPTION = """\
 Score images, scans and folders that have no labels: one anomaly score per image, slice or frame (and

@@ -13,8 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from adaptclip_med.argparsing import CLIParser
-from adaptclip_med.errors import AdaptCLIPError
+from adaptclip_med.runtime.argparsing import CLIParser
+from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.training.config import BRANCHES, SCHEDULES, TrainConfig
 
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, print where the results are; return the exit status."""
     args = build_parser().parse_args(argv)
-    from adaptclip_med.distributed import init_from_env  # torch loads after parsing: --help answers at once
+    from adaptclip_med.runtime.distributed import init_from_env  # torch loads after parsing: --help answers at once
     from adaptclip_med.training.api import train
 
     pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result is None:
         print(f"rank {ctx.rank}: stored its share of the feature cache; rank 0 trains")
         return 0
-    from adaptclip_med.skips import screen_lines
+    from adaptclip_med.runtime.skips import screen_lines
 
     for line in screen_lines(result.skipped, result.out / "skipped.csv"):
         print(line)

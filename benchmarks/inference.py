@@ -34,7 +34,7 @@ def _peak_rss_mib() -> float:
 
 def plain_forward(model, images: torch.Tensor) -> object:
     """open_clip's own image forward on the same weights at the same resolution."""
-    from adaptclip_med.factory import _build_clip, _model_config
+    from adaptclip_med.loading.factory import _build_clip, _model_config
 
     grid = images.shape[-1] // model.backbone.patch_size
     cfg, _ = _model_config(model.config.backbone)

@@ -37,11 +37,11 @@ import pandas as pd
 import torch
 
 from adaptclip_med import data as D
-from adaptclip_med.config import EvalConfig
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.plan import plan_run
 from adaptclip_med.evaluation.run import run_evaluation
-from adaptclip_med.factory import load_model_for
-from adaptclip_med.feature_store import entry_bytes
+from adaptclip_med.features.store import entry_bytes
+from adaptclip_med.loading.factory import load_model_for
 
 SHOTS, SEEDS, HOLDOUT = (0, 1, 2, 4), (10, 20, 30), 16
 

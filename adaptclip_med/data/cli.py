@@ -7,9 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ..argparsing import CLIParser
-from ..errors import AdaptCLIPError
-from .registry import list_datasets
+from adaptclip_med.data.layouts.dataset_registry import list_datasets
+from adaptclip_med.runtime.argparsing import CLIParser
+from adaptclip_med.runtime.errors import AdaptCLIPError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,14 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.list or args.command is None:
-        from .registry import DATASETS
+        from adaptclip_med.data.layouts.dataset_registry import DATASETS
 
         for spec in DATASETS.values():
             print(f"{spec.name:14s} {spec.domain:10s} {spec.description}")
         return 0 if args.list else 2
     try:
         if args.command == "check":
-            from .check import check_dataset
+            from adaptclip_med.data.check import check_dataset
 
             options = {"normal_prompts": args.normal_prompts} if args.normal_prompts else {}
             if args.group_pattern:
@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    duplicates=not args.no_duplicates, progress=not args.json, **options)
             print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
             return 0 if report.ok else 1
-        from .meta import export_meta
-        from .registry import load_dataset
+        from adaptclip_med.data.layouts.dataset_registry import load_dataset
+        from adaptclip_med.data.layouts.meta import export_meta
 
         path = export_meta(load_dataset(args.name, args.root), args.out, relative=not args.absolute)
         print(f"wrote {path}")

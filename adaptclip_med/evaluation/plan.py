@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptclip_med import data as D
-from adaptclip_med.config import EvalConfig
 from adaptclip_med.data.prompts import PromptDraw
 from adaptclip_med.data.records import Record
-from adaptclip_med.errors import AdaptCLIPError, ImageReadError, PromptError
-from adaptclip_med.privacy import Pseudonymiser
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.reporting.provenance import slug
-from adaptclip_med.skips import Skip, one_line, relative_path, strict_error
+from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError, PromptError
+from adaptclip_med.runtime.privacy import Pseudonymiser
+from adaptclip_med.runtime.skips import Skip, one_line, relative_path, strict_error
 
 
 @dataclass

@@ -31,22 +31,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from adaptclip_med import data as D
-from adaptclip_med import privacy as PV
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.distributed import Dist, owner, together
-from adaptclip_med.errors import AdaptCLIPError
-from adaptclip_med.evaluation.encode import EncodeStats, FeatureStore, batch_ranges, encode_batches, encode_prompts
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.keys import ContentHasher, explain_change, model_content
 from adaptclip_med.evaluation.plan import ClassGroup, Part, Plan, Skip, plan_run
 from adaptclip_med.evaluation.score import BatchResult, PartScorer
 from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, shard_matches, shard_path, write_shard
 from adaptclip_med.evaluation.write import write_outputs
-from adaptclip_med.factory import load_model_for
-from adaptclip_med.feature_store import FeatureStore as DiskStore
-from adaptclip_med.feature_store import open_feature_store, store_spec
-from adaptclip_med.io import atomic_write_json
-from adaptclip_med.memory import device_batch
+from adaptclip_med.features.encode import EncodeStats, FeatureStore, batch_ranges, encode_batches, encode_prompts
+from adaptclip_med.features.memory import device_batch
+from adaptclip_med.features.store import FeatureStore as DiskStore
+from adaptclip_med.features.store import open_feature_store, store_spec
+from adaptclip_med.loading.factory import load_model_for
 from adaptclip_med.reporting import provenance as P
+from adaptclip_med.runtime import privacy as PV
+from adaptclip_med.runtime.distributed import Dist, owner, together
+from adaptclip_med.runtime.errors import AdaptCLIPError
+from adaptclip_med.runtime.io import atomic_write_json
 
 
 @dataclass

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from adaptclip_med.config import EvalConfig
 from adaptclip_med.data.records import Record
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.plan import ClassGroup, Part
 from adaptclip_med.evaluation.volumes import VolumeSink
-from adaptclip_med.io import atomic_path
 from adaptclip_med.metrics import (
     Evaluator,
     MetricUndefinedError,
@@ -35,6 +34,7 @@ from adaptclip_med.metrics import (
 )
 from adaptclip_med.model.backbone import ImageFeatures
 from adaptclip_med.reporting.labels import notice_of
+from adaptclip_med.runtime.io import atomic_path
 
 #: Kept-map roles: the highest-scored images, the highest-scored normals (false-positive candidates)
 #: and the lowest-scored abnormals (misses) — the report's overlay and miss galleries.

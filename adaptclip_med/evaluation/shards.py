@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptclip_med.evaluation.score import BatchResult
-from adaptclip_med.io import atomic_path
+from adaptclip_med.runtime.io import atomic_path
 
 
 @dataclass

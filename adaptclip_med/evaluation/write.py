@@ -10,14 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adaptclip_med.config import EvalConfig
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.plan import Plan
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.figures import render_run_figures
 from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
 from adaptclip_med.reporting.tables import per_image_frame, write_tables
-from adaptclip_med.skips import Skip, skipped_summary, write_skipped
+from adaptclip_med.runtime.skips import Skip, skipped_summary, write_skipped
 
 
 def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from adaptclip_med.errors import AdaptCLIPError
+from adaptclip_med.runtime.errors import AdaptCLIPError
 
 #: The paper's metrics, in table order (AUPR = trapezoidal area under the PR curve).
 PAPER_METRICS: tuple[str, ...] = ("I-AUROC", "I-AUPR", "I-F1max", "P-AUROC", "P-AUPR", "P-F1max", "AUPRO")

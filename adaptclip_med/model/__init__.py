@@ -1,9 +1,9 @@
 """Torch modules of AdaptCLIP (no file I/O)."""
 
-from .adaptclip import AdaptCLIP, AdaptCLIPConfig
-from .backbone import FrozenCLIPVision, ImageFeatures
-from .outputs import AnomalyOutput, Branches
-from .prompt_bank import PromptBank, PromptSet
+from adaptclip_med.model.adaptclip import AdaptCLIP, AdaptCLIPConfig
+from adaptclip_med.model.backbone import FrozenCLIPVision, ImageFeatures
+from adaptclip_med.model.outputs import AnomalyOutput, Branches
+from adaptclip_med.model.prompt_bank import PromptBank, PromptSet
 
 __all__ = [
     "AdaptCLIP", "AdaptCLIPConfig", "AnomalyOutput", "Branches", "FrozenCLIPVision", "ImageFeatures",

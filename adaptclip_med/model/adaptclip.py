@@ -7,26 +7,24 @@ shots, ``S`` image side, ``G`` grid side, ``N = 1 + G²``, ``D`` joint width, ``
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import FrozenCLIPVision, ImageFeatures
-from .fusion import fuse_few_shot, fuse_zero_shot
-from .heads import text_similarity
-from .outputs import AnomalyOutput, Branches
-from .prompt_bank import PromptBank, PromptSet
-from .prompt_query import PromptQueryAdapter
-from .text_adapter import TextAdapter
-from .text_encoder import FrozenTextEncoder
-from .validation import check_images, check_prompts
-from .visual_adapter import VisualAdapter
+from adaptclip_med.model.backbone import FrozenCLIPVision, ImageFeatures
+from adaptclip_med.model.fusion import fuse_few_shot, fuse_zero_shot
+from adaptclip_med.model.heads import text_similarity
+from adaptclip_med.model.outputs import AnomalyOutput, Branches
+from adaptclip_med.model.prompt_bank import PromptBank, PromptSet
+from adaptclip_med.model.prompt_query import PromptQueryAdapter
+from adaptclip_med.model.text_adapter import TextAdapter
+from adaptclip_med.model.text_encoder import FrozenTextEncoder
+from adaptclip_med.model.validation import check_images, check_prompts
+from adaptclip_med.model.visual_adapter import VisualAdapter
 
 MIN_GRID = 4
 #: Autocast dtype of each reduced precision (``"fp32"`` runs without autocast).
@@ -93,6 +91,8 @@ class AdaptCLIP(nn.Module):
         self.config = config
         self.image_size = config.image_size
         self.precision = "fp32"
+        #: image → ``(3, S, S)`` tensor; set by the loader (the model itself does no I/O)
+        self.preprocessor: Callable[[object], torch.Tensor] | None = None
         dim = backbone.embed_dim
         self.text_adapter = TextAdapter(template_tokens, text_encoder.width, config.n_ctx)
         self.visual_adapter = VisualAdapter(dim, config.reduction)
@@ -261,21 +261,17 @@ class AdaptCLIP(nn.Module):
     def preprocess(self, image: object) -> torch.Tensor:
         """PIL image, 8-bit array or image path → ``(3, S, S)`` tensor, resized as the authors did.
 
-        Paths go through :func:`adaptclip_med.data.image_tensor` (the evaluation and training path).
+        The model reads no files itself: :func:`adaptclip_med.load_model` gives it the data package's
+        one pixel path (:class:`adaptclip_med.data.ModelInput`, the evaluation and training path).
+
+        Raises:
+            RuntimeError: the model was built without a preprocessor (not through ``load_model``).
         """
-        if isinstance(image, (str, os.PathLike)):
-            from ..data.pixels import image_tensor
-
-            return image_tensor(image, self.image_size)
-        from ..preprocess import preprocess_image
-
-        return preprocess_image(image, self.image_size)
-
-    def save_adapters(self, directory: str | os.PathLike[str]) -> Path:
-        """Save the adapters in our format (``adapters.safetensors`` + ``config.json``) to ``directory``."""
-        from ..checkpoint import save_adapters
-
-        return save_adapters(self, directory)
+        if self.preprocessor is None:
+            msg = ("this AdaptCLIP has no preprocessor: build it with adaptclip_med.load_model, or set "
+                   "model.preprocessor = adaptclip_med.data.ModelInput(model.image_size)")
+            raise RuntimeError(msg)
+        return self.preprocessor(image)
 
     def describe(self) -> dict:
         """Provenance: backbone, tag, weight files and checkpoint SHA-256, adapter config, precision."""

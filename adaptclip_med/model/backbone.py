@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pos_embed import resize_positional_embedding
+from adaptclip_med.model.pos_embed import resize_positional_embedding
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .heads import patch_grid_to_map
+from adaptclip_med.model.heads import patch_grid_to_map
 
 TOP_K_POOL = 10
 

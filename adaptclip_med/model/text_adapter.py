@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .text_encoder import FrozenTextEncoder
+from adaptclip_med.model.text_encoder import FrozenTextEncoder
 
 
 class TextAdapter(nn.Module):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from adaptclip_med.errors import DataValidationError
+from adaptclip_med.runtime.errors import DataValidationError
 
 
 @dataclass

@@ -24,10 +24,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from adaptclip_med.io import atomic_path
 from adaptclip_med.metrics import aupr, auroc
 from adaptclip_med.reporting.labels import mark_figure, png_metadata
 from adaptclip_med.reporting.overlays import draw_overlay
+from adaptclip_med.runtime.io import atomic_path
 
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
          "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100}

@@ -14,7 +14,7 @@ else to open (figures and overlays are embedded as base64 PNG, the style sheet i
   in three galleries from ``overlays/index.csv``: highest-scored images, highest-scored normal images
   (false alarms first) and lowest-scored abnormal images (misses first);
 - provenance folded in a ``<details>`` element: the command and settings with every path replaced by
-  ``<path>`` (:mod:`adaptclip_med.privacy`), model, versions — never ``run.json`` in full.
+  ``<path>`` (:mod:`adaptclip_med.runtime.privacy`), model, versions — never ``run.json`` in full.
 
 Usage::
 
@@ -35,14 +35,14 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from adaptclip_med import __version__
-from adaptclip_med.errors import DataValidationError
-from adaptclip_med.io import atomic_write_text
-from adaptclip_med.privacy import sanitize_settings
 from adaptclip_med.reporting import RunFiles, load_run
 from adaptclip_med.reporting.glossary import GLOSSARY
 from adaptclip_med.reporting.labels import with_notice
 from adaptclip_med.reporting.overlays import GALLERIES
+from adaptclip_med.runtime.errors import DataValidationError
+from adaptclip_med.runtime.io import atomic_write_text
+from adaptclip_med.runtime.privacy import sanitize_settings
+from adaptclip_med.runtime.version import __version__
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:0 auto;max-width:1440px;

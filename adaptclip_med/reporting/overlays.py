@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from adaptclip_med.io import atomic_path
 from adaptclip_med.reporting.labels import mark_figure, png_metadata
+from adaptclip_med.runtime.io import atomic_path
 
 THRESHOLD_COLOUR = "white"
 GT_COLOUR = "lime"

@@ -1,6 +1,6 @@
 """Run provenance and run-level outputs: ``run.json``, prompt manifests.
 
-Model loading for a run config lives with the model factory (:func:`adaptclip_med.factory.load_model_for`).
+Model loading for a run config lives with the model factory (:func:`adaptclip_med.loading.factory.load_model_for`).
 
 ``run.json`` records the package versions, the backbone / tag, the checkpoint and its SHA-256, the
 image size, the protocol string and the command line, plus ``status`` (``"incomplete"`` until every
@@ -14,11 +14,30 @@ import importlib.metadata as md
 import platform
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.io import atomic_write_json, sha256_file
 from adaptclip_med.reporting.labels import notice_of
+from adaptclip_med.runtime.io import atomic_write_json, sha256_file
+
+
+class RunSettings(Protocol):
+    """What the reports read of a run's settings (:class:`adaptclip_med.evaluation.config.EvalConfig` is one).
+
+    Reporting sits below evaluation in the layers, so it names the fields it needs instead of importing it.
+    """
+
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    backbone: str
+    pretrained: str | None
+    checkpoint: str | None
+    image_size: int | None
+    command_line: str
+    anonymize: bool
+
+    def protocol_string(self) -> str: ...
+
+    def to_dict(self) -> dict[str, object]: ...
 
 UNTRAINED_NOTICE = "untrained backbone — pipeline demo only"
 _PACKAGES = ("adaptclip_med", "torch", "open_clip_torch", "monai", "numpy", "scipy", "scikit-learn",
@@ -31,7 +50,7 @@ def slug(name: str) -> str:
     return clean if clean == name else f"{clean}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
-def model_provenance(model: Any, config: EvalConfig) -> dict[str, Any]:
+def model_provenance(model: Any, config: RunSettings) -> dict[str, Any]:
     """The model's ``describe()`` (backbone, tag, checkpoint SHA-256, ...), completed from the config.
 
     A checkpoint directory (our format) gets the SHA-256 of each of its files.
@@ -65,7 +84,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], status: str,
+def write_run_json(out: Path, config: RunSettings, model: Any, parts: list[Any], status: str,
                    extra: dict[str, Any] | None = None) -> None:
     """Write ``run.json`` (provenance; ``notice`` when the backbone is untrained).
 
@@ -87,7 +106,7 @@ def write_run_json(out: Path, config: EvalConfig, model: Any, parts: list[Any], 
     if notice:
         run["notice"] = notice
     if config.anonymize:  # no root, output folder, checkpoint path or command-line path in any file
-        from adaptclip_med.privacy import sanitize_settings
+        from adaptclip_med.runtime.privacy import sanitize_settings
 
         run = sanitize_settings(run)
     atomic_write_json(out / "run.json", run)

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.io import atomic_path, atomic_write_text
 from adaptclip_med.metrics import ALL_METRICS, PAPER_METRICS
 from adaptclip_med.reporting.labels import notice_of, with_notice
+from adaptclip_med.reporting.provenance import RunSettings
+from adaptclip_med.runtime.io import atomic_path, atomic_write_text
 
 KEYS = ["dataset", "class", "shots"]
 COUNTS = ["n_normal", "n_abnormal", "n_skipped", "n_pixel_skipped"]
@@ -325,7 +325,7 @@ def read_skipped(out: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
 
 
-def write_tables(out: Path, records: list[dict[str, Any]], config: EvalConfig,
+def write_tables(out: Path, records: list[dict[str, Any]], config: RunSettings,
                  skipped: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write every CSV and table of the run; returns the summary frame (with counts and ``notice``).
 

@@ -19,9 +19,9 @@ import nibabel as nib
 import numpy as np
 from matplotlib.figure import Figure
 
-from adaptclip_med.io import atomic_path
 from adaptclip_med.reporting.labels import mark_figure
 from adaptclip_med.reporting.overlays import COLOURBAR_LABEL, resize_map
+from adaptclip_med.runtime.io import atomic_path
 
 NIFTI_ENDINGS = (".nii", ".nii.gz")
 
@@ -34,7 +34,7 @@ def is_nifti(path: str) -> bool:
 def volume_file_stem(source: str, pseudonymiser: Any = None) -> str:
     """A name for a volume's outputs that carries no file name or patient id.
 
-    With a :class:`~adaptclip_med.privacy.Pseudonymiser` (``--anonymize``): the volume's salted pseudonym.
+    With a :class:`~adaptclip_med.runtime.privacy.Pseudonymiser` (``--anonymize``): the volume's salted pseudonym.
     """
     if pseudonymiser is not None:
         return pseudonymiser.path_of(source)

@@ -1,5 +1,5 @@
 """Scoring unlabelled studies (``python -m adaptclip_med.score``): inputs, scoring run, outputs, DICOM export."""
 
-from .run import ScoreConfig, ScoreResult, run_scoring
+from adaptclip_med.scoring.run import ScoreConfig, ScoreResult, run_scoring
 
 __all__ = ["ScoreConfig", "ScoreResult", "run_scoring"]

@@ -15,7 +15,7 @@ Parametric Map and Segmentation need the source geometry (a Frame of Reference, 
 ImageOrientationPatient, PixelSpacing); without it only the Secondary Captures are written and the
 returned notes say why. UIDs derive from ``key`` (content + settings), so a re-run rewrites the same
 objects instead of adding new series. ``pseudonym`` (``--anonymize``) replaces the patient's name and
-ID and removes the other identifiers (:func:`adaptclip_med.privacy.pseudonymise_dataset`).
+ID and removes the other identifiers (:func:`adaptclip_med.runtime.privacy.pseudonymise_dataset`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from matplotlib import colormaps
 from pydicom.sr.codedict import codes
 from pydicom.uid import SegmentationStorage, generate_uid
 
-from adaptclip_med import __version__
-from adaptclip_med.io import atomic_path
-from adaptclip_med.privacy import pseudonymise_dataset
 from adaptclip_med.reporting.overlays import resize_map
+from adaptclip_med.runtime.io import atomic_path
+from adaptclip_med.runtime.privacy import pseudonymise_dataset
+from adaptclip_med.runtime.version import __version__
 
 MANUFACTURER = "adaptclip_med"
 SERIES_NUMBERS = {"pm": 9001, "seg": 9002, "sc": 9003}

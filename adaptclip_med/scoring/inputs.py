@@ -110,7 +110,7 @@ def sort_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path,
 
 
 def _nifti_study(path: Path, name: str, axis: int) -> Study:
-    from adaptclip_med.data.volume import canonical_shape
+    from adaptclip_med.data.layouts.volume import canonical_shape
 
     shape = canonical_shape(path)
     if len(shape) < 3:

@@ -13,40 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from adaptclip_med.reporting.overlays import overlay_figure, save_png
 from adaptclip_med.reporting.volumes import map_volume, save_nifti
-
-COLOUR_RANGE = (0.0, 1.0)
 
 
 def file_tag(*parts: object) -> str:
     """A 12-hex name for output files: a hash of ``parts`` (never a file name of the input)."""
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:12]
-
-
-def write_overlay(path: Path, image: np.ndarray, amap: np.ndarray, *, score: float,
-                  threshold: float | None, label: str, notice: str | None = None) -> Path:
-    """Save the three-panel overlay PNG of one image.
-
-    Args:
-        path: PNG to write (atomically).
-        image: ``(H, W[, 3])`` uint8 picture the model saw.
-        amap: ``(S, S)`` anomaly map (resized to ``(H, W)`` for drawing).
-        score: the image's anomaly score.
-        threshold: pixel threshold drawn as a contour (None: not drawn, legend says so).
-        label: what the image is, without identifiers (``"slice 12"``, ``"image"``).
-        notice: untrained-model marker, burned into the title.
-    """
-    legend = f"threshold {threshold:.3g} (white contour)" if threshold is not None else "no threshold set"
-    title = f"{label}: anomaly score {score:.3f}; {legend}"
-    if notice:
-        title = f"{title}\n{notice.upper()}"
-    fig = overlay_figure(image, amap, vmin=COLOUR_RANGE[0], vmax=COLOUR_RANGE[1], threshold=threshold, title=title)
-    panels = fig.axes[:3]
-    for ax in fig.axes:
-        if ax not in panels:  # the colour bar
-            ax.set_ylabel("anomaly score")
-    return save_png(fig, path, dpi=110)
 
 
 def write_nifti_map(source: str, slice_maps: dict[int, np.ndarray], path: Path, axis: int = 2,

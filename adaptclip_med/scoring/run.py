@@ -22,14 +22,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from adaptclip_med import __version__
-from adaptclip_med import privacy as PV
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.errors import AdaptCLIPError
-from adaptclip_med.factory import load_model_for
-from adaptclip_med.io import atomic_path, atomic_write_json, sha256_file
-from adaptclip_med.memory import device_batch, encode_bounded
+from adaptclip_med.evaluation.config import EvalConfig
+from adaptclip_med.features.memory import device_batch, encode_bounded
+from adaptclip_med.loading.factory import load_model_for
 from adaptclip_med.reporting import provenance as P
+from adaptclip_med.reporting.overlay_file import write_overlay
+from adaptclip_med.runtime import privacy as PV
+from adaptclip_med.runtime.errors import AdaptCLIPError
+from adaptclip_med.runtime.io import atomic_path, atomic_write_json, sha256_file
+from adaptclip_med.runtime.version import __version__
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
 from adaptclip_med.scoring.inputs import Study, discover
@@ -305,8 +306,8 @@ def _overlays(study: Study, results: list[Any], scorer: CachedScorer, thr: dict[
             continue
         image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])[1]
         label = "image" if study.kind == "image" else f"slice {k} of {len(study.units)}"
-        O.write_overlay(out / rel, image, item["map"], score=item["score"], threshold=thr["pixel_threshold"],
-                        label=label, notice=notice)
+        write_overlay(out / rel, image, item["map"], score=item["score"], threshold=thr["pixel_threshold"],
+                      label=label, notice=notice)
     return written
 
 

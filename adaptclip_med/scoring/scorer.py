@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptclip_med.errors import AdaptCLIPError, ImageReadError
-from adaptclip_med.io import atomic_path, sha256_file
-from adaptclip_med.memory import predict_bounded
+from adaptclip_med.features.memory import predict_bounded
+from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError
+from adaptclip_med.runtime.io import atomic_path, sha256_file
+from adaptclip_med.runtime.skips import reason_of
 from adaptclip_med.scoring.inputs import Unit
-from adaptclip_med.skips import reason_of
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.<>])(?:[A-Za-z]:)?[\\/][^\s,;:'\"()]+")  # "/a/b", not "PNG/JPEG"
 

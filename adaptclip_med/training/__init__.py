@@ -9,21 +9,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_exports
+from adaptclip_med.runtime.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .api import precompute_features, samples_from_index, train
-    from .config import BRANCHES, SCHEDULES, TrainConfig
-    from .samples import TrainSample, make_samples
-    from .trainer import TrainResult, train_adapters
+    from adaptclip_med.training.api import precompute_features, samples_from_index, train
+    from adaptclip_med.training.config import BRANCHES, SCHEDULES, TrainConfig
+    from adaptclip_med.training.samples import TrainSample, make_samples
+    from adaptclip_med.training.trainer import TrainResult, train_adapters
 
 __all__ = [
     "BRANCHES", "SCHEDULES", "TrainConfig", "TrainResult", "TrainSample", "make_samples",
     "precompute_features", "samples_from_index", "train", "train_adapters",
 ]
 
+_API, _CONFIG = "adaptclip_med.training.api", "adaptclip_med.training.config"
+_SAMPLES, _TRAINER = "adaptclip_med.training.samples", "adaptclip_med.training.trainer"
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "precompute_features": ".api", "samples_from_index": ".api", "train": ".api", "BRANCHES": ".config",
-    "SCHEDULES": ".config", "TrainConfig": ".config", "TrainSample": ".samples", "make_samples": ".samples",
-    "TrainResult": ".trainer", "train_adapters": ".trainer",
+    "precompute_features": _API, "samples_from_index": _API, "train": _API,
+    "BRANCHES": _CONFIG, "SCHEDULES": _CONFIG, "TrainConfig": _CONFIG,
+    "TrainSample": _SAMPLES, "make_samples": _SAMPLES, "TrainResult": _TRAINER, "train_adapters": _TRAINER,
 })

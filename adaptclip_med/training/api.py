@@ -7,16 +7,21 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from adaptclip_med.distributed import Dist, shard, together
-from adaptclip_med.errors import DataValidationError
-from adaptclip_med.feature_store import open_feature_store
-from adaptclip_med.skips import Skip, one_line, relative_path, strict_error
-
-from .cache import FeatureCache
-from .config import TrainConfig
-from .features import FeatureSource
-from .samples import TrainSample, check_prompt_pool, make_samples
-from .trainer import TrainResult, check_out_folder, check_store_options, model_identity, train_adapters
+from adaptclip_med.features.cache import FeatureCache
+from adaptclip_med.features.store import open_feature_store
+from adaptclip_med.runtime.distributed import Dist, shard, together
+from adaptclip_med.runtime.errors import DataValidationError
+from adaptclip_med.runtime.skips import Skip, one_line, relative_path, strict_error
+from adaptclip_med.training.config import TrainConfig
+from adaptclip_med.training.features import FeatureSource
+from adaptclip_med.training.samples import TrainSample, check_prompt_pool, make_samples
+from adaptclip_med.training.trainer import (
+    TrainResult,
+    check_out_folder,
+    check_store_options,
+    model_identity,
+    train_adapters,
+)
 
 
 def samples_from_index(index: object) -> tuple[list[TrainSample], dict[str, list[Path]]]:
@@ -52,7 +57,7 @@ def precompute_features(model: object, samples: Sequence[TrainSample], prompt_po
         ctx: under ``torchrun``, this rank's place: it computes only its share of the images (sorted
             by content hash, every ``world_size``-th), so N ranks fill one cache folder together.
         feature_cache: fill the feature store shared with evaluation at this folder instead of the
-            training cache (:func:`adaptclip_med.feature_store.open_feature_store`);
+            training cache (:func:`adaptclip_med.features.store.open_feature_store`);
             feature_cache_max_gb: its size limit.
 
     Raises:
@@ -127,8 +132,8 @@ def train(
         CheckpointMismatchError: ``resume`` with another configuration.
         ValueError: ``feature_cache`` without the cache, or a bad ``feature_cache_max_gb``.
     """
-    from adaptclip_med import load_model
     from adaptclip_med.data import load_dataset
+    from adaptclip_med.loading.factory import load_model
 
     config = config or TrainConfig()
     check_store_options(config, feature_cache, feature_cache_max_gb)  # before any work

@@ -2,7 +2,7 @@
 
 Image features live in the training cache (:class:`~.cache.FeatureCache`, ``--cache-dir``) or, with
 ``--feature-cache DIR``, in the feature store shared with evaluation
-(:class:`~adaptclip_med.feature_store.FeatureStore`: an image an evaluation encoded is not encoded
+(:class:`~adaptclip_med.features.store.FeatureStore`: an image an evaluation encoded is not encoded
 again, and the other way round). Masks stay in the training cache.
 
 Shapes: ``B`` images, ``L`` feature layers, ``N = 1 + G²`` tokens, ``D`` width, ``S`` image size.
@@ -18,15 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptclip_med.data.pixels import load_mask  # the one mask rule (spec §5), shared with evaluation
-from adaptclip_med.io import sha256_file
-from adaptclip_med.memory import encode_images_bounded
-from adaptclip_med.skips import READ_ERRORS, reason_of, strict_error
-
-from .cache import DTYPES, FeatureCache, split_features, to_storage
+from adaptclip_med.data.transforms.pixels import load_mask  # the one mask rule (spec §5), shared with evaluation
+from adaptclip_med.features.cache import DTYPES, FeatureCache, split_features, to_storage
+from adaptclip_med.features.memory import encode_images_bounded
+from adaptclip_med.runtime.io import sha256_file
+from adaptclip_med.runtime.skips import READ_ERRORS, reason_of, strict_error
 
 if TYPE_CHECKING:
-    from adaptclip_med.feature_store import FeatureStore
+    from adaptclip_med.features.store import FeatureStore
 
 
 class FeatureSource:
@@ -34,7 +33,7 @@ class FeatureSource:
 
     Args:
         model: an ``AdaptCLIP`` (its ``preprocess`` and ``encode_images`` are used; the device gets fewer
-            than ``chunk`` images at a time when they do not fit, :mod:`adaptclip_med.memory`).
+            than ``chunk`` images at a time when they do not fit, :mod:`adaptclip_med.features.memory`).
         cache: where features and masks live; ``None`` recomputes them on every request (no cache).
         device: where returned tensors go.
         chunk: images per backbone call.
@@ -111,7 +110,7 @@ class FeatureSource:
 
         With a cache or store, the readable images (and masks) not stored yet are encoded and stored on the way
         (a stored entry was read before: it is not read again); without one, pixels are only decoded.
-        Reasons are one line, without the file's folder (:func:`adaptclip_med.skips.reason_of`).
+        Reasons are one line, without the file's folder (:func:`adaptclip_med.runtime.skips.reason_of`).
 
         Raises:
             DataValidationError: ``strict`` and a file cannot be used (one line naming it).

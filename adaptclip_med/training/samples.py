@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adaptclip_med.errors import DataValidationError, PromptError
+from adaptclip_med.runtime.errors import DataValidationError, PromptError
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from adaptclip_med.model.heads import text_similarity
-
-from .config import TrainConfig
-from .losses import branch_loss
+from adaptclip_med.training.config import TrainConfig
+from adaptclip_med.training.losses import branch_loss
 
 MODULE_OF = {"va": "visual_adapter", "ta": "text_adapter", "pqa": "prompt_query_adapter"}
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from adaptclip_med.checkpoint import load_adapter_state, read_checkpoint, save_adapters
-from adaptclip_med.errors import CheckpointMismatchError
-from adaptclip_med.io import atomic_dir, atomic_write_json
+from adaptclip_med.loading.checkpoint import load_adapter_state, read_checkpoint, save_adapters
+from adaptclip_med.runtime.errors import CheckpointMismatchError
+from adaptclip_med.runtime.io import atomic_dir, atomic_write_json
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"

@@ -3,7 +3,7 @@
 Output folder ``out``::
 
     run.json                      configuration, model and data identity, skipped files (count, first few)
-    skipped.csv                   every file left out (``path,reason,dataset,class``; see adaptclip_med.skips)
+    skipped.csv                   every file left out (``path,reason,dataset,class``; see adaptclip_med.runtime.skips)
     train_log.csv                 one row per epoch: every loss term (mean over the epoch's queries)
     checkpoints/epoch_NNN/        per-epoch checkpoint (see :mod:`.state`), resumable
     final/                        the last epoch's adapters in our format (``load_model(checkpoint=...)``)
@@ -28,18 +28,17 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from adaptclip_med.checkpoint import export_authors as export_authors_checkpoint
-from adaptclip_med.checkpoint import save_adapters
-from adaptclip_med.feature_store import open_feature_store
-from adaptclip_med.io import atomic_write_json, atomic_write_text
-from adaptclip_med.skips import Skip, relative_path, skipped_summary, write_skipped
-
-from .cache import FeatureCache, feature_spec
-from .config import TrainConfig
-from .features import FeatureSource
-from .samples import TrainSample, check_prompt_pool, draw_prompts, epoch_batches
-from .schedules import batch_losses, epoch_plan, set_modes, trainable_parameters
-from .state import latest_epoch, load_epoch, save_epoch
+from adaptclip_med.features.cache import FeatureCache, feature_spec
+from adaptclip_med.features.store import open_feature_store
+from adaptclip_med.loading.checkpoint import export_authors as export_authors_checkpoint
+from adaptclip_med.loading.checkpoint import save_adapters
+from adaptclip_med.runtime.io import atomic_write_json, atomic_write_text
+from adaptclip_med.runtime.skips import Skip, relative_path, skipped_summary, write_skipped
+from adaptclip_med.training.config import TrainConfig
+from adaptclip_med.training.features import FeatureSource
+from adaptclip_med.training.samples import TrainSample, check_prompt_pool, draw_prompts, epoch_batches
+from adaptclip_med.training.schedules import batch_losses, epoch_plan, set_modes, trainable_parameters
+from adaptclip_med.training.state import latest_epoch, load_epoch, save_epoch
 
 LOG_NAME = "train_log.csv"
 AUTHORS_NAME = "adaptclip_authors.pth"

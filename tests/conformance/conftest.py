@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from adaptclip_med import load_model
-from adaptclip_med.preprocess import ClipNormalize
+from adaptclip_med.data.transforms.clip_input import ClipNormalize
 
 SAMPLE = (slice(None), slice(None, None, 9), slice(None, None, 9))  # full[..., ::9, ::9] → 58×58
 

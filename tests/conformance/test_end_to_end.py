@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from adaptclip_med.data.transforms.clip_input import PillowResize
 from adaptclip_med.model.prompt_query import nearest_prompt_patch
-from adaptclip_med.preprocess import PillowResize
 
 pytestmark = pytest.mark.conformance
 LAYERS = (2, 4, 6, 8)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from open_clip.transformer import QuickGELU
 
 from adaptclip_med import load_model
-from adaptclip_med.factory import _model_config
+from adaptclip_med.loading.factory import _model_config
 from adaptclip_med.model.backbone import default_layers
 from adaptclip_med.model.pos_embed import resize_positional_embedding
 
@@ -91,7 +91,7 @@ def test_gelu_mismatch_changes_features(tmp_path, tiny_model):
     """Loading QuickGELU weights into a GELU model goes through silently but changes every feature."""
     import json
 
-    from adaptclip_med.registry import BACKBONES
+    from adaptclip_med.loading.model_registry import BACKBONES
 
     cfg = json.loads(BACKBONES["adaptclip-tiny"].config_text())
     cfg["quick_gelu"] = False

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from adaptclip_med import load_model
-from adaptclip_med.checkpoint import export_authors, to_authors_state
-from adaptclip_med.errors import CheckpointMismatchError
-from adaptclip_med.registry import BACKBONES
+from adaptclip_med.loading.checkpoint import export_authors, save_adapters, to_authors_state
+from adaptclip_med.loading.model_registry import BACKBONES
+from adaptclip_med.runtime.errors import CheckpointMismatchError
 
 
 def randomise_adapters(model, seed: int = 3) -> None:
@@ -43,7 +43,7 @@ def same_predictions(a, b, batch) -> bool:
 
 
 def test_our_format_round_trip(trained_like, batch, tmp_path):
-    path = trained_like.save_adapters(tmp_path / "ckpt")
+    path = save_adapters(trained_like, tmp_path / "ckpt")
     assert sorted(p.name for p in path.iterdir()) == ["adapters.safetensors", "config.json"]
     config = json.loads((path / "config.json").read_text())
     assert config["backbone"] == "adaptclip-tiny" and config["n_ctx"] == 12 and config["feature_layers"] == [2, 4, 6, 8]
@@ -80,7 +80,7 @@ def test_checkpoint_for_another_width_is_refused(tmp_path):
     path = tmp_path / "narrow.json"
     path.write_text(json.dumps(cfg))
     narrow = load_model(str(path), None, image_size=224, allow_random_backbone=True)
-    ckpt = narrow.save_adapters(tmp_path / "narrow_ckpt")
+    ckpt = save_adapters(narrow, tmp_path / "narrow_ckpt")
     with pytest.raises(CheckpointMismatchError, match=r"embed dim 32 .* embed dim 64"):
         load_model("adaptclip-tiny", None, checkpoint=ckpt, image_size=224, allow_random_backbone=True)
 

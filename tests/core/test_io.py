@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from adaptclip_med.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, current_umask
-from adaptclip_med.training.cache import FeatureCache
+from adaptclip_med.features.cache import FeatureCache
+from adaptclip_med.runtime.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, current_umask
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from adaptclip_med.errors import ImageReadError
+from adaptclip_med.runtime.errors import ImageReadError
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_preprocess_accepts_pil_array_and_path(tiny_model, tmp_path):
     from_pil = tiny_model.preprocess(Image.fromarray(grey).convert("RGB"))
     assert from_path.shape == (3, 224, 224)
     assert torch.equal(from_path, from_array) and torch.equal(from_array, from_pil)
-    from adaptclip_med.preprocess import CLIP_MEAN, CLIP_STD
+    from adaptclip_med.data.transforms.clip_input import CLIP_MEAN, CLIP_STD
 
     pixels = from_path * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)
     assert torch.allclose(pixels[0], pixels[1], atol=1e-6)  # grey is repeated to 3 channels

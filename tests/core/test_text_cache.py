@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from adaptclip_med import load_model
+from adaptclip_med.loading.text_cache import cache_root, static_text_features, text_key
 from adaptclip_med.model.text_encoder import FrozenTextEncoder
-from adaptclip_med.text_cache import cache_root, static_text_features, text_key
 
 
 def _load(seed: int = 0) -> object:

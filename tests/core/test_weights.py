@@ -9,11 +9,11 @@ import torch
 from open_clip.model import CLIP
 
 from adaptclip_med import list_models, load_model
-from adaptclip_med.checkpoint import export_authors
-from adaptclip_med.errors import WeightsNotFoundError
-from adaptclip_med.factory import _clip_weights_path
-from adaptclip_med.registry import BACKBONES
-from adaptclip_med.weights import read_state_dict
+from adaptclip_med.loading.checkpoint import export_authors, save_adapters
+from adaptclip_med.loading.factory import _clip_weights_path
+from adaptclip_med.loading.model_registry import BACKBONES
+from adaptclip_med.loading.weights import read_state_dict
+from adaptclip_med.runtime.errors import WeightsNotFoundError
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_unreachable_proxy_fails_with_the_clear_error(empty_env, monkeypatch):
 def test_openai_weights_given_as_a_file_are_recognised():
     from pathlib import Path
 
-    from adaptclip_med.weights import openai_weights
+    from adaptclip_med.loading.weights import openai_weights
 
     assert openai_weights("ViT-B-16", Path("/w/ViT-B-16.pt"))  # the file name of open_clip's openai URL
     assert openai_weights("ViT-B-16", Path("/hub/models--timm--vit_base_patch16_clip_224.openai/x.safetensors"))
@@ -203,9 +203,9 @@ def test_openai_torchscript_file_builds_quick_gelu(tmp_path):
 
 
 def test_checkpoint_may_name_the_adapters_file(tmp_path, tiny_model):
-    from adaptclip_med.checkpoint import adapter_state
+    from adaptclip_med.loading.checkpoint import adapter_state
 
-    tiny_model.save_adapters(tmp_path / "ck")
+    save_adapters(tiny_model, tmp_path / "ck")
     model = load_model("adaptclip-tiny", None, checkpoint=tmp_path / "ck" / "adapters.safetensors",
                        image_size=224, allow_random_backbone=True, seed=3)
     ours, ref = adapter_state(model), adapter_state(tiny_model)

@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 
 from adaptclip_med.data import build_transforms
 from adaptclip_med.data.writers import write_dicom, write_dicom_series
-from adaptclip_med.errors import ImageReadError, NotAnImageError
+from adaptclip_med.runtime.errors import ImageReadError, NotAnImageError
 
 # stored int16 → HU with intercept −1024: [−1024, −24, 16, 56, 976]
 STORED = np.array([[0, 1000, 1040, 1080, 2000]] * 2, dtype=np.int16)

@@ -12,9 +12,9 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import UID
 
 from adaptclip_med.data import build_transforms
-from adaptclip_med.data.dicom_read import decoder_hint, read_dicom
+from adaptclip_med.data.readers.dicom_pixels import decoder_hint, read_dicom
 from adaptclip_med.data.writers import write_dicom
-from adaptclip_med.errors import ImageReadError, NotAnImageError
+from adaptclip_med.runtime.errors import ImageReadError, NotAnImageError
 
 
 def _u8(path, **kw) -> np.ndarray:

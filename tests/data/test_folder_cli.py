@@ -11,7 +11,7 @@ import pytest
 
 from adaptclip_med.data import build_transforms, load_dataset, make_demo_set, make_synthetic_folder
 from adaptclip_med.data.cli import main
-from adaptclip_med.data.meta import export_meta
+from adaptclip_med.data.layouts.meta import export_meta
 
 
 @pytest.mark.parametrize("fmt", ["png", "dcm", "nii"])

@@ -16,9 +16,9 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from adaptclip_med.data import build_transforms
-from adaptclip_med.data.formats import image_format
+from adaptclip_med.data.readers.formats import image_format
 from adaptclip_med.data.writers import write_dicom, write_nifti
-from adaptclip_med.errors import ImageReadError
+from adaptclip_med.runtime.errors import ImageReadError
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8)
@@ -172,7 +172,7 @@ def test_a_directory_named_like_an_image_is_one_line(tmp_path):
 
 
 def test_near_duplicate_thumbnails_read_clinicdb_tiff_by_content(tmp_path):
-    from adaptclip_med.data.hashing import thumbnail
+    from adaptclip_med.data.layouts.duplicates import thumbnail
     from adaptclip_med.data.records import Record
 
     path = tmp_path / "1.tif"

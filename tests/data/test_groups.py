@@ -11,10 +11,10 @@ import pytest
 
 from adaptclip_med.data import draw_prompts, load_dataset, make_synthetic_folder
 from adaptclip_med.data.cli import main
-from adaptclip_med.data.groups import hash_id
+from adaptclip_med.data.layouts.groups import hash_id
 from adaptclip_med.data.writers import write_dicom, write_nifti
-from adaptclip_med.errors import DataValidationError
 from adaptclip_med.metrics.clinical import bootstrap_ci, sensitivity_at_specificity
+from adaptclip_med.runtime.errors import DataValidationError
 
 
 def test_volume_same_patient_in_normal_and_abnormal_is_one_group(tmp_path):

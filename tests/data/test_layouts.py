@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from adaptclip_med.data import build_transforms, list_datasets, load_dataset
-from adaptclip_med.errors import DataValidationError, PromptError
+from adaptclip_med.runtime.errors import DataValidationError, PromptError
 
 
 def _img(path: Path, value: int = 120, size: tuple[int, int] = (24, 32), ext_mode: str = "L") -> Path:

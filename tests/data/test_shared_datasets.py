@@ -9,7 +9,7 @@ import pytest
 
 from adaptclip_med.data import build_transforms, load_dataset
 from adaptclip_med.data.check import check_dataset
-from adaptclip_med.io import sha256_file
+from adaptclip_med.runtime.io import sha256_file
 
 pytestmark = pytest.mark.shared
 

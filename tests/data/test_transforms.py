@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from adaptclip_med.data import build_transforms
-from adaptclip_med.errors import ImageReadError
-from adaptclip_med.preprocess import ClipNormalize, PillowResize
+from adaptclip_med.data.transforms.clip_input import ClipNormalize, PillowResize
+from adaptclip_med.runtime.errors import ImageReadError
 
 
 def test_rgb_png_matches_the_authors_preprocessing_bit_exactly(tmp_path, png_writer):
@@ -151,7 +151,7 @@ def test_model_preprocess_path_equals_the_evaluation_pipeline(tmp_path, png_writ
     import ast
     from pathlib import Path
 
-    import adaptclip_med.preprocess as pre
+    import adaptclip_med.data.transforms.clip_input as pre
     from adaptclip_med.data import image_tensor
 
     rgb = np.random.default_rng(3).integers(0, 256, (30, 50, 3), dtype=np.uint8)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from adaptclip_med.evaluate import main
+from adaptclip_med.loading.checkpoint import save_adapters
 
 
 def _fails(args: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -48,8 +49,8 @@ def test_random_backbone_needs_explicit_permission(synthetic_root: Path, tmp_pat
 
 def test_checkpoint_for_another_backbone(synthetic_root: Path, tmp_path: Path, tiny_model: object,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt = tiny_model.save_adapters(tmp_path / "tiny_adapters")
-    from adaptclip_med.registry import BACKBONES
+    ckpt = save_adapters(tiny_model, tmp_path / "tiny_adapters")
+    from adaptclip_med.loading.model_registry import BACKBONES
 
     cfg = json.loads(BACKBONES["adaptclip-tiny"].config_text())
     cfg["embed_dim"] = 32

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptclip_med.config import EvalConfig
 from adaptclip_med.evaluate import build_parser, config_from_args, main
+from adaptclip_med.evaluation.config import EvalConfig
 
 
 def test_precision_and_workers_arguments(synthetic_root: Path) -> None:

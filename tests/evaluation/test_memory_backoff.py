@@ -13,11 +13,11 @@ import torch
 
 from adaptclip_med import data as D
 from adaptclip_med import load_model
-from adaptclip_med.config import EvalConfig
 from adaptclip_med.evaluate import main
 from adaptclip_med.evaluation import plan_run
-from adaptclip_med.evaluation.encode import _encode_checked, encode_batches
-from adaptclip_med.memory import device_batch
+from adaptclip_med.evaluation.config import EvalConfig
+from adaptclip_med.features.encode import _encode_checked, encode_batches
+from adaptclip_med.features.memory import device_batch
 
 from .conftest import SYN_ARGS, TINY_ARGS
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from adaptclip_med import data as D
-from adaptclip_med.config import EvalConfig
 from adaptclip_med.evaluation import plan_run, run_evaluation
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.metrics import calibrate_threshold, conformal_threshold
 
 from .conftest import SYN_ARGS

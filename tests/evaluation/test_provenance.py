@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from adaptclip_med.config import EvalConfig
-from adaptclip_med.errors import AdaptCLIPError
-from adaptclip_med.factory import load_model_for
-from adaptclip_med.io import sha256_file
+from adaptclip_med.evaluation.config import EvalConfig
+from adaptclip_med.loading.checkpoint import save_adapters
+from adaptclip_med.loading.factory import load_model_for
 from adaptclip_med.reporting.provenance import model_provenance, package_versions, slug
+from adaptclip_med.runtime.errors import AdaptCLIPError
+from adaptclip_med.runtime.io import sha256_file
 
 
 def _config(**kw: object) -> EvalConfig:
@@ -19,7 +20,7 @@ def _config(**kw: object) -> EvalConfig:
 
 
 def test_checkpoint_directory_is_hashed(tiny_model: object, tmp_path: Path) -> None:
-    ckpt = tiny_model.save_adapters(tmp_path / "adapters")
+    ckpt = save_adapters(tiny_model, tmp_path / "adapters")
     info = model_provenance(tiny_model, _config(checkpoint=str(ckpt)))
     files = sorted(p for p in Path(ckpt).iterdir() if p.is_file())
     assert info["checkpoint_sha256"] == {p.name: sha256_file(p) for p in files}

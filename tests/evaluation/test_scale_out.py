@@ -34,12 +34,12 @@ def _rank0_share_only(args: list[str], out: Path) -> int:
     Runs rank 0's share of a 2-rank job in this process (the code path of a real rank 0; its share
     needs no collective), so the state is exact rather than depending on when a kill lands.
     """
-    from adaptclip_med.distributed import Dist
     from adaptclip_med.evaluate import build_parser, config_from_args
     from adaptclip_med.evaluation.keys import ContentHasher, model_content
     from adaptclip_med.evaluation.plan import plan_run
     from adaptclip_med.evaluation.run import RunResult, encode_share
-    from adaptclip_med.factory import load_model_for
+    from adaptclip_med.loading.factory import load_model_for
+    from adaptclip_med.runtime.distributed import Dist
 
     config = config_from_args(build_parser().parse_args(args), args)
     model, hasher = load_model_for(config), ContentHasher()

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from adaptclip_med.evaluate import main
+from adaptclip_med.loading.checkpoint import save_adapters
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -62,7 +63,7 @@ def test_unreadable_files_are_skipped_and_listed(synthetic_root: Path, tmp_path:
 def test_reuse_is_keyed_by_image_and_checkpoint_bytes(synthetic_root: Path, tmp_path: Path, tiny_model: object,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     root = _copy(synthetic_root, tmp_path / "data")
-    ckpt = Path(tiny_model.save_adapters(tmp_path / "ckpt"))
+    ckpt = Path(save_adapters(tiny_model, tmp_path / "ckpt"))
     out = tmp_path / "run"
     args = ["--datasets", "my_set=folder", "--root", f"my_set={root}", "--backbone", "adaptclip-tiny",
             "--pretrained", "none", "--checkpoint", str(ckpt), "--allow-random-backbone", "--image-size", "224",
@@ -85,7 +86,7 @@ def test_reuse_is_keyed_by_image_and_checkpoint_bytes(synthetic_root: Path, tmp_
 
     with torch.no_grad():
         tiny_model.visual_adapter.global_mlp.net[0].weight.add_(0.01)  # "retrained" into the same folder
-    tiny_model.save_adapters(ckpt)
+    save_adapters(tiny_model, ckpt)
     try:
         assert main(args) == 0
     finally:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptclip_med.config import EvalConfig, resolve_roots
-from adaptclip_med.errors import DataValidationError
+from adaptclip_med.evaluation.config import EvalConfig, resolve_roots
 from adaptclip_med.metrics import ALL_METRICS
 from adaptclip_med.reporting.tables import display_frame, metrics_long_frame, summary_frame, write_tables
+from adaptclip_med.runtime.errors import DataValidationError
 
 
 def _part(dataset: str, cls: str, seed: int, auroc: float, paupr: float | None) -> dict:

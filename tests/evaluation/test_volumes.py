@@ -67,8 +67,8 @@ def test_cli_writes_volume_maps_and_montage(tmp_path: Path, tiny_args: list[str]
 
 
 def test_slice_maps_stream_to_disk_not_memory(tmp_path: Path) -> None:
-    from adaptclip_med.config import EvalConfig
     from adaptclip_med.evaluation import plan_run
+    from adaptclip_med.evaluation.config import EvalConfig
     from adaptclip_med.evaluation.score import PartScorer
 
     root = tmp_path / "vols"

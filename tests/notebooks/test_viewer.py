@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaptclip_med.viewer import MapViewer, outline
+from adaptclip_med.reporting.viewer import MapViewer, outline
 
 GREY = 100
 

@@ -1,4 +1,4 @@
-"""adaptclip_med.privacy: pseudonyms, key file, sanitised command lines and the byte-level audit."""
+"""adaptclip_med.runtime.privacy: pseudonyms, key file, sanitised command lines and the byte-level audit."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from adaptclip_med.errors import AdaptCLIPError, DataValidationError
-from adaptclip_med.privacy import (
+from adaptclip_med.runtime.errors import AdaptCLIPError, DataValidationError
+from adaptclip_med.runtime.privacy import (
     PATH_PLACEHOLDER,
     Pseudonymiser,
     audit_run,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaptclip_med.errors import DataValidationError
 from adaptclip_med.reporting.html import parse_markdown_tables, write_html_report
+from adaptclip_med.runtime.errors import DataValidationError
 
 NOTICE = "untrained backbone — pipeline demo only"
 

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from adaptclip_med.config import EvalConfig
+from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.metrics import ALL_METRICS
 from adaptclip_med.reporting.figures import roc_pr_figure, save_figure
 from adaptclip_med.reporting.html import parse_markdown_tables

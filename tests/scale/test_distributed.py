@@ -1,4 +1,4 @@
-"""``adaptclip_med.distributed`` under a real ``torchrun`` with 2 CPU processes (gloo), and on one process."""
+"""``adaptclip_med.runtime.distributed`` under a real ``torchrun`` with 2 CPU processes (gloo), and on one process."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from adaptclip_med.distributed import Dist, init_from_env, owner, shard
-from adaptclip_med.errors import AdaptCLIPError
+from adaptclip_med.runtime.distributed import Dist, init_from_env, owner, shard
+from adaptclip_med.runtime.errors import AdaptCLIPError
 
 REPO = Path(__file__).resolve().parents[2]
 
 WORKER = """
 import json, sys
-from adaptclip_med.distributed import init_from_env, shard
+from adaptclip_med.runtime.distributed import init_from_env, shard
 ctx, device = init_from_env("cpu")
 items = [f"img{i:02d}" for i in range(7)]
 mine = shard(items, ctx, key=lambda s: s[::-1])

@@ -12,8 +12,8 @@ import torch
 
 from adaptclip_med.data import build_transforms, make_synthetic_folder
 from adaptclip_med.data.records import Record
-from adaptclip_med.feature_store import FeatureStore, entry_bytes, store_spec
-from adaptclip_med.training.cache import to_storage
+from adaptclip_med.features.cache import to_storage
+from adaptclip_med.features.store import FeatureStore, entry_bytes, store_spec
 
 PRE = {"modality": "auto", "window": None}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from adaptclip_med.data import make_synthetic_folder
-from adaptclip_med.distributed import Dist
+from adaptclip_med.runtime.distributed import Dist
 from adaptclip_med.training import make_samples, precompute_features
 
 

@@ -11,8 +11,8 @@ from pydicom.data import get_testdata_file
 
 from adaptclip_med import save_overlay
 from adaptclip_med.data import build_transforms
-from adaptclip_med.export import picture_u8
-from adaptclip_med.preprocess import PillowResize
+from adaptclip_med.data.transforms.clip_input import PillowResize
+from adaptclip_med.reporting.overlay_file import picture_u8
 
 
 def test_from_a_dicom_path_draws_the_windowed_picture(tiny_model, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from adaptclip_med.privacy import read_key_file
+from adaptclip_med.runtime.privacy import read_key_file
 from adaptclip_med.score import main
 
 from .conftest import PATIENT_FOLDER, TINY

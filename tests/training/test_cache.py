@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from adaptclip_med.errors import ImageReadError
-from adaptclip_med.training.cache import FeatureCache, split_features
+from adaptclip_med.features.cache import FeatureCache, split_features
+from adaptclip_med.runtime.errors import ImageReadError
 from adaptclip_med.training.features import FeatureSource, load_mask
 from adaptclip_med.training.trainer import model_identity
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptclip_med.memory import device_batch
+from adaptclip_med.features.memory import device_batch
 from adaptclip_med.training.features import FeatureSource
 
 

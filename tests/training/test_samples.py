@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptclip_med.errors import DataValidationError, PromptError
+from adaptclip_med.runtime.errors import DataValidationError, PromptError
 from adaptclip_med.training.samples import check_prompt_pool, draw_prompts, epoch_batches, make_samples
 
 

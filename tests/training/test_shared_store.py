@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adaptclip_med.distributed import Dist
 from adaptclip_med.evaluate import main as evaluate
+from adaptclip_med.runtime.distributed import Dist
 from adaptclip_med.train import main as train
 from adaptclip_med.training import make_samples, precompute_features
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from adaptclip_med import load_model
-from adaptclip_med.checkpoint import adapter_state
-from adaptclip_med.errors import CheckpointMismatchError
+from adaptclip_med.loading.checkpoint import adapter_state
+from adaptclip_med.runtime.errors import CheckpointMismatchError
 from adaptclip_med.training.config import TrainConfig
 from adaptclip_med.training.losses import branch_loss
 from adaptclip_med.training.schedules import batch_losses, epoch_plan, set_modes

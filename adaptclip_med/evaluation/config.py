@@ -1,0 +1,229 @@
+"""Frozen :class:`EvalConfig`: the single home of the evaluation defaults.
+
+``python -m adaptclip_med.evaluate`` builds one from its arguments; library users build one directly
+and call :func:`adaptclip_med.evaluation.run_evaluation`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from adaptclip_med.runtime.errors import DataValidationError
+
+#: Fields that change the numbers: a run directory only resumes parts made with the same values (plus
+#: the bytes of the weights and of the images, and the package version: see :meth:`EvalConfig.key_parts`).
+RESULT_FIELDS: tuple[str, ...] = (
+    "backbone", "pretrained", "checkpoint", "image_size", "precision", "limit", "pixel_mode", "n_bins",
+    "map_range", "target_specificity", "pixel_specificity", "n_boot", "normal_prompts", "group_pattern",
+)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything one evaluation run needs.
+
+    Attributes:
+        datasets: the data sets' labels as the user gave them; a label is a registered data set name
+            (``adaptclip_med.data.list_datasets()``) unless ``layouts`` maps it to one.
+        layouts: ``((label, registered name), ...)`` for labels that are not themselves registered
+            names (``--datasets my_ct=folder``); the reports name the set by its label.
+        roots: ``((label, folder), ...)``: the folder of each data set (see :func:`resolve_roots`).
+        normal_prompts: ``((name, folder), ...)``: a user folder of normal prompt images per data set
+            (flat, or one sub-folder per class); needed for few-shot on polyp sets, which hold no normals.
+        group_pattern: ``--group-pattern REGEX``: patient/study id from each image's root-relative
+            path (named group ``group`` or the first capture group; ``data.groups``), for every data set;
+            prompts avoid the query's group and the bootstrap resamples groups.
+        out: run directory (tables, figures, overlays, ``run.json``; resumable).
+        shots: prompt shot counts ``k`` (0 = zero-shot; run once, with the first seed).
+        seeds: prompt-draw seeds (the paper: 10, 20, 30); tables give mean ± std over them.
+        backbone / pretrained / checkpoint / image_size: passed to ``load_model`` (size None: the
+            backbone's registered size, 518 for ViT-L-14-336).
+        allow_random_backbone: accept random (untrained) backbone weights (tests and demos only).
+        device / batch_size / workers: inference settings (``workers`` DataLoader processes; None =
+            ``min(4, CPU count)`` on CUDA, 0 on the CPU: see :meth:`loader_workers`).
+        precision: ``"fp32"``, or autocast of the backbone to ``"bf16"`` / ``"fp16"`` (GPU).
+        limit: at most this many query images per class (balanced normal/abnormal), for a quick look.
+        pixel_mode: ``"auto"`` / ``"exact"`` / ``"binned"`` pixel metrics (see ``adaptclip_med.metrics``).
+        n_bins / map_range: bins (a power of two) and initial range of the binned pixel metrics' histogram
+            (it widens to cover every score); map_range is also the figures' colour range.
+        target_specificity: operating-point target on the leave-one-out prompt scores.
+        pixel_specificity: pixel threshold target on the leave-one-out prompt maps (contours).
+        n_boot: bootstrap replicates of the clinical confidence intervals (0 disables them).
+        overlays: heat-map overlays per data set × class × shots (top scores, first seed); 0 = none,
+            -1 = every image.
+        overlay_norm: ``"run"`` (one colour scale for the whole run) or ``"image"`` (per image).
+        figures: draw ROC/PR curves, the qualitative grid and the bar chart vs the paper.
+        protocol: protocol string for provenance; empty = generated from the settings.
+        strict: data loading refuses any skipped file instead of listing it.
+        feature_cache: folder of the persistent feature store (``adaptclip_med.features.store``): frozen
+            features of every image, float16, reused across runs; None = no store. With a store the
+            parts are scored from the rounded features (a separate resume key).
+        feature_cache_max_gb: size limit of that folder (least recently used entries go); None = none.
+        command_line: the command that started the run (provenance).
+        anonymize: no output file carries an input path, file/folder name or DICOM identifier: images
+            and patient groups are named by salted pseudonyms (:mod:`adaptclip_med.runtime.privacy`).
+        key_file: where ``anonymize`` writes the pseudonym key (and keeps the salt); outside ``out``.
+    """
+
+    datasets: tuple[str, ...]
+    roots: tuple[tuple[str, str], ...]
+    layouts: tuple[tuple[str, str], ...] = ()
+    normal_prompts: tuple[tuple[str, str], ...] = ()
+    group_pattern: str | None = None
+    out: str = "reports/run"
+    shots: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (10, 20, 30)
+    backbone: str = "ViT-L-14-336"
+    pretrained: str | None = "openai"
+    checkpoint: str | None = "adaptclip-mvtec"
+    image_size: int | None = None
+    allow_random_backbone: bool = False
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 8
+    workers: int | None = None
+    limit: int | None = None
+    pixel_mode: str = "auto"
+    n_bins: int = 1 << 16
+    map_range: tuple[float, float] = (0.0, 1.0)
+    target_specificity: float = 0.95
+    pixel_specificity: float = 0.99
+    n_boot: int = 1000
+    overlays: int = 8
+    overlay_norm: str = "run"
+    figures: bool = True
+    protocol: str = ""
+    strict: bool = False
+    feature_cache: str | None = None
+    feature_cache_max_gb: float | None = None
+    command_line: str = ""
+    anonymize: bool = False
+    key_file: str | None = None
+
+    def root_for(self, dataset: str) -> Path:
+        """The folder of one data set."""
+        return Path(dict(self.roots)[dataset])
+
+    def prompt_folder_for(self, dataset: str) -> str | None:
+        """The user's normal-prompt folder of one data set, if any."""
+        return dict(self.normal_prompts).get(dataset)
+
+    def layout_for(self, dataset: str) -> str:
+        """The registered data set (folder layout) a label is read with."""
+        return dict(self.layouts).get(dataset, dataset)
+
+    def loader_workers(self) -> int:
+        """DataLoader processes: ``workers``, or by default ``min(4, CPU count)`` on CUDA and 0 on the CPU."""
+        if self.workers is not None:
+            return self.workers
+        return min(4, os.cpu_count() or 1) if self.device.startswith("cuda") else 0
+
+    def key_parts(self, dataset: str, content: Mapping[str, object]) -> dict[str, object]:
+        """Everything a stored part of ``dataset`` depends on, by name (shown when a part is recomputed).
+
+        Args:
+            dataset: a label of ``datasets``.
+            content: what the settings cannot say: the SHA-256 of the backbone weights and the
+                checkpoint bytes, the adapter config, the package version (``evaluation.keys``).
+        """
+        fields: dict[str, object] = {k: asdict(self)[k] for k in RESULT_FIELDS if k != "normal_prompts"}
+        fields["layout"] = self.layout_for(dataset)
+        fields["normal_prompts"] = self.prompt_folder_for(dataset) is not None
+        fields["features"] = "float16 store" if self.feature_cache else "fp32"  # the store rounds them
+        fields.update(content)
+        return json.loads(json.dumps(fields, sort_keys=True, default=str))
+
+    def fingerprint(self, dataset: str, content: Mapping[str, object]) -> str:
+        """Short hash of :meth:`key_parts`: a run folder reuses a part only under the same fingerprint.
+
+        The data folder's *path* is not part of it (image bytes are, in each part's key): a moved or
+        copied data set resumes; a replaced image or retrained checkpoint does not.
+        """
+        payload = json.dumps(self.key_parts(dataset, content), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def protocol_string(self) -> str:
+        """The protocol string recorded in ``run.json`` and under the tables."""
+        if self.protocol:
+            return self.protocol
+        from adaptclip_med.loading.model_registry import CHECKPOINTS
+
+        ckpt = self.checkpoint or "fresh (untrained) adapters"
+        spec = CHECKPOINTS.get(str(self.checkpoint))
+        trained = f" (adapters trained on {spec.trained_on})" if spec else ""
+        size = self.image_size or "default"
+        return (f"AdaptCLIP {ckpt}{trained} on {self.backbone}/{self.pretrained or 'random'} at {size} px; "
+                f"shots {list(self.shots)}, prompt seeds {list(self.seeds)}; prompts are normal images "
+                "disjoint from the queries")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def resolve_roots(datasets: tuple[str, ...] | list[str], root_args: list[str]) -> tuple[tuple[str, str], ...]:
+    """Map each data set to its folder.
+
+    Accepted forms: one folder for one data set (the data set's own folder); one folder for several
+    data sets (a parent holding one sub-folder per data set name); ``NAME=PATH`` pairs (one per set,
+    mixable with a parent folder for the others).
+
+    Raises:
+        DataValidationError: a folder is missing, a pair names an unknown set, or a set has no folder.
+    """
+    pairs = dict(a.split("=", 1) for a in root_args if "=" in a)
+    plain = [a for a in root_args if "=" not in a]
+    unknown = sorted(set(pairs) - set(datasets))
+    if unknown:
+        msg = f"--root {unknown[0]}=...: {unknown[0]!r} is not among --datasets {list(datasets)}; fix it"
+        raise DataValidationError(msg)
+    if len(plain) > 1:
+        msg = f"--root: got several folders {plain}; expected one folder, or NAME=PATH pairs"
+        raise DataValidationError(msg)
+    out: list[tuple[str, str]] = []
+    for name in datasets:
+        if name in pairs:
+            path = Path(pairs[name])
+        elif plain and len(datasets) == 1 and not pairs:
+            path = Path(plain[0])
+        elif plain:
+            path = Path(plain[0]) / name
+        else:
+            msg = f"data set {name!r}: no folder given; pass --root PATH (or {name}=PATH)"
+            raise DataValidationError(msg)
+        if not path.is_dir():
+            msg = (f"data set {name!r}: folder {path} does not exist; expected the data set's folder "
+                   f"(or a parent folder holding a sub-folder named {name!r}); fix --root")
+            raise DataValidationError(msg)
+        out.append((name, str(path)))
+    return tuple(out)
+
+
+def resolve_prompt_folders(datasets: tuple[str, ...] | list[str], args: list[str]) -> tuple[tuple[str, str], ...]:
+    """Map ``--normal-prompts`` values to data sets: one folder for one data set, or ``NAME=PATH`` pairs.
+
+    Raises:
+        DataValidationError: a pair names an unknown set, a plain folder is ambiguous, or a folder is missing.
+    """
+    if not args:
+        return ()
+    pairs = dict(a.split("=", 1) for a in args if "=" in a)
+    plain = [a for a in args if "=" not in a]
+    if plain and (len(plain) > 1 or len(datasets) > 1 or pairs):
+        msg = f"--normal-prompts {plain}: with several data sets (or folders) use NAME=PATH pairs"
+        raise DataValidationError(msg)
+    if plain:
+        pairs = {datasets[0]: plain[0]}
+    for name, folder in pairs.items():
+        if name not in datasets:
+            msg = f"--normal-prompts {name}=...: {name!r} is not among --datasets {list(datasets)}"
+            raise DataValidationError(msg)
+        if not Path(folder).is_dir():
+            msg = f"--normal-prompts: folder {folder} for {name!r} does not exist; expected a folder of normal images"
+            raise DataValidationError(msg)
+    return tuple(sorted(pairs.items()))

@@ -1,0 +1,490 @@
+"""Patient data out of what a run shares: pseudonyms, a key file, path and command sanitising, an audit.
+
+Medical archives are often foldered by patient id, name or accession number, so an input *path* is
+patient data as much as a DICOM tag is. Two levels:
+
+* always (every run): what is meant to be shared (``index.html``, ``tables/``, the names of files under
+  ``figures/`` and ``overlays/``) shows no absolute path, no input file or folder name and no DICOM
+  identifier; :func:`relative_to_roots` gives the root-relative paths the local CSVs keep,
+  :func:`sanitize_command` / :func:`sanitize_settings` the command line and settings a report may show;
+* ``--anonymize``: no output file at all carries them. Images are named by a salted pseudonym
+  (:class:`Pseudonymiser`, HMAC-SHA-256 with a secret salt); the key (pseudonym → path, and the salt,
+  so that a resumed run names images the same) is written only to ``--key-file``, which must lie
+  outside the run folder (:func:`check_key_file`, :func:`write_key_file`). :func:`collect_identifiers`
+  lists what must not appear (DICOM identifier tags of the inputs, input file and folder names, absolute
+  paths) and :func:`find_identifiers` scans the bytes of every output file (gzip, zip/npz members and
+  PNG text chunks decompressed) for them.
+
+Usage::
+
+    from adaptclip_med.runtime.privacy import Pseudonymiser, check_key_file, write_key_file
+    check_key_file("/secure/key.json", "reports/run")       # before the run: refuses a key inside it
+    pseud = Pseudonymiser.from_key_file("/secure/key.json")  # same salt as before, or a new one
+    pseud.key_of("/data/PAT-1/ACC2.dcm#3")                   # -> "img-5c1f...#3"
+    write_key_file("/secure/key.json", pseud, "reports/run")
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import secrets
+import shlex
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from adaptclip_med.runtime.errors import DataValidationError
+
+#: DICOM attributes that identify a patient, a visit, a person or a place (PS3.15 Annex E, the ones
+#: medical archives actually fill); their values must never reach a shared output.
+IDENTIFIER_KEYWORDS: tuple[str, ...] = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
+    "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
+    "MedicalRecordLocator", "AccessionNumber", "StudyID", "InstitutionName", "InstitutionAddress",
+    "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy", "OperatorsName", "RequestingPhysician", "StationName",
+    "DeviceSerialNumber",
+)
+#: Shown instead of a path in a report's command line and settings.
+PATH_PLACEHOLDER = "<path>"
+#: Options whose values are paths (``evaluate``, ``score``, ``train``): sanitised even without a ``/``.
+PATH_OPTIONS: frozenset[str] = frozenset({
+    "--root", "--out", "--normal-prompts", "--normals", "--key-file", "--checkpoint", "--pretrained",
+    "--weights", "--data", "--cache", "--input", "--output",
+})
+#: Folder names of the publishers' layouts: structure, not patient data (never flagged by the audit).
+LAYOUT_WORDS: frozenset[str] = frozenset({
+    "normal", "abnormal", "good", "test", "train", "training", "testing", "validation", "val", "images",
+    "image", "masks", "mask", "ground_truth", "groundtruth", "gt", "yes", "no", "prompt_pool", "prompts",
+    "data", "dicom", "nifti", "series", "volumes", "labels", "label",
+})
+_MIN_LEN = 4  # shorter strings match random bytes of images too often to be audited
+_SUFFIXES = (".nii.gz", ".dcm", ".dicom", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npz",
+             ".json", ".csv", ".pth", ".pt", ".safetensors")
+
+
+class Pseudonymiser:
+    """Stable salted pseudonyms: ``img-`` + 12 hex digits of HMAC-SHA-256(salt, value).
+
+    The same salt gives the same pseudonym for the same value (so resumed runs agree); without the salt
+    a pseudonym cannot be recomputed from a guessed path or patient id. :attr:`key` maps every pseudonym
+    handed out back to its value (written only by :func:`write_key_file`).
+
+    Args:
+        salt: secret bytes (a fresh 16-byte random salt when None).
+    """
+
+    def __init__(self, salt: bytes | None = None) -> None:
+        self.salt = secrets.token_bytes(16) if salt is None else bytes(salt)
+        self.key: dict[str, str] = {}
+
+    @classmethod
+    def from_key_file(cls, path: str | os.PathLike[str] | None) -> Pseudonymiser:
+        """The salt and key of an existing key file, else a fresh salt (also when ``path`` is None).
+
+        Raises:
+            DataValidationError: the file exists but is not a key file written by :func:`write_key_file`.
+        """
+        if path is None or not Path(path).is_file():
+            return cls()
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            pseud = cls(bytes.fromhex(data["salt"]))
+            pseud.key.update({str(k): str(v) for k, v in data["pseudonyms"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            msg = (f"--key-file {path}: not a pseudonym key file ({err}); expected the JSON written by an "
+                   "earlier --anonymize run, or a path that does not exist yet")
+            raise DataValidationError(msg) from err
+        return pseud
+
+    @property
+    def salt_id(self) -> str:
+        """A fingerprint of the salt that does not reveal it (runs with another salt are not mixed)."""
+        return hmac.new(self.salt, b"adaptclip_med salt id", hashlib.sha256).hexdigest()[:16]
+
+    def name(self, value: str, prefix: str = "img") -> str:
+        """The pseudonym of ``value`` (an image path, a patient id, a series folder, ...)."""
+        digest = hmac.new(self.salt, str(value).encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+        pseudonym = f"{prefix}-{digest}"
+        self.key[pseudonym] = str(value)
+        return pseudonym
+
+    def key_of(self, record_key: str) -> str:
+        """Pseudonym of an image key; a volume slice ``path#12`` keeps its ``#12`` (not identifying)."""
+        path, sep, index = str(record_key).rpartition("#")
+        if sep and index.isdigit():
+            return f"{self.name(path)}#{index}"
+        return self.name(str(record_key))
+
+    def group_of(self, group: str | None) -> str | None:
+        """Pseudonym of a patient / volume group id (``None`` and ``""`` stay as they are)."""
+        return self.name(group, prefix="grp") if group else group
+
+    def path_of(self, path: str | os.PathLike[str]) -> str:
+        """Pseudonym of an input path (resolved first, so every spelling of a file gets one name)."""
+        text, sep, index = str(path).rpartition("#")
+        if sep and index.isdigit():
+            return f"{self.name(str(Path(text).expanduser().resolve()))}#{index}"
+        return self.name(str(Path(path).expanduser().resolve()))
+
+    def scrub(self, text: str, folders: Iterable[str | os.PathLike[str]] = ()) -> str:
+        """``text`` with every value handed out so far replaced by its pseudonym (longest first), and
+        each of ``folders`` (as given and resolved) by ``<path>``."""
+        for pseudonym, value in sorted(self.key.items(), key=lambda kv: -len(kv[1])):
+            if value:
+                text = text.replace(value, pseudonym)
+        spellings = {str(f) for f in folders} | {str(Path(f).expanduser().resolve()) for f in folders}
+        for folder in sorted((f for f in spellings if f not in ("", ".")), key=len, reverse=True):
+            text = text.replace(folder, PATH_PLACEHOLDER)
+        return text
+
+
+def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """True when ``path`` (resolved) is ``folder`` or lies below it."""
+    p, f = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return p == f or f in p.parents
+
+
+def check_key_file(key_file: str | os.PathLike[str] | None, run_dir: str | os.PathLike[str]) -> None:
+    """Refuse a key file inside the run folder (the key would be shared with the run).
+
+    Raises:
+        DataValidationError: ``key_file`` lies in ``run_dir`` or is an existing folder.
+    """
+    if key_file is None:
+        return
+    if is_inside(key_file, run_dir):
+        msg = (f"--key-file {key_file}: lies inside the run folder {run_dir}, which is meant to be shared; "
+               "the key maps pseudonyms back to patients' files: put it outside, e.g. --key-file "
+               "~/secure/run-key.json")
+        raise DataValidationError(msg)
+    if Path(key_file).is_dir():
+        msg = f"--key-file {key_file}: is a folder; expected a file path (e.g. {Path(key_file) / 'key.json'})"
+        raise DataValidationError(msg)
+
+
+def write_key_file(key_file: str | os.PathLike[str], pseudonymiser: Pseudonymiser,
+                   run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``{"salt", "pseudonyms": {pseudonym: value}}`` to ``key_file``, readable by the owner only.
+
+    Raises:
+        DataValidationError: see :func:`check_key_file`.
+    """
+    check_key_file(key_file, run_dir)
+    path = Path(key_file).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"about": "adaptclip_med pseudonym key: keep private; maps the pseudonyms of a run's outputs "
+                        "back to the input files", "salt": pseudonymiser.salt.hex(),
+               "pseudonyms": dict(sorted(pseudonymiser.key.items()))}
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    return path
+
+
+def relative_to_roots(path: str, roots: Mapping[str, str | os.PathLike[str]]) -> str:
+    """A path as the local CSVs keep it: relative to the data set root (or prompt folder) it lies in.
+
+    ``path#slice`` keeps its suffix. A path under none of ``roots`` (``{label: folder}``) becomes its
+    file name.
+    """
+    text, sep, index = str(path).rpartition("#")
+    suffix = f"#{index}" if sep and index.isdigit() else ""
+    source = Path(text if suffix else str(path))
+    resolved = source.expanduser().resolve()
+    best: Path | None = None
+    for folder in roots.values():
+        base = Path(folder).expanduser().resolve()
+        if (resolved == base or base in resolved.parents) and (best is None or len(base.parts) > len(best.parts)):
+            best = base
+    rel = resolved.relative_to(best).as_posix() if best is not None else source.name
+    return f"{rel or '.'}{suffix}"
+
+
+def looks_like_path(value: str) -> bool:
+    """True for absolute / home / relative paths with a separator, and for names of data or weight files."""
+    v = str(value)
+    rooted = v.startswith(("/", "~", "./", "../")) or bool(re.match(r"^[A-Za-z]:[\\/]", v))
+    if " " in v and not rooted:
+        return False  # a sentence ("adaptclip-tiny/random at 224 px"), not a path
+    return rooted or "/" in v or "\\" in v or v.lower().endswith(_SUFFIXES)
+
+
+def _clean_token(token: str, is_path: bool) -> str:
+    if token.startswith("--") and "=" in token:  # --out=/x
+        opt, value = token.split("=", 1)
+        return f"{opt}={_clean_token(value, opt in PATH_OPTIONS)}"
+    if "=" in token and not token.startswith("-"):  # LABEL=PATH pairs of --root / --normal-prompts
+        label, value = token.split("=", 1)
+        if is_path or looks_like_path(value):
+            return f"{label}={PATH_PLACEHOLDER}"
+        return token
+    return PATH_PLACEHOLDER if (is_path or looks_like_path(token)) and not token.startswith("-") else token
+
+
+def sanitize_command(command: str | Iterable[str], path_options: Iterable[str] = PATH_OPTIONS) -> str:
+    """The command line with every path replaced by ``<path>`` (the interpreter shown as ``python``).
+
+    Values of ``path_options`` are paths even without a ``/`` (``--root data``); the positional
+    arguments right after ``-m <module>`` (``score INPUT...``) are paths too; registered names such as
+    ``--checkpoint adaptclip-mvtec`` are kept.
+    """
+    tokens = shlex.split(command) if isinstance(command, str) else [str(t) for t in command]
+    options = set(path_options)
+    out: list[str] = []
+    in_path_option = positional = False
+    for i, tok in enumerate(tokens):
+        if i == 0 and (Path(tok).name.startswith("python") or looks_like_path(tok)):
+            out.append("python")
+            continue
+        if tok.startswith("-"):
+            in_path_option = tok in options
+            positional = False
+            out.append(_clean_token(tok, False))
+            continue
+        if i >= 2 and tokens[i - 1] == "-m":
+            out.append(tok)
+            positional = True
+            continue
+        keep_name = in_path_option and tokens[i - 1] in {"--checkpoint", "--pretrained"} and not looks_like_path(tok)
+        out.append(tok if keep_name else _clean_token(tok, in_path_option or positional))
+    return " ".join(t if t.endswith(PATH_PLACEHOLDER) else shlex.quote(t) for t in out)
+
+
+_PATH_KEYS = frozenset({"out", "key_file", "normals", "inputs", "root"})
+_TEXT_KEYS = frozenset({"protocol", "title", "notice", "name", "method", "reason"})  # prose, kept as written
+_PAIR_KEYS = frozenset({"roots", "normal_prompts"})
+
+
+def sanitize_settings(obj: Any, key: str = "") -> Any:
+    """A copy of a settings tree (dicts, lists, scalars) with every path replaced by ``<path>``.
+
+    ``roots`` / ``normal_prompts`` pairs keep their labels; ``command_line`` goes through
+    :func:`sanitize_command`; prose (``protocol``, ``title``, ``notice``, ...) is kept; any other string
+    that :func:`looks_like_path` is replaced.
+    """
+    if isinstance(obj, Mapping):
+        return {k: sanitize_settings(v, str(k)) for k, v in obj.items()}
+    if key in _PAIR_KEYS and isinstance(obj, list | tuple):
+        return [[p[0], PATH_PLACEHOLDER] if isinstance(p, list | tuple) and len(p) == 2 else PATH_PLACEHOLDER
+                for p in obj]
+    if isinstance(obj, list | tuple):
+        return [sanitize_settings(v, key) for v in obj]
+    if isinstance(obj, str):
+        if key == "command_line":
+            return sanitize_command(obj) if obj else obj
+        if key in _TEXT_KEYS:
+            return obj
+        if (key in _PATH_KEYS and obj) or looks_like_path(obj):
+            return PATH_PLACEHOLDER
+    return obj
+
+
+def dicom_identifiers(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{value: keyword}`` of the identifier tags (:data:`IDENTIFIER_KEYWORDS`) a DICOM file carries.
+
+    Person names also give their components (``DOE^JOHN`` → ``DOE``, ``JOHN``). Files pydicom cannot
+    read give ``{}``.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return {}
+    found: dict[str, str] = {}
+    for keyword in IDENTIFIER_KEYWORDS:
+        value = ds.get(keyword)
+        values = value if isinstance(value, pydicom.multival.MultiValue) else [value]
+        for v in values:
+            text = str(v).strip() if v is not None else ""
+            if not text:
+                continue
+            found[text] = keyword
+            for part in re.split(r"[\^=\s]+", text):
+                if len(part) >= _MIN_LEN:
+                    found.setdefault(part, keyword)
+    return found
+
+
+def collect_identifiers(paths: Iterable[str], roots: Mapping[str, str | os.PathLike[str]],
+                        allowed: Iterable[str] = ()) -> dict[str, str]:
+    """What an anonymised run must not contain: ``{value: kind}`` (kinds name the category only).
+
+    Args:
+        paths: input files (image keys ``path#slice`` accepted); DICOM files (and the DICOM files of a
+            series folder) give their identifier tags.
+        roots: ``{label: folder}`` of the data sets; the absolute roots, the absolute and root-relative
+            input paths, and every file / folder name below a root are listed.
+        allowed: names that are structure, not patient data (data set labels, class names); with
+            :data:`LAYOUT_WORDS` and strings shorter than 4 characters they are not listed.
+    """
+    keep = {a.lower() for a in allowed} | LAYOUT_WORDS
+    found: dict[str, str] = {}
+
+    def add(value: str, kind: str) -> None:
+        if len(value) >= _MIN_LEN and value.lower() not in keep:
+            found.setdefault(value, kind)
+
+    for folder in roots.values():
+        add(str(Path(folder).expanduser().resolve()), "absolute path of a data folder")
+        add(str(folder), "path of a data folder")
+    seen: set[str] = set()
+    for key in paths:
+        text, sep, index = str(key).rpartition("#")
+        path = Path(text if sep and index.isdigit() else str(key))
+        if str(path) in seen:
+            continue
+        seen.add(str(path))
+        add(str(path.expanduser().resolve()), "absolute input path")
+        rel = relative_to_roots(str(path), roots)
+        add(rel, "input path")
+        for part in Path(rel).parts:
+            add(part, "input file or folder name")
+            stem = part.split(".", 1)[0]
+            add(stem, "input file or folder name")
+        files = sorted(path.iterdir())[:1] if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and (file.suffix.lower() in (".dcm", ".dicom", "") or path.is_dir()):
+                for value, keyword in dicom_identifiers(file).items():
+                    add(value, f"DICOM {keyword}")
+    return found
+
+
+#: A base64 data URI (images embedded in ``index.html``): scanned decoded, as its encoded text holds any
+#: 4-letter value by chance (about once per 17 M characters per value).
+_DATA_URI = re.compile(rb"base64,([A-Za-z0-9+/]+={0,2})")
+
+
+def _payloads(path: Path) -> list[bytes]:
+    """The raw bytes of a file, plus what gzip / zip (npz) members / PNG text chunks / base64 data URIs
+    decode to (a data URI's encoded text is left out of the raw bytes)."""
+    return _decoded(path.read_bytes(), nested=True)
+
+
+def _decoded(raw: bytes, nested: bool) -> list[bytes]:
+    uris = list(_DATA_URI.finditer(raw)) if nested else []
+    out = [_DATA_URI.sub(b"base64,", raw) if uris else raw]
+    try:
+        if raw[:2] == b"\x1f\x8b":
+            out.append(gzip.decompress(raw))
+        elif raw[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+                out += [name.encode() for name in zf.namelist()]
+                out += [zf.read(name) for name in zf.namelist()]
+        elif raw[:8] == b"\x89PNG\r\n\x1a\n":
+            from PIL import Image
+
+            with Image.open(io.BytesIO(raw)) as im:
+                out += [f"{k}={v}".encode("utf-8", "replace") for k, v in im.info.items() if isinstance(v, str)]
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        pass  # a damaged archive is still scanned as raw bytes
+    for uri in uris:
+        try:
+            out += _decoded(base64.b64decode(uri.group(1), validate=True), nested=False)
+        except binascii.Error:
+            out.append(uri.group(1))  # not valid base64: scanned as written
+    return out
+
+
+def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, str],
+                     files: Iterable[str | os.PathLike[str]] | None = None) -> list[tuple[str, str]]:
+    """Scan every file under ``run_dir`` (or only ``files``, inside it) — name and bytes — for ``forbidden``.
+
+    Returns:
+        ``[(file relative to run_dir, kind)]`` for each hit (the value itself is not repeated, so the
+        result can be printed); ``[]`` when the folder is clean.
+    """
+    root = Path(run_dir)
+    # UTF-16/32 too: numpy stores string arrays (npz) as UTF-32, DICOM and Windows tools use UTF-16
+    needles = [([value.encode(enc) for enc in ("utf-8", "utf-16-le", "utf-32-le")], kind)
+               for value, kind in forbidden.items() if value]
+    hits: list[tuple[str, str]] = []
+    chosen = root.rglob("*") if files is None else (Path(f) for f in files)
+    for file in sorted(p for p in chosen if p.is_file()):
+        rel = file.relative_to(root).as_posix()
+        blobs = [rel.encode("utf-8"), *_payloads(file)]
+        for encoded, kind in needles:
+            if any(needle in blob for needle in encoded for blob in blobs):
+                hits.append((rel, kind))
+    return hits
+
+
+#: Identifier attributes the patient / study modules require to be present (type 2): emptied, not removed.
+_TYPE2_IDENTIFIERS = frozenset({"PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID"})
+
+
+def pseudonymise_dataset(ds: Any, pseudonym: str) -> Any:
+    """De-identify a pydicom ``Dataset`` in place for a derived object of an ``--anonymize`` run.
+
+    PatientName and PatientID become ``pseudonym``; the other :data:`IDENTIFIER_KEYWORDS` are removed
+    (type-2 ones emptied), also inside sequences; PatientIdentityRemoved = YES with the method named. UIDs
+    are kept (a viewer needs them to lay the derived object over its source). Returns ``ds``.
+    """
+    def clean(item: Any) -> None:
+        for keyword in IDENTIFIER_KEYWORDS:
+            if keyword in item:
+                if keyword in _TYPE2_IDENTIFIERS and item is ds:
+                    setattr(item, keyword, "")
+                else:
+                    delattr(item, keyword)
+        for element in list(item):
+            if element.VR == "SQ":
+                for child in element.value:
+                    clean(child)
+
+    clean(ds)
+    ds.PatientName = pseudonym
+    ds.PatientID = pseudonym
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "adaptclip_med --anonymize: salted pseudonym, identifiers removed"
+    return ds
+
+
+def read_key_file(key_file: str | os.PathLike[str]) -> dict[str, str]:
+    """``{pseudonym: path}`` of a key file written by :func:`write_key_file`.
+
+    Raises:
+        DataValidationError: not such a key file.
+    """
+    return dict(Pseudonymiser.from_key_file(key_file).key) if Path(key_file).is_file() else {}
+
+
+def audit_run(run_dir: str | os.PathLike[str], inputs: Iterable[str], roots: Mapping[str, str | os.PathLike[str]],
+              allowed: Iterable[str] = ()) -> None:
+    """The last step of an ``--anonymize`` run: fail when any output still holds patient data.
+
+    Raises:
+        AdaptCLIPError: names the files and the kind of identifier found (never the value).
+    """
+    from adaptclip_med.runtime.errors import AdaptCLIPError
+
+    hits = find_identifiers(run_dir, collect_identifiers(inputs, roots, allowed))
+    if hits:
+        shown = "; ".join(f"{f} ({kind})" for f, kind in hits[:5])
+        msg = (f"--anonymize: {len(hits)} output file(s) of {run_dir} still contain patient data: {shown}"
+               f"{' ...' if len(hits) > 5 else ''}; do not share this folder (please report this as a bug)")
+        raise AdaptCLIPError(msg)
+
+
+__all__ = [
+    "IDENTIFIER_KEYWORDS", "LAYOUT_WORDS", "PATH_OPTIONS", "PATH_PLACEHOLDER", "Pseudonymiser", "audit_run",
+    "check_key_file",
+    "collect_identifiers", "dicom_identifiers", "find_identifiers", "is_inside", "looks_like_path",
+    "pseudonymise_dataset", "read_key_file", "relative_to_roots", "sanitize_command", "sanitize_settings",
+    "write_key_file",
+]
