@@ -196,6 +196,8 @@ def load_model(
         raise ValueError(msg)
     cfg, spec = _model_config(backbone)
     backbone_name = spec.name if spec else backbone
+    if image_size is not None:
+        check_image_size(int(image_size), int(cfg["vision_cfg"].get("patch_size", 16)), backbone_name)
     provenance: dict = {"backbone": backbone_name, "pretrained": pretrained}
     if pretrained is None and not allow_random_backbone:
         msg = (f"pretrained=None gives {backbone_name!r} random weights, which detect nothing; pass a tag "
@@ -248,6 +250,21 @@ def load_model(
     model.precision = precision
     model.preprocessor = ModelInput(size)
     return model.to(_device(device)).eval()
+
+
+def check_image_size(size: int, patch: int, backbone: str) -> None:
+    """Refuse a run-time size the backbone's patch grid cannot tile (every image would be unusable).
+
+    Raises:
+        ValueError: ``size`` is not a multiple of ``patch`` (or below two patches), naming the nearest valid sizes.
+    """
+    if size % patch == 0 and size >= 2 * patch:
+        return
+    lower, upper = (size // patch) * patch, (size // patch + 1) * patch
+    nearest = [s for s in (lower, upper) if s >= 2 * patch] or [2 * patch]
+    msg = (f"image size {size} does not fit backbone {backbone!r}: its patches are {patch} px, so the size must be "
+           f"a multiple of {patch} (at least {2 * patch}); nearest valid: {' or '.join(map(str, nearest))}")
+    raise ValueError(msg)
 
 
 def load_model_for(config: ModelSettings) -> AdaptCLIP:
