@@ -22,7 +22,7 @@ _EPS = 1e-12
 
 
 def sensitivity_at_specificity(scores: np.ndarray, labels: np.ndarray, target: float = 0.95) -> float:
-    """Highest sensitivity with specificity >= ``target`` (decision: score >= threshold is anomalous).
+    """Highest sensitivity with specificity >= ``target`` over the points of the ROC curve.
 
     Args:
         scores: ``(M,)`` image scores.

@@ -130,8 +130,20 @@ def conformal_threshold(normal_scores: np.ndarray, target_specificity: float = 0
     return ConformalThreshold(float(v[j - 1]), n, j, alpha, alpha <= target_alpha + 1e-12, rule)
 
 
+#: The one decision rule of the toolkit: a score (or map value) strictly above the threshold is anomalous;
+#: one equal to it is normal. The conformal bound needs ``>``: a new normal's leave-one-out rank exceeds
+#: ``j`` with probability at most ``1 - j / (n + 1)``.
+DECISION_RULE = "score > threshold"
+
+
+def is_anomalous(score: np.ndarray | float, threshold: float) -> np.ndarray | bool:
+    """:data:`DECISION_RULE` applied to a score, or elementwise to an array of scores / map values."""
+    out = np.asarray(score) > threshold
+    return bool(out) if out.ndim == 0 else out
+
+
 def decision_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | None]:
-    """Confusion counts and rates of the rule ``score > threshold`` ⇒ anomalous.
+    """Confusion counts and rates of :data:`DECISION_RULE` (``score > threshold`` ⇒ anomalous).
 
     Args:
         scores: ``(M,)`` image scores.
@@ -144,7 +156,7 @@ def decision_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).astype(bool).ravel()
-    pred = s > threshold
+    pred = is_anomalous(s, threshold)
     tp, fp = int(np.sum(pred & y)), int(np.sum(pred & ~y))
     tn, fn = int(np.sum(~pred & ~y)), int(np.sum(~pred & y))
 

@@ -4,7 +4,7 @@
 or folder (one per image) and renders one RGB frame for a ``(index, threshold, alpha)`` choice; the
 notebook widget (:meth:`MapViewer.widget`, ipywidgets) only wires three sliders to :meth:`render`.
 
-A frame is the picture with the anomaly map blended over it **where the map is at or above the
+A frame is the picture with the anomaly map blended over it **where the map is above the
 threshold**: ``frame = (1 − alpha) · picture + alpha · colour(map)`` on those pixels, the picture
 unchanged elsewhere, and the outline of the above-threshold region drawn in white. Colours use the
 ``jet`` map with limits fixed over all entries (``vmin``/``vmax``), so frames compare with each other.
@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting.overlays import resize_map
 
 OUTLINE = (255, 255, 255)
@@ -83,8 +84,8 @@ class MapViewer:
         return resize_map(self.maps[index], self.pictures[index].shape[:2])
 
     def mask(self, index: int, threshold: float) -> np.ndarray:
-        """``(H, W)`` bool: pixels whose map value is at or above ``threshold``."""
-        return self.resized_map(index) >= threshold
+        """``(H, W)`` bool: pixels whose map value is above ``threshold`` (the toolkit's one decision rule)."""
+        return is_anomalous(self.resized_map(index), threshold)
 
     def render(self, index: int, threshold: float, alpha: float) -> np.ndarray:
         """The frame ``(H, W, 3)`` uint8 of entry ``index`` (see the module docstring for the rule)."""
@@ -95,14 +96,14 @@ class MapViewer:
         picture = _rgb(self.pictures[index])
         amap = self.resized_map(index)
         colour = colormaps["jet"](np.clip((amap - self.vmin) / (self.vmax - self.vmin), 0.0, 1.0))[..., :3] * 255.0
-        above = amap >= threshold
+        above = is_anomalous(amap, threshold)
         frame = picture.copy()
         frame[above] = (1.0 - alpha) * picture[above] + alpha * colour[above]
         frame[outline(above)] = OUTLINE
         return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
 
     def caption(self, index: int, threshold: float) -> str:
-        """One line: entry name, score, share of pixels at or above the threshold, the notice."""
+        """One line: entry name, score, share of pixels above the threshold, the notice."""
         parts = [f"{self.names[index]} ({index + 1}/{len(self)})"]
         if self.scores is not None:
             parts.append(f"anomaly score {self.scores[index]:.3f}")

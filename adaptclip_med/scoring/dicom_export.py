@@ -6,7 +6,7 @@ writes, in a new series each and in the source's study:
 * ``parametric_map.dcm``: a Parametric Map (float32 anomaly score per pixel, one frame per source
   frame, on the source grid: same Frame of Reference, per-frame ImagePositionPatient, orientation and
   PixelSpacing, each frame referencing its source SOPInstanceUID);
-* ``segmentation.dcm``: a binary Segmentation (one segment, "anomaly score >= threshold") when a pixel
+* ``segmentation.dcm``: a binary Segmentation (one segment, "anomaly score > threshold") when a pixel
   threshold is known;
 * ``overlay/sc_<n>.dcm``: one RGB Secondary Capture per frame, the colour overlay (image blended with
   the jet-coloured map, fixed scale 0..1), with no text burned in.
@@ -33,6 +33,7 @@ from matplotlib import colormaps
 from pydicom.sr.codedict import codes
 from pydicom.uid import SegmentationStorage, generate_uid
 
+from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting.overlays import resize_map
 from adaptclip_med.runtime.io import atomic_path
 from adaptclip_med.runtime.privacy import pseudonymise_dataset
@@ -160,15 +161,16 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
             algorithm = hd.AlgorithmIdentificationSequence(
                 name="AdaptCLIP", version=__version__, family=codes.cid7162.ArtificialIntelligence)
             segment = hd.seg.SegmentDescription(
-                1, ascii_text(f"anomaly score >= {pixel_threshold:.4g}"), codes.SCT.MorphologicallyAbnormalStructure,
+                1, ascii_text(f"anomaly score > {pixel_threshold:.4g}"), codes.SCT.MorphologicallyAbnormalStructure,
                 codes.SCT.MorphologicallyAbnormalStructure, hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm)
             seg = hd.seg.Segmentation(
-                sources, values >= pixel_threshold, hd.seg.SegmentationTypeValues.BINARY, [segment], uid["seg"],
+                sources, is_anomalous(values, pixel_threshold), hd.seg.SegmentationTypeValues.BINARY, [segment],
+                uid["seg"],
                 SERIES_NUMBERS["seg"], generate_uid(entropy_srcs=[key, "seg", "1"]), 1, **_equipment(model_name),
                 content_description=comment, omit_empty_frames=False)
             written.append(_save(seg, out_dir / "segmentation.dcm", pseudonym,
-                                 f"AdaptCLIP anomaly >= {pixel_threshold:.4g}", notice))
+                                 f"AdaptCLIP anomaly > {pixel_threshold:.4g}", notice))
         else:
             notes.append("no Segmentation: no pixel threshold (pass --threshold or --normals)")
     else:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.features.memory import device_batch, encode_bounded
 from adaptclip_med.loading.factory import load_model_for
+from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.overlay_file import write_overlay
 from adaptclip_med.runtime import privacy as PV
@@ -174,13 +175,13 @@ def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any],
         if isinstance(item, str):
             skipped.append((uid, item))
             continue
-        above = None if thr["image_threshold"] is None else bool(item["score"] >= thr["image_threshold"])
+        above = None if thr["image_threshold"] is None else is_anomalous(item["score"], thr["image_threshold"])
         rows.append({"id": uid, "level": level, "slice": None if study.kind == "image" else k, "score": item["score"],
                      "above_threshold": above, "overlay": overlay_of.get(k, ""), "notice": notice or ""})
         scores.append((k, item["score"]))
     if study.is_volume and scores:
         summary = O.volume_summary([s for _, s in scores], config.topk)
-        above = None if thr["image_threshold"] is None else bool(summary["score"] >= thr["image_threshold"])
+        above = None if thr["image_threshold"] is None else is_anomalous(summary["score"], thr["image_threshold"])
         rows.append({"id": sid, "level": {"nifti": "volume"}.get(study.kind, study.kind), "score": summary["score"],
                      "topk_mean": summary["topk_mean"], "peak_slice": scores[int(summary["peak_slice"])][0],
                      "above_threshold": above, "notice": notice or ""})

@@ -145,8 +145,8 @@ def test_dicom_segmentation_is_the_map_at_the_pixel_threshold(scored: Path) -> N
     uids = [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
             for f in pm.PerFrameFunctionalGroupsSequence]
     mask = seg.get_pixels_by_source_instance(uids, segment_numbers=[1])
-    np.testing.assert_array_equal(mask[..., 0] > 0, pm.pixel_array >= thr)
-    assert seg.SegmentSequence[0].SegmentLabel.startswith("anomaly score >=")
+    np.testing.assert_array_equal(mask[..., 0] > 0, pm.pixel_array > thr)  # the one rule: equal is normal
+    assert seg.SegmentSequence[0].SegmentLabel.startswith("anomaly score > ")
 
 
 def test_dicom_secondary_captures_are_rgb_overlays_in_the_study(scored: Path, score_inputs: dict[str, Path]) -> None:
