@@ -1,9 +1,23 @@
-"""Stage 2, encode: records → frozen backbone features, each image once, batch by batch.
+"""The one encode path: records → frozen backbone features, each image once, batch by batch.
 
-The backbone is frozen, so a query's features depend neither on the shots, the seed nor the prompts:
-:func:`encode_batches` reads and encodes each query once and yields its batch of features to every
-part of the class (:mod:`.score`); :func:`encode_prompts` encodes each distinct prompt image once. A
-:class:`FeatureStore` (persistent cache, sharding) plugs in here: a record it holds is not encoded.
+Every consumer turns images into features here: ``evaluate`` (queries and prompts of a class),
+``score`` (the images to score and the ``--normals``) and training (queries and prompts, ``--precompute``
+under torchrun included). The backbone is frozen, so an image's features depend neither on the shots,
+the seed, the prompts nor the adapters:
+
+* :func:`encode_batches` reads ``records`` in fixed batches (:func:`batch_ranges`, the unit of
+  resuming and sharding), encodes the ones a :class:`FeatureStore` lacks in device sub-batches that fit
+  (:mod:`adaptclip_med.features.memory`), puts them in the store and yields each batch's ``(B, N, D)``
+  features (:class:`EncodedBatch`);
+* :func:`encode_records` gives ``{record.key: (1, N, D) features}`` of distinct records (training
+  batches, ``--precompute`` shares) and the unreadable ones; :func:`encode_prompts` the same for
+  prompt images, where an unreadable one is an error.
+
+A :class:`FeatureStore` plugs in as the only cache: the persistent store
+(:class:`adaptclip_med.features.store.FeatureStore`), training's content-keyed cache, or
+:class:`adaptclip_med.features.store.Rounding` (keeps nothing, rounds as a store would). Shapes:
+``B`` images, ``N = 1 + G²`` tokens per layer, ``D`` width; :class:`ImageFeatures` holds a global
+``(B, D)`` and ``L`` patch tensors ``(B, N, D)``.
 
 Files that cannot be read (``ImageReadError`` and other decode failures) are skipped with their reason,
 not fatal, unless ``strict``.
@@ -57,6 +71,7 @@ class EncodedBatch:
         masks: ``(S, S)`` uint8 mask or None per record.
         feats: ``(B, N, D)`` features of ``records`` (None when nothing in the batch was readable).
         skipped: ``(record, reason)`` of the unreadable ones.
+        kept: per record, the sample entries named by ``encode_batches(keep=...)`` (e.g. ``image_u8``).
     """
 
     index: int
@@ -64,6 +79,11 @@ class EncodedBatch:
     masks: list[np.ndarray | None]
     feats: ImageFeatures | None
     skipped: list[tuple[Record, str]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+
+    def one(self, j: int) -> ImageFeatures:
+        """The ``(1, N, D)`` features of ``records[j]``."""
+        return self.feats.select(slice(j, j + 1))
 
 
 def batch_ranges(n: int, batch_size: int) -> list[range]:
@@ -133,7 +153,8 @@ def _encode_checked(model: Any, images: torch.Tensor, batch_size: int) -> tuple[
 
 def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *, batch_size: int,
                    batches: Sequence[int] | None = None, workers: int = 0, store: FeatureStore | None = None,
-                   stats: EncodeStats | None = None, strict: bool = False) -> Iterator[EncodedBatch]:
+                   stats: EncodeStats | None = None, strict: bool = False,
+                   keep: Sequence[str] = ()) -> Iterator[EncodedBatch]:
     """Read and encode ``records`` batch by batch (each record once).
 
     Args:
@@ -147,6 +168,8 @@ def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *
         store: features already computed elsewhere (not encoded again); new ones are put in it.
         stats: counts of encoded / stored images, incremented here.
         strict: raise at the first unreadable file instead of skipping it.
+        keep: sample entries to hand back per record (:attr:`EncodedBatch.kept`, e.g. ``"image_u8"``
+            for overlays); the rest of each sample is dropped once encoded.
 
     Yields:
         :class:`EncodedBatch` per batch, in order.
@@ -168,6 +191,7 @@ def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *
             raise AdaptCLIPError(f"{rec.key}: cannot be read ({why}); remove it or run without --strict")
         recs = [records[pos] for pos, _ in ok]
         masks = [None if s.get("mask") is None else np.asarray(s["mask"], dtype=np.uint8) for _, s in ok]
+        kept = [{k: s.get(k) for k in keep} for _, s in ok]
         feats = None
         if ok:
             feats, bad = _encode(recs, [torch.as_tensor(s["image"]) for _, s in ok], model, batch_size, store,
@@ -177,9 +201,9 @@ def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *
                     raise AdaptCLIPError(f"{recs[bad[0]].key}: unusable pixels (NaN, inf or wrong size); "
                                          "remove it or run without --strict")
                 skipped += [(recs[i], "unusable pixels (NaN, inf or wrong size)") for i in bad]
-                keep = [i for i in range(len(recs)) if i not in bad]
-                recs, masks = [recs[i] for i in keep], [masks[i] for i in keep]
-        yield EncodedBatch(index, recs, masks, feats, skipped)
+                good = [i for i in range(len(recs)) if i not in bad]
+                recs, masks, kept = [recs[i] for i in good], [masks[i] for i in good], [kept[i] for i in good]
+        yield EncodedBatch(index, recs, masks, feats, skipped, kept)
 
 
 def _encode(recs: list[Record], images: list[torch.Tensor], model: Any, batch_size: int,
@@ -205,6 +229,29 @@ def _encode(recs: list[Record], images: list[torch.Tensor], model: Any, batch_si
     return (ImageFeatures.concatenate(feats) if feats else None), bad
 
 
+def encode_records(records: Sequence[Record], model: Any, transform: Callable, *, batch_size: int,
+                   store: FeatureStore | None = None, stats: EncodeStats | None = None, workers: int = 0,
+                   desc: str | None = None) -> tuple[dict[str, ImageFeatures], list[tuple[Record, str]]]:
+    """Features of distinct ``records``: ``{record.key: (1, N, D)}`` in order, and ``(record, reason)``
+    of those that cannot be used (unreadable file, pixels the model refuses).
+
+    The records are encoded in ``batch_size`` batches (:func:`encode_batches`); a record the store holds
+    is read from it. A record listed twice is encoded once. ``desc``: show a progress bar (per batch).
+    """
+    from tqdm.auto import tqdm
+
+    distinct = list({r.key: r for r in records}.values())
+    out: dict[str, ImageFeatures] = {}
+    skipped: list[tuple[Record, str]] = []
+    batches = encode_batches(distinct, model, transform, batch_size=batch_size, store=store, stats=stats,
+                             workers=workers)
+    for batch in tqdm(batches, total=len(batch_ranges(len(distinct), batch_size)), desc=desc,
+                      disable=desc is None, leave=False):
+        skipped += batch.skipped
+        out.update((rec.key, batch.one(j)) for j, rec in enumerate(batch.records))
+    return out, skipped
+
+
 def encode_prompts(records: Sequence[Record], model: Any, transform: Callable, *, batch_size: int = 8,
                    store: FeatureStore | None = None, stats: EncodeStats | None = None) -> dict[str, ImageFeatures]:
     """``{record.key: (1, N, D) features}`` of each distinct prompt image, each encoded once.
@@ -213,12 +260,9 @@ def encode_prompts(records: Sequence[Record], model: Any, transform: Callable, *
         AdaptCLIPError: a prompt image cannot be read (prompts are never silently dropped: the draw
             would change).
     """
-    out: dict[str, ImageFeatures] = {}
-    for batch in encode_batches(records, model, transform, batch_size=batch_size, store=store, stats=stats):
-        if batch.skipped:
-            rec, why = batch.skipped[0]
-            msg = f"prompt image {rec.key} cannot be used ({why}); remove it from the prompt pool"
-            raise AdaptCLIPError(msg)
-        for j, rec in enumerate(batch.records):
-            out[rec.key] = batch.feats.select(slice(j, j + 1))
+    out, skipped = encode_records(records, model, transform, batch_size=batch_size, store=store, stats=stats)
+    if skipped:
+        rec, why = skipped[0]
+        msg = f"prompt image {rec.key} cannot be used ({why}); remove it from the prompt pool"
+        raise AdaptCLIPError(msg)
     return out

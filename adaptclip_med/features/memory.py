@@ -140,22 +140,6 @@ def encode_bounded(model: Any, images: torch.Tensor, batch_size: int) -> Any:
     return parts[0] if len(parts) == 1 else ImageFeatures.concatenate(parts)
 
 
-def encode_images_bounded(model: Any, images: torch.Tensor) -> Any:
-    """``model.encode_images(images)`` (no input checks; training) in device sub-batches that fit.
-
-    Returns:
-        ``(B, N, D)`` features of ``(B, 3, S, S)`` images.
-
-    Raises:
-        AdaptCLIPError: out of memory at batch 1.
-    """
-    from adaptclip_med.model.backbone import ImageFeatures
-
-    parts = device_batch(model).run(images.shape[0], images.shape[0],
-                                    lambda start, stop: model.encode_images(images[start:stop]))
-    return parts[0] if len(parts) == 1 else ImageFeatures.concatenate(parts)
-
-
 def predict_bounded(model: Any, images: torch.Tensor, prompts: Any, batch_size: int) -> Any:
     """``model.predict(images, prompts, batch_size)`` in device sub-batches that fit (an ``AnomalyOutput``, ``B`` rows).
 

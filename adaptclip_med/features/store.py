@@ -20,11 +20,14 @@ The store is bounded: past ``max_bytes`` the least recently used entries (by mti
 read) are deleted. Entries are written to a temporary file, fsynced and renamed, so a reader — another
 rank of a torchrun job included — sees a complete entry or none.
 
-Evaluation reads and fills it per record (:meth:`FeatureStore.get` / :meth:`FeatureStore.put`);
-training per image content hash (:meth:`FeatureStore.features` / :meth:`FeatureStore.store_features`,
-``train --feature-cache DIR``). Both go to the same entry: training reads its images through
-``model.preprocess(path)``, which is ``build_transforms`` with its defaults, the evaluation's
-preprocessing, so an image's frozen features are the same in both (masks are not stored here).
+Every consumer fills it through the one encode path (:func:`adaptclip_med.features.encode.encode_batches`):
+evaluation and ``score`` per record (:meth:`FeatureStore.get` / :meth:`FeatureStore.put`), training per
+image content hash (:meth:`FeatureStore.features` / :meth:`FeatureStore.store_features`, ``train
+--feature-cache DIR``). All go to the same entry: training reads its images through
+``model.preprocess(path)``, which is ``build_transforms`` with its defaults, the evaluation's and
+``score``'s preprocessing, so an image's frozen features are the same in all three (masks are not
+stored here). :class:`Rounding` is the store that keeps nothing (training without a cache): it rounds
+features exactly as a store of its dtype would, so results do not depend on whether a store is used.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ class FeatureStore:
         A damaged entry (truncated by a full disk, ...) is deleted and reported as absent.
         """
         flat = self._load(self.key(record))
-        return None if flat is None else _features(flat, self.layers)
+        return None if flat is None else from_storage(flat, self.layers)
 
     def put(self, record: Record, feats: ImageFeatures) -> ImageFeatures:
         """Store one record's features (batch of one) and return them as stored (rounded to ``dtype``).
@@ -176,7 +179,7 @@ class FeatureStore:
             feats: global ``(1, D)``, patches ``L × (1, N, D)``.
         """
         flat = self._save(self.key(record), feats.global_[0], torch.stack([p[0] for p in feats.patches]))
-        return _features(flat, self.layers)
+        return from_storage(flat, self.layers)
 
     # ------------------------------------------------------------------ training: per content hash
     def features(self, content: str) -> np.ndarray | None:
@@ -296,7 +299,34 @@ def _mtime(path: Path) -> float:
         return float("-inf")
 
 
-def _features(flat: np.ndarray, layers: int) -> ImageFeatures:
-    """``(1 + L·N, D)`` stored rows → :class:`ImageFeatures` with a batch of one, float32."""
+def from_storage(flat: np.ndarray, layers: int) -> ImageFeatures:
+    """``(1 + L·N, D)`` stored rows → :class:`ImageFeatures` of one image: ``(1, D)``, ``L × (1, N, D)``, float32."""
     global_, patches = split_features(flat, layers)
     return ImageFeatures(global_[None], [patches[i][None] for i in range(layers)])
+
+
+def as_storage(feats: ImageFeatures, dtype: str) -> np.ndarray:
+    """The stored rows ``(1 + L·N, D)`` of one image's features (global ``(1, D)``, ``L × (1, N, D)``)."""
+    return to_storage(feats.global_[0], torch.stack([p[0] for p in feats.patches]), dtype)
+
+
+class Rounding:
+    """The store that keeps nothing: :meth:`get` finds nothing, :meth:`put` rounds to ``dtype``.
+
+    Used where no cache is wanted (training ``--no-cache``): features are rounded exactly as a store of
+    that dtype rounds them, so a run with or without a store gives the same numbers.
+    """
+
+    def __init__(self, dtype: str = "float32") -> None:
+        if dtype not in DTYPES:
+            msg = f"feature dtype: got {dtype!r}; expected one of {sorted(DTYPES)}."
+            raise ValueError(msg)
+        self.dtype = dtype
+
+    def get(self, record: Record) -> ImageFeatures | None:
+        """Nothing is kept: always None."""
+        return None
+
+    def put(self, record: Record, feats: ImageFeatures) -> ImageFeatures:
+        """``feats`` ``(1, N, D)`` rounded to ``dtype`` and back to float32 (nothing is written)."""
+        return from_storage(as_storage(feats, self.dtype), len(feats.patches))

@@ -1,11 +1,15 @@
 """``run_scoring(config)``: score unlabelled images, volumes and DICOM series; resumable; written atomically.
 
 Each 2-D image (an image file, a NIfTI slice, a DICOM slice or frame) is read through the same
-:func:`adaptclip_med.data.build_transforms` pipeline as evaluation and scored once: its score and map go
-to ``cache/<key>.npz``, where ``key`` hashes the file's bytes (SHA-256), the slice index and every
-model setting (backbone, weights tag, checkpoint and its SHA-256, image size, the normal images'
-bytes, package version). A re-run reuses what it finds and rebuilds the tables and files from it.
-Layout of ``--out``: docs/scoring.md.
+:func:`adaptclip_med.data.build_transforms` pipeline as evaluation and encoded by the same loop
+(:mod:`adaptclip_med.features.encode`; with ``model.feature_cache`` the persistent feature store shared
+with ``evaluate`` and ``train`` is consulted first, so an image either of them encoded costs no
+backbone pass). Its score and map go to the run's result record (:class:`~.scorer.ResultRecord`,
+``cache/<key>.npz``), where ``key`` hashes the file's bytes (SHA-256), the slice index and the run's
+fingerprint: every setting (backbone, weights tag, checkpoint, image size, the normal images' bytes)
+and the model's content as an evaluation part is keyed (weights and checkpoint bytes, adapter config,
+package version: :func:`adaptclip_med.evaluation.keys.model_content`). A re-run reuses what it finds
+and rebuilds the tables and files from it. Layout of ``--out``: docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -19,23 +23,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from adaptclip_med.evaluation.config import EvalConfig
-from adaptclip_med.features.memory import device_batch, encode_bounded
+from adaptclip_med.evaluation.keys import ContentHasher, model_content
+from adaptclip_med.evaluation.run import open_store
+from adaptclip_med.features.encode import EncodeStats, FeatureStore, encode_prompts
+from adaptclip_med.features.memory import device_batch
+from adaptclip_med.features.store import FeatureStore as DiskStore
 from adaptclip_med.loading.factory import load_model_for
 from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.overlay_file import write_overlay
 from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.errors import AdaptCLIPError
-from adaptclip_med.runtime.io import atomic_path, atomic_write_json, sha256_file
+from adaptclip_med.runtime.io import atomic_path, atomic_write_json
 from adaptclip_med.runtime.version import __version__
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
 from adaptclip_med.scoring.inputs import Study, discover
-from adaptclip_med.scoring.scorer import CachedScorer, scrub
+from adaptclip_med.scoring.scorer import ResultRecord, Scorer, scrub, unit_record
 
 OVERLAY_MODES = ("peak", "all", "none")
 #: Words every run writes (levels, folders, descriptions): a folder of that name is not flagged by the audit.
@@ -52,8 +59,10 @@ class ScoreConfig:
         out: output folder (re-use it to resume).
         model: the model and device settings, as for ``evaluate`` (an :class:`EvalConfig` without data
             sets: ``backbone``, ``pretrained``, ``checkpoint``, ``image_size``, ``allow_random_backbone``,
-            ``device``, ``batch_size``, and the calibration targets ``target_specificity`` /
-            ``pixel_specificity``); model loading and calibration are shared with evaluation.
+            ``device``, ``batch_size``, ``feature_cache`` / ``feature_cache_max_gb`` (the feature
+            store shared with ``evaluate`` and ``train``), and the calibration targets
+            ``target_specificity`` / ``pixel_specificity``); model loading and calibration are shared
+            with evaluation.
         normals: folder of normal images of the same kind (few-shot prompts; >= 2 also calibrate the
             threshold by leave-one-out); at most ``max_normals`` are used, evenly spaced.
         threshold: image-score threshold (overrides the calibrated one).
@@ -93,6 +102,8 @@ class ScoreResult:
     scored: int = 0
     reused: int = 0
     skipped: int = 0
+    encodes: EncodeStats = field(default_factory=EncodeStats)
+    store_note: str = ""
     overlays: int = 0
     dicom_files: list[str] = field(default_factory=list)
     nifti_files: list[str] = field(default_factory=list)
@@ -114,9 +125,10 @@ class _Namer:
         return self.pseudo.name(f"{Path(path).resolve()}{suffix}" if path is not None else name)
 
 
-def _load_normals(config: ScoreConfig, transform: Any, namer: _Namer) -> tuple[torch.Tensor | None, list[dict]]:
+def _load_normals(config: ScoreConfig, namer: _Namer, hasher: ContentHasher) -> tuple[list[Any], list[dict]]:
+    """The normal images as records of the encode path (at most ``max_normals``, evenly spaced) and their manifest."""
     if not config.normals:
-        return None, []
+        return [], []
     studies, _ = discover([config.normals])
     # every image and series slice; the middle slice / frame of a volume or multi-frame file
     units = [u for s in studies for u in (s.units if s.kind in ("image", "series") else [s.units[len(s.units) // 2]])]
@@ -126,13 +138,12 @@ def _load_normals(config: ScoreConfig, transform: Any, namer: _Namer) -> tuple[t
         msg = f"--normals {config.normals}: no readable normal images found; expected PNG/JPEG/TIFF/DICOM/NIfTI files"
         raise AdaptCLIPError(msg)
     root = Path(config.normals)
-    tensors, manifest = [], []
+    manifest = []
     for unit in units:
-        tensors.append(torch.as_tensor(transform(unit.as_sample())["image"]))
         rel = Path(unit.path).relative_to(root).as_posix() if root.is_dir() else Path(unit.path).name
         name = namer(f"normals/{rel}", unit.path)
-        manifest.append({"image": name, "slice_index": unit.slice_index, "sha256": sha256_file(unit.path)})
-    return torch.stack(tensors), manifest
+        manifest.append({"image": name, "slice_index": unit.slice_index, "sha256": hasher.file(unit.path)})
+    return [unit_record(u) for u in units], manifest
 
 
 def _threshold(config: ScoreConfig, model: Any, feats: list[Any] | None) -> dict[str, Any]:
@@ -154,12 +165,14 @@ def _threshold(config: ScoreConfig, model: Any, feats: list[Any] | None) -> dict
     return info
 
 
-def _fingerprint(config: ScoreConfig, model: Any, manifest: list[dict]) -> dict[str, Any]:
+def _fingerprint(config: ScoreConfig, model: Any, manifest: list[dict], hasher: ContentHasher) -> dict[str, Any]:
+    """Everything but the image that determines a result: settings, normals' bytes, the model's content."""
     prov = P.model_provenance(model, config.model)
     m = config.model
     return {"backbone": m.backbone, "pretrained": m.pretrained, "checkpoint": m.checkpoint,
             "checkpoint_sha256": prov.get("checkpoint_sha256"), "image_size": int(model.image_size),
-            "normals_sha256": [m["sha256"] for m in manifest], "version": __version__, "axis": 2}
+            "normals_sha256": [m["sha256"] for m in manifest], "version": __version__, "axis": 2,
+            "model_content": model_content(model, hasher)}
 
 
 def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any], config: ScoreConfig,
@@ -188,8 +201,13 @@ def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any],
     return rows
 
 
-def run_scoring(config: ScoreConfig) -> ScoreResult:
+def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> ScoreResult:
     """Score every input and write ``scores.csv``, ``skipped.csv``, overlays, NIfTI / DICOM maps, ``run.json``.
+
+    Args:
+        config: the run's settings.
+        store: a feature store consulted before the backbone (normals and images); default: the one of
+            ``config.model.feature_cache``, if set (the store ``evaluate`` and ``train`` share).
 
     Raises:
         AdaptCLIPError: nothing to score, bad ``--normals`` / ``--key-file``, or the model cannot load.
@@ -208,17 +226,22 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
     model = load_model_for(config.model)
     notice = P.UNTRAINED_NOTICE if config.untrained else None
     transform = build_transforms(model.image_size, with_mask=False)
-    prompts, manifest = _load_normals(config, transform, namer)
-    feats = None  # the normals, encoded once (device sub-batches that fit): prompt bank and calibration
-    if prompts is not None:
-        encoded = encode_bounded(model, prompts, config.model.batch_size)
-        feats = [encoded.select(slice(i, i + 1)) for i in range(len(encoded))]
+    hasher = ContentHasher()
+    store = store if store is not None else open_store(config.model, model, hasher)
+    result = ScoreResult(out, notice=notice)
+    normals, manifest = _load_normals(config, namer, hasher)
+    feats = None  # the normals, encoded once (the one encode path): prompt bank and calibration
+    if normals:
+        encoded = encode_prompts(normals, model, transform, batch_size=config.model.batch_size, store=store,
+                                 stats=result.encodes)
+        feats = [encoded[r.key] for r in normals]
     thr = _threshold(config, model, feats)
-    settings = _fingerprint(config, model, manifest)
+    settings = _fingerprint(config, model, manifest, hasher)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     bank = None if feats is None else model.bank_from_features(feats)
-    scorer = CachedScorer(model, transform, bank, fingerprint, out, config.model.batch_size)
-    result, rows, notes = ScoreResult(out, notice=notice), [], {}
+    scorer = Scorer(model, transform, bank, ResultRecord(out / "cache", fingerprint, hasher), config.model.batch_size,
+                    store=store, stats=result.encodes)
+    rows, notes = [], {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:
             series = study.kind == "series"
@@ -232,6 +255,7 @@ def run_scoring(config: ScoreConfig) -> ScoreResult:
             rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped)
             _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes)
     result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
+    result.store_note = store.note() if isinstance(store, DiskStore) else ""
     if not rows:
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
         raise AdaptCLIPError(_nothing_msg(config, skipped, out))
@@ -290,7 +314,7 @@ def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerpri
         notes[sid] = done["notes"]
 
 
-def _overlays(study: Study, results: list[Any], scorer: CachedScorer, thr: dict[str, Any], config: ScoreConfig,
+def _overlays(study: Study, results: list[Any], scorer: Scorer, thr: dict[str, Any], config: ScoreConfig,
               out: Path, tag: str, notice: str | None) -> dict[int, str]:
     """Write the overlay PNGs of one study; ``{unit index: path relative to out}``."""
     good = [k for k, r in enumerate(results) if isinstance(r, dict)]
@@ -305,7 +329,7 @@ def _overlays(study: Study, results: list[Any], scorer: CachedScorer, thr: dict[
         written[k] = rel.as_posix()
         if (out / rel).is_file():
             continue
-        image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])[1]
+        image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])
         label = "image" if study.kind == "image" else f"slice {k} of {len(study.units)}"
         write_overlay(out / rel, image, item["map"], score=item["score"], threshold=thr["pixel_threshold"],
                       label=label, notice=notice)

@@ -1,101 +1,162 @@
-"""The scoring step of ``score``: images through the model in batches, via a content-keyed result cache.
+"""The scoring step of ``score``: units → features (the one encode path) → scores and maps, once each.
 
-``cache/<key>.npz`` holds one image's score and ``(S, S)`` map; ``key`` hashes the settings fingerprint,
-the SHA-256 of the file's bytes and the slice index, so a changed file or setting is scored again.
+Features come from :func:`adaptclip_med.features.encode.encode_batches`, the loop of ``evaluate`` and
+training (memory-bounded device batches; a ``--feature-cache`` store consulted first and filled). The
+scores and ``(S, S)`` maps go to the run's result record (:class:`ResultRecord`): ``cache/<key>.npz``
+per image, where ``key`` hashes, as an evaluation part's key does (:mod:`adaptclip_med.evaluation.keys`),
+the run's fingerprint (settings, weights and checkpoint bytes, adapter config, package version, the
+normals' bytes), the image's content hash and its slice index. A changed file or setting is scored
+again; an unchanged one is read back without reading or encoding the image (unless its picture is
+needed for an overlay or a DICOM Secondary Capture).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from adaptclip_med.features.memory import predict_bounded
+from adaptclip_med.data.records import Record
+from adaptclip_med.evaluation.keys import ContentHasher
+from adaptclip_med.features.encode import EncodedBatch, EncodeStats, FeatureStore, encode_batches
+from adaptclip_med.features.memory import device_batch
+from adaptclip_med.model.outputs import AnomalyOutput
 from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError
-from adaptclip_med.runtime.io import atomic_path, sha256_file
+from adaptclip_med.runtime.io import atomic_path
+from adaptclip_med.runtime.privacy import scrub
 from adaptclip_med.runtime.skips import reason_of
 from adaptclip_med.scoring.inputs import Unit
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.<>])(?:[A-Za-z]:)?[\\/][^\s,;:'\"()]+")  # "/a/b", not "PNG/JPEG"
+
+def unit_record(unit: Unit) -> Record:
+    """A unit to score as a record of the encode path (and of the feature store's keys)."""
+    return Record(image=unit.path, mask=None, label=0, cls="", split="test", group=None, dataset="score",
+                  slice_index=unit.slice_index)
 
 
-def scrub(reason: str, path: str | None = None) -> str:
-    """A skip reason without paths: ``path`` (and any other absolute path) becomes ``<file>`` / ``<path>``."""
-    if path is not None:
-        for form in {str(Path(path).resolve()), str(path)}:
-            reason = reason.replace(form, "<file>")
-        reason = reason.replace(Path(path).name, "<file>")
-    return _ABSOLUTE_PATH.sub("<path>", reason)
+class ResultRecord:
+    """The run's scores and maps: one ``<folder>/<key>.npz`` per image (``score`` float64, ``map`` ``(S, S)``).
 
+    Args:
+        folder: where the entries live (``--out``/``cache``).
+        fingerprint: hex digest of everything but the image that determines a result.
+        hasher: the run's content hasher (each file read once per run).
+    """
 
-class CachedScorer:
-    """Scores units in batches, through the result cache (``cache/<key>.npz``)."""
-
-    def __init__(self, model: Any, transform: Any, bank: Any, fingerprint: str, out: Path, batch_size: int) -> None:
-        self.model, self.transform, self.bank = model, transform, bank
-        self.fingerprint, self.cache, self.batch_size = fingerprint, out / "cache", batch_size
-        self.file_sha: dict[str, str] = {}
-        self.scored = self.reused = 0
+    def __init__(self, folder: Path, fingerprint: str, hasher: ContentHasher) -> None:
+        self.folder, self.fingerprint, self.hasher = folder, fingerprint, hasher
 
     def key(self, unit: Unit) -> str:
-        if unit.path not in self.file_sha:
-            self.file_sha[unit.path] = sha256_file(unit.path)
-        text = f"{self.fingerprint}|{self.file_sha[unit.path]}|{unit.slice_index}"
+        """The unit's entry key: fingerprint, content hash of its file, slice index.
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        text = f"{self.fingerprint}|{self.hasher.file(unit.path)}|{unit.slice_index}"
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    def picture(self, unit: Unit) -> tuple[torch.Tensor, np.ndarray]:
-        sample = self.transform(unit.as_sample())
-        return torch.as_tensor(sample["image"]), np.asarray(sample["image_u8"])
+    def load(self, key: str) -> dict[str, Any] | None:
+        """``{"score", "map" (S, S)}`` of an entry, or None when absent."""
+        path = self.folder / f"{key}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as npz:
+            return {"score": float(npz["score"]), "map": npz["map"]}
+
+    def save(self, key: str, score: float, anomaly_map: np.ndarray) -> None:
+        """Write one entry atomically."""
+        with atomic_path(self.folder / f"{key}.npz") as tmp, tmp.open("wb") as fh:
+            np.savez_compressed(fh, score=np.float64(score), map=anomaly_map.astype(np.float32))
+
+
+class Scorer:
+    """Scores units in batches: result record first, then the encode path, then the model's heads.
+
+    Args:
+        model: an ``AdaptCLIP``; transform: ``build_transforms(model.image_size, with_mask=False)``.
+        bank: the normals' :class:`~adaptclip_med.model.PromptBank` (None: zero-shot).
+        record: the run's :class:`ResultRecord`.
+        batch_size: images per batch (the device gets fewer when they do not fit).
+        store: a feature store consulted before the backbone (``--feature-cache``), filled on the way.
+        stats: counts of images encoded / read from the store, incremented here.
+
+    Attributes:
+        scored / reused: images scored now / read back from the result record.
+    """
+
+    def __init__(self, model: Any, transform: Any, bank: Any, record: ResultRecord, batch_size: int,
+                 store: FeatureStore | None = None, stats: EncodeStats | None = None) -> None:
+        self.model, self.transform, self.bank, self.record = model, transform, bank, record
+        self.batch_size, self.store = batch_size, store
+        self.stats = stats if stats is not None else EncodeStats()
+        self.scored = self.reused = 0
+
+    def picture(self, unit: Unit) -> np.ndarray:
+        """The unit's ``(H, W, 3)`` uint8 picture, as the overlays draw it."""
+        return np.asarray(self.transform(unit.as_sample())["image_u8"])
 
     def score(self, units: list[Unit], keep_pictures: bool, bar: Any) -> list[dict[str, Any] | str]:
         """Per unit ``{"key", "score", "map" (S, S), "image" (H, W, 3) | None}``, or the read error."""
         results: list[dict[str, Any] | str] = []
-        pending: list[tuple[int, torch.Tensor]] = []
+        pending: list[int] = []
         for unit in units:
             try:
-                key = self.key(unit)
-                cached = self.cache / f"{key}.npz"
+                key = self.record.key(unit)
                 item: dict[str, Any] = {"key": key, "image": None}
-                if cached.is_file():
-                    with np.load(cached) as npz:
-                        item.update(score=float(npz["score"]), map=npz["map"])
+                found = self.record.load(key)
+                if found is not None:
+                    item.update(found)
                     if keep_pictures:
-                        item["image"] = self.picture(unit)[1]
+                        item["image"] = self.picture(unit)
                     self.reused += 1
                     bar.update(1)
                 else:
-                    tensor, item["image"] = self.picture(unit)
-                    pending.append((len(results), tensor))
+                    pending.append(len(results))
                 results.append(item)
             except (ImageReadError, OSError) as err:
                 results.append(scrub(reason_of(err, unit.path), unit.path))  # the row's id names the file
                 bar.update(1)
-            if len(pending) >= self.batch_size:
-                self._flush(pending, results, bar)
-        self._flush(pending, results, bar)
-        if not keep_pictures:
-            for item in results:
-                if isinstance(item, dict):
-                    item["image"] = None
+        records = [unit_record(units[i]) for i in pending]
+        batches = encode_batches(records, self.model, self.transform, batch_size=self.batch_size, store=self.store,
+                                 stats=self.stats, keep=("image_u8",) if keep_pictures else ())
+        at = {r.key: i for r, i in zip(records, pending, strict=True)}
+        for batch in batches:
+            self._finish(batch, at, results)
+            bar.update(len(batch.records) + len(batch.skipped))
         return results
 
-    def _flush(self, pending: list[tuple[int, torch.Tensor]], results: list[Any], bar: Any) -> None:
-        if not pending:
+    def _finish(self, batch: EncodedBatch, at: dict[str, int], results: list[Any]) -> None:
+        """Score one encoded batch into ``results`` (and the result record); its unreadable units become reasons."""
+        for rec, why in batch.skipped:
+            results[at[rec.key]] = scrub(why, rec.image)
+        if batch.feats is None:
             return
-        batch = torch.stack([t for _, t in pending]).to(self.model.device)
+        out = self._predict(batch)
+        for j, (rec, s, m) in enumerate(zip(batch.records, out.pred_score.numpy(), out.anomaly_map.numpy(),
+                                            strict=True)):
+            item = results[at[rec.key]]
+            item.update(score=float(s), map=m.astype(np.float32))
+            picture = batch.kept[j].get("image_u8")
+            item["image"] = None if picture is None else np.asarray(picture)
+            self.record.save(item["key"], s, m)
+        self.scored += len(batch.records)
+
+    def _predict(self, batch: EncodedBatch) -> AnomalyOutput:
+        """The model's heads on ``(B, N, D)`` features, in device sub-batches that fit.
+
+        Raises:
+            AdaptCLIPError: the model refuses them (e.g. normals encoded at another size).
+        """
+        def step(start: int, stop: int) -> AnomalyOutput:
+            return self.model.predict_features(batch.feats.select(slice(start, stop)), self.bank)
+
         try:
-            out = predict_bounded(self.model, batch, self.bank, self.batch_size)
-        except ValueError as err:  # the model's input checks (e.g. an --image-size it cannot take)
+            with torch.inference_mode():
+                parts = device_batch(self.model).run(len(batch.records), self.batch_size, step)
+        except ValueError as err:  # the model's input checks
             msg = f"the model cannot score these images: {err}"
             raise AdaptCLIPError(msg) from err
-        for (i, _), s, m in zip(pending, out.pred_score.numpy(), out.anomaly_map.numpy(), strict=True):
-            results[i].update(score=float(s), map=m.astype(np.float32))
-            with atomic_path(self.cache / f"{results[i]['key']}.npz") as tmp, tmp.open("wb") as fh:
-                np.savez_compressed(fh, score=np.float64(s), map=m.astype(np.float32))
-        self.scored += len(pending)
-        bar.update(len(pending))
-        pending.clear()
+        return parts[0] if len(parts) == 1 else AnomalyOutput.concatenate(parts)
