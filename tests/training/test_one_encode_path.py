@@ -14,7 +14,7 @@ import torch
 from adaptclip_med import data as D
 from adaptclip_med.evaluate import main as evaluate
 from adaptclip_med.evaluation.config import EvalConfig
-from adaptclip_med.features.encode import EncodeStats, encode_records
+from adaptclip_med.features.encode import encode_records
 from adaptclip_med.features.store import FeatureStore, open_feature_store
 from adaptclip_med.scoring import ScoreConfig, run_scoring
 from adaptclip_med.scoring.inputs import discover
