@@ -11,8 +11,9 @@ kind           source                                      units
 ``multiframe`` one DICOM file with NumberOfFrames > 1       its frames
 =============  ==========================================  =====================================
 
-A series is sorted by ImagePositionPatient projected on the slice normal (from ImageOrientationPatient),
-else by InstanceNumber, else by file name. A single DICOM file of its own series is an ``image``.
+A series is sorted as a series folder is read (:func:`~adaptclip_med.data.readers.dicom_series.sort_slices`):
+by ImagePositionPatient projected on the slice normal (from ImageOrientationPatient), else by
+InstanceNumber, else by file name. A single DICOM file of its own series is an ``image``.
 Files that cannot be read or are of another type are returned as ``(path, reason)`` problems.
 """
 
@@ -22,11 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pydicom
 from nibabel.filebasedimages import ImageFileError
 from pydicom.errors import InvalidDicomError
 
+from adaptclip_med.data.readers.dicom_series import sort_slices
 from adaptclip_med.data.records import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, has_suffix
 
 Problem = tuple[str, str]
@@ -88,27 +89,6 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path != root else path.name
 
 
-def _slice_position(ds: pydicom.Dataset) -> float | None:
-    """Position of a slice along its normal (mm), or None without geometry tags."""
-    try:
-        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
-        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient])
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return float(np.dot(np.cross(iop[:3], iop[3:]), ipp))
-
-
-def sort_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path, pydicom.Dataset]]:
-    """Slices by position along the normal; else by InstanceNumber; else by path."""
-    positions = [_slice_position(ds) for _, ds in headers]
-    if all(p is not None for p in positions):
-        return [h for _, h in sorted(zip(positions, headers, strict=True), key=lambda t: (t[0], str(t[1][0])))]
-    numbers = [ds.get("InstanceNumber") for _, ds in headers]
-    if all(n is not None for n in numbers):
-        return [h for _, h in sorted(zip(numbers, headers, strict=True), key=lambda t: (int(t[0]), str(t[1][0])))]
-    return sorted(headers, key=lambda h: str(h[0]))
-
-
 def _nifti_study(path: Path, name: str, axis: int) -> Study:
     from adaptclip_med.data.layouts.volume import canonical_shape
 
@@ -130,7 +110,7 @@ def _dicom_studies(dicoms: list[tuple[Path, pydicom.Dataset]], root: Path) -> li
         else:
             by_series.setdefault(str(ds.get("SeriesInstanceUID", path)), []).append((path, ds))
     for number, (_uid, members) in enumerate(sorted(by_series.items(), key=lambda kv: str(kv[1][0][0])), 1):
-        ordered = sort_series(members)
+        ordered = sort_slices(members)
         files = [p for p, _ in ordered]
         if len(files) == 1:
             studies.append(Study("image", _relative(files[0], root), [Unit(str(files[0]))], files))

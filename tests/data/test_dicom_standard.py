@@ -73,26 +73,15 @@ def test_voi_lut_function_of_the_file_is_honoured(tmp_path, function, name, wind
         assert np.abs(linear.astype(int) - _u8(path).astype(int)).max() > 20
 
 
-def _with_modality_lut(tmp_path, photometric: str = "MONOCHROME2"):
+def _with_modality_lut(modality_lut, tmp_path, photometric: str = "MONOCHROME2"):
     """A 12-bit XA-like image whose Modality LUT Sequence is a gamma curve, windowed in LUT units."""
     stored = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (8, 1))  # (8, 64)
     path = write_dicom(tmp_path / f"mlut_{photometric}.dcm", stored, modality="XA", photometric=photometric)
-    ds = pydicom.dcmread(path)
-    del ds.RescaleSlope, ds.RescaleIntercept
-    item = pydicom.Dataset()
-    item.LUTDescriptor = [4096, 0, 16]
-    item.ModalityLUTType = "US"
-    lut = np.round((np.arange(4096) / 4095.0) ** 0.5 * 65535).astype(np.uint16)
-    item.add_new(0x00283006, "US", lut.tolist())  # LUTData
-    ds.ModalityLUTSequence = [item]
-    ds.WindowCenter, ds.WindowWidth = 40000, 30000
-    ds.BitsStored, ds.HighBit = 12, 11
-    ds.save_as(path)
-    return path
+    return modality_lut(path, WindowCenter=40000, WindowWidth=30000)
 
 
-def test_modality_lut_sequence_is_applied_before_the_window(tmp_path):
-    path = _with_modality_lut(tmp_path)
+def test_modality_lut_sequence_is_applied_before_the_window(tmp_path, modality_lut):
+    path = _with_modality_lut(modality_lut, tmp_path)
     _assert_matches_pydicom(path)
     ds = pydicom.dcmread(path)
     values, _ = read_dicom(path)
@@ -102,7 +91,7 @@ def test_modality_lut_sequence_is_applied_before_the_window(tmp_path):
     centre = (values > 40000 - 0.5 - 14999.5) & (values <= 40000 - 0.5 + 14999.5)
     got = build_transforms(32, window=(40000, 30000))({"image": str(path)})["image_u8"][..., 0]
     assert (got[~centre] % 255 == 0).all() and 0 < got[centre].mean() < 255
-    _assert_matches_pydicom(_with_modality_lut(tmp_path, "MONOCHROME1"))
+    _assert_matches_pydicom(_with_modality_lut(modality_lut, tmp_path, "MONOCHROME1"))
 
 
 def test_compressed_files_decode_to_their_uncompressed_twins():

@@ -12,6 +12,10 @@ Each record keeps the patient ``group``: the volume's ``<id>`` (so ``normal/p1.n
 and hold-outs take whole groups. Options: ``axis`` (0/1/2 in RAS, default 2
 axial; pass the same ``axis`` to :func:`build_transforms`), ``step`` (every n-th slice),
 ``foreground_only`` (abnormal volumes: keep only slices with foreground).
+
+A DICOM series folder's slices are its single-frame image files in position order
+(:func:`~adaptclip_med.data.readers.dicom_series.scan_series`); the other DICOM files in it (SEG, SR,
+RT objects, another series) are listed as problems, each under its own path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from adaptclip_med.data.layouts.common import LoadedSet, require_dir
 from adaptclip_med.data.layouts.groups import group_rule
 from adaptclip_med.data.readers.dicom_header import series_files
+from adaptclip_med.data.readers.dicom_series import scan_series
 from adaptclip_med.data.readers.screen import screen_error, screen_image
 from adaptclip_med.data.records import NIFTI_SUFFIXES, Problem, Record, has_suffix, list_files, strip_suffix
 
@@ -83,7 +88,9 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
                 continue
             try:
                 if vol.is_dir():
-                    n, per_slice = len(series_files(vol)), None
+                    scan = scan_series(vol)  # headers only: the image slices, non-images named
+                    problems += scan.skipped
+                    n, per_slice = len(scan.slices), None
                 else:
                     shape = canonical_shape(vol)
                     if len(shape) < 3:

@@ -17,9 +17,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from adaptclip_med.data.readers.dicom_pixels import read_dataset
-from adaptclip_med.runtime.errors import ImageReadError
-
 #: Display tags copied from a header; nothing identifying.
 DISPLAY_TAGS: tuple[str, ...] = (
     "Modality", "PhotometricInterpretation", "SamplesPerPixel", "NumberOfFrames", "BitsStored",
@@ -28,7 +25,11 @@ DISPLAY_TAGS: tuple[str, ...] = (
 
 
 def series_files(folder: Path) -> list[Path]:
-    """DICOM files of a series folder (``*.dcm`` or files with the ``DICM`` preamble), sorted."""
+    """DICOM files of a series folder (``*.dcm`` or files with the ``DICM`` preamble), sorted by name.
+
+    Every DICOM file, images or not: :func:`~adaptclip_med.data.readers.dicom_series.scan_series` keeps
+    the slices.
+    """
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     return [p for p in files if p.suffix.lower() in (".dcm", ".dicom") or _has_preamble(p)]
 
@@ -36,21 +37,6 @@ def series_files(folder: Path) -> list[Path]:
 def _has_preamble(path: Path) -> bool:
     with path.open("rb") as fh:
         return fh.read(132)[128:132] == b"DICM"
-
-
-def read_header(path: str | Path) -> pydicom.Dataset:
-    """Read a DICOM header (no pixels); for a series folder, the first file's header.
-
-    Raises:
-        ImageReadError: not a DICOM file (e.g. a truncated file or a PNG named ``.dcm``), empty folder.
-    """
-    p = Path(path)
-    if p.is_dir():
-        files = series_files(p)
-        if not files:
-            raise ImageReadError(p, "folder holds no DICOM files", "point to a DICOM series folder")
-        p = files[0]
-    return read_dataset(p, pixels=False)
 
 
 def display_info(header: pydicom.Dataset) -> dict[str, object]:

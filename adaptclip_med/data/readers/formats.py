@@ -3,9 +3,9 @@
 =========  ===========================================================  ======================
 format     recognised by                                                read with
 =========  ===========================================================  ======================
-``dicom``  ``DICM`` at byte 128 (checked first: a DICOM preamble may     pydicom (file) / MONAI
-           look like a TIFF header); a folder (a series); no preamble    ``PydicomReader``
-           but a group 0002/0008 tag first and a DICOM suffix            (series folder)
+``dicom``  ``DICM`` at byte 128 (checked first: a DICOM preamble may     pydicom (a series
+           look like a TIFF header); a folder (a series); no preamble    folder: the same reader,
+           but a group 0002/0008 tag first and a DICOM suffix            file by file)
 ``tiff``   ``II*\\0``, ``MM\\0*`` (and BigTIFF ``II+\\0``, ``MM\\0+``)      tifffile
 ``pil``    PNG, JPEG, BMP, GIF, WebP signatures                         MONAI ``PILReader``
 ``nifti``  a 348/540-byte NIfTI-1/2 header (``sizeof_hdr``, magic         MONAI ``NibabelReader``

@@ -5,9 +5,10 @@ format     reader                                                      array aft
 =========  ==========================================================  =====================================
 ``pil``    MONAI ``PILReader(reverse_indexing=False)`` (PNG/JPEG/BMP)  ``(H, W)`` or ``(H, W, 3)``, dtype kept
 ``tiff``   tifffile, first page (:mod:`~adaptclip_med.data.readers.tiff`)      ``(H, W)`` or ``(H, W, 3)``, dtype kept
-``dicom``  file: pydicom + its pixel plugins, ``apply_modality_lut``   ``(H, W)``, ``(F, H, W[, 3])``
-           (:mod:`~adaptclip_med.data.readers.dicom_pixels`); series folder:     ``(H, W, N)`` (rescale applied)
-           MONAI ``PydicomReader(swap_ij=False)``
+``dicom``  file: pydicom + its pixel plugins, ``apply_modality_lut``   ``(H, W)``, ``(F, H, W[, 3])``;
+           (:mod:`~adaptclip_med.data.readers.dicom_pixels`); series     series folder: ``(H, W, N)``, slices
+           folder: that reader file by file, non-images skipped,       along the slice normal
+           stacked (:mod:`~adaptclip_med.data.readers.dicom_series`)
 ``nifti``  MONAI ``NibabelReader(as_closest_canonical=True)``          ``(X, Y, Z[, T])`` in RAS orientation
 =========  ==========================================================  =====================================
 
@@ -27,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.data import NibabelReader, PILReader, PydicomReader
+from monai.data import NibabelReader, PILReader
 from monai.transforms import LoadImaged, MapTransform
 
-from adaptclip_med.data.readers.dicom_header import display_info, read_header
-from adaptclip_med.data.readers.dicom_pixels import check_is_image, read_dicom
+from adaptclip_med.data.readers.dicom_header import display_info
+from adaptclip_med.data.readers.dicom_pixels import read_dicom
+from adaptclip_med.data.readers.dicom_series import SeriesScan, read_series
 from adaptclip_med.data.readers.formats import FORMATS, image_format, truncation_problem
 from adaptclip_med.data.readers.pil_modes import pil_converter
 from adaptclip_med.data.readers.tiff import read_tiff
@@ -41,6 +43,21 @@ __all__ = ["FORMATS", "LoadMedicald", "image_format", "pil_converter"]
 
 _FORMAT_NAMES = {"pil": "PNG/JPEG/BMP", "tiff": "TIFF", "dicom": "DICOM", "nifti": "NIfTI"}
 _RASTER_KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+
+
+def series_meta(scan: SeriesScan) -> dict[str, object]:
+    """Loader metadata of a series: the first slice's display tags, and per slice its own header.
+
+    ``"series"`` holds ``headers`` / ``display`` (``N`` data sets and their display tags, swapped in for
+    the chosen slice by :class:`~adaptclip_med.data.transforms.slicing.SelectSliced`), ``files`` (``N``
+    paths in stacking order), ``positions`` (``N`` mm along the normal, or ``None``) and ``skipped``
+    (``(path, reason)`` of the folder's files left out: SEG, SR, RT, multi-frame, other series).
+    """
+    headers = scan.headers
+    display = [{**display_info(ds), "is_series": True} for ds in headers]
+    return {"header": headers[0], "dicom": display[0], "bits": int(headers[0].get("BitsStored", 8) or 8),
+            "series": {"headers": headers, "display": display, "files": [str(p) for p in scan.files],
+                       "positions": scan.positions, "skipped": scan.skipped}}
 
 
 def decode_problem(exc: BaseException, fmt: str, path: str | Path) -> str:
@@ -55,7 +72,7 @@ def decode_problem(exc: BaseException, fmt: str, path: str | Path) -> str:
 
 
 class _NativeOrder:
-    """Reader mixin: big-endian arrays (nibabel/pydicom samples) → native order (torch needs it)."""
+    """Reader mixin: big-endian arrays (nibabel samples) → native order (torch needs it)."""
 
     def get_data(self, img):
         array, meta = super().get_data(img)
@@ -64,22 +81,17 @@ class _NativeOrder:
         return array, meta
 
 
-class NativePydicomReader(_NativeOrder, PydicomReader):
-    """MONAI ``PydicomReader`` returning native byte order."""
-
-
 class NativeNibabelReader(_NativeOrder, NibabelReader):
     """MONAI ``NibabelReader`` returning native byte order."""
 
 
 def _make_loader(key: str, fmt: str) -> LoadImaged:
+    """MONAI ``LoadImaged`` for ``fmt`` ``"pil"`` or ``"nifti"`` (DICOM and TIFF have their own readers)."""
     # MONAI's LoadImage registers its fallback readers too, and its GPU DICOM decoder warns on every
     # construction that nvImageCodec is absent: not actionable here, so silence that one logger.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     if fmt == "pil":
         reader = PILReader(reverse_indexing=False, converter=pil_converter)
-    elif fmt == "dicom":
-        reader = NativePydicomReader(swap_ij=False, prune_metadata=True)
     else:
         reader = NativeNibabelReader(as_closest_canonical=True)
     with warnings.catch_warnings():  # the same notice, as a UserWarning, from reader registration
@@ -91,12 +103,14 @@ class LoadMedicald(MapTransform):
     """Load each key's file with the reader of its format; keep the path and format.
 
     Input: ``{key: path}``. Output: ``{key: np.ndarray}`` (see the module table for shapes) and
-    ``{f"{key}_meta": {"path", "format", "bits"[, "dicom", "header"]}}`` (``bits``: sample depth of
+    ``{f"{key}_meta": {"path", "format", "bits"[, "dicom", "header"[, "series"]]}}`` (``bits``: sample depth of
     colour images, for scaling; DICOM: display tags and the data set, kept in memory only and dropped
     at the end of :func:`build_transforms`). A ``None`` value is left as ``None`` (optional masks).
 
     ``volume_cache`` NIfTI volumes, DICOM files and series stay in memory (keyed by path, mtime and
-    size), so reading the slices or frames of one volume in order decodes it once.
+    size; a series by its files'), so reading the slices or frames of one volume in order decodes it once.
+    A series folder is read by :func:`~adaptclip_med.data.readers.dicom_series.read_series` (its meta
+    as :func:`series_meta`).
 
     Raises:
         ImageReadError: unreadable, empty or unsupported file (the message names it).
@@ -111,19 +125,16 @@ class LoadMedicald(MapTransform):
 
     def _load(self, key: Hashable, fmt: str, path: str) -> tuple[np.ndarray, dict[str, object]]:
         """Array and format-specific metadata of one file or series folder."""
-        if fmt == "dicom" and not Path(path).is_dir():
+        if fmt == "dicom" and Path(path).is_dir():
+            array, scan = read_series(path)
+            return array, series_meta(scan)
+        if fmt == "dicom":
             array, ds = read_dicom(path)
             return array, {"header": ds, "dicom": {**display_info(ds), "is_series": False},
                            "bits": int(ds.get("BitsStored", 8) or 8)}
         if fmt == "tiff":
             array, info = read_tiff(path)
             return array, {"bits": info["bits"], "tiff": info}
-        extra: dict[str, object] = {"bits": 8}
-        if fmt == "dicom":
-            header = read_header(path)
-            check_is_image(header, path, has_pixels=False)
-            extra = {"header": header, "dicom": {**display_info(header), "is_series": True},
-                     "bits": int(header.get("BitsStored", 8) or 8)}
         if (key, fmt) not in self._loaders:
             self._loaders[(key, fmt)] = _make_loader(str(key), fmt)
         try:
@@ -133,14 +144,16 @@ class LoadMedicald(MapTransform):
         except Exception as exc:  # MONAI wraps reader errors in nested RuntimeErrors: keep the root's line
             raise ImageReadError(path, decode_problem(exc, fmt, path),
                                  "re-download or re-export the complete file") from exc
-        return array, extra
+        return array, {"bits": 8}
 
     def _read(self, key: Hashable, fmt: str, path: str) -> tuple[np.ndarray, dict[str, object]]:
         """:meth:`_load` through a small LRU cache for volumes, DICOM files and series."""
         if fmt not in ("nifti", "dicom") or self.volume_cache <= 0:
             return self._load(key, fmt, path)
-        st = Path(path).stat()
-        cache_key = (path, st.st_mtime_ns, st.st_size)
+        p = Path(path)
+        members = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+        stats = [(f.name, f.stat()) for f in members]  # a series: any file changed, added or removed
+        cache_key = (path, tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats))
         if cache_key in self._volumes:
             self._volumes.move_to_end(cache_key)
             return self._volumes[cache_key]

@@ -2,7 +2,7 @@
 
 Pipeline (dictionary transforms; ``keys = ["image", "mask"]``)::
 
-    LoadMedicald      explicit MONAI reader per format (PIL / Pydicom / Nibabel)
+    LoadMedicald      one reader per format (MONAI PIL / Nibabel, tifffile, pydicom: files and series)
     SelectSliced      volume / multi-frame / series → one 2-D slice (``slice_index``)
     ToUint8d          VOI LUT, window tags or preset, percentiles → uint8; MONOCHROME1 inverted
     BinarizeMaskd     mask > 0 (> 127 for JPEG masks), size checked against the image (preprocess rule)

@@ -10,8 +10,10 @@ Conventions (documented in docs/data.md):
   ``dicom_frame`` picks it: ``"middle"`` (default, ``F // 2``: a cine loop or a multi-frame volume
   is shown at its middle, like a series), ``"first"``, or a fixed frame number. Every frame as its own
   record: enumerate ``range(slice_count(...))`` as ``slice_index`` (the ``volume`` data set does).
-  A series folder ``(H, W, N)`` (MONAI sorts the files by position): ``slice_index`` is the position
-  (default middle).
+  A series folder ``(H, W, N)`` (its files read one by one like a single file and stacked along the
+  slice normal, :mod:`~adaptclip_med.data.readers.dicom_series`): ``slice_index`` is the position
+  (default middle); the chosen slice's own header (window, VOI LUT, MONOCHROME1) replaces the first
+  slice's in the metadata, so a slice is displayed exactly as its file given alone.
 * A 2-D image smaller than :data:`MIN_SIDE` pixels on a side (e.g. 1×1) is unusable:
   :class:`~adaptclip_med.runtime.errors.ImageReadError`.
 """
@@ -112,7 +114,8 @@ class SelectSliced(MapTransform):
     """Dictionary version of :func:`select_slice`; every key uses the sample's ``slice_index``.
 
     Input: arrays from :class:`~adaptclip_med.data.readers.load.LoadMedicald` (with ``{key}_meta``).
-    Output: the same keys as ``(H, W)`` or ``(H, W, 3)`` arrays.
+    Output: the same keys as ``(H, W)`` or ``(H, W, 3)`` arrays; for a DICOM series, ``{key}_meta``'s
+    ``header``, ``dicom`` and ``bits`` are those of the chosen slice.
     """
 
     def __init__(self, keys: KeysCollection, *, axis: int = 2, frame: int = 0,
@@ -136,4 +139,16 @@ class SelectSliced(MapTransform):
                 out.get("slice_index"), axis=self.axis, frame=self.frame, dicom_frame=self.dicom_frame,
                 source=meta.get("path", str(key)),
             )
+            if fmt == "dicom" and "series" in meta:
+                _use_slice_header(meta, out.get("slice_index"))
         return out
+
+
+def _use_slice_header(meta: dict[str, object], index: int | None) -> None:
+    """Put the header of series slice ``index`` (default: the middle one) in ``meta`` (a per-sample dict)."""
+    series = meta["series"]
+    n = len(series["headers"])
+    k = n // 2 if index is None else int(index)  # already checked by select_slice
+    header = series["headers"][k]
+    meta["header"], meta["dicom"] = header, series["display"][k]
+    meta["bits"] = int(header.get("BitsStored", 8) or 8)
