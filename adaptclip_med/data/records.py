@@ -8,7 +8,7 @@ from pathlib import Path
 
 #: File suffixes read as 2-D images (Pillow through MONAI ``PILReader``).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-#: Suffixes read as DICOM (``PydicomReader``); a folder of DICOM files is a series.
+#: Suffixes read as DICOM (pydicom through ``data.readers.dicom_pixels``, a folder slice by slice: ``dicom_series``).
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 #: Suffixes read as NIfTI volumes (``NibabelReader``).
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
