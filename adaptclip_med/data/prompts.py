@@ -43,19 +43,26 @@ class PromptDraw:
         """Image paths of the prompts (``path#slice`` for volume slices)."""
         return [r.key for r in self.records]
 
-    def manifest(self) -> dict[str, object]:
-        """JSON-ready provenance: data set, class, k, seed, pool size, exclusions, paths + SHA-256."""
-        return {
+    def manifest(self, notice: str | None = None) -> dict[str, object]:
+        """JSON-ready provenance: data set, class, k, seed, pool size, exclusions, paths + SHA-256.
+
+        ``notice``: the untrained-model notice of the run that uses the draw
+        (:func:`adaptclip_med.reporting.labels.run_notice`), added as the ``notice`` key; none for a trained model.
+        """
+        manifest: dict[str, object] = {
             "dataset": self.dataset, "cls": self.cls, "k": self.k, "seed": self.seed,
             "pool_size": self.pool_size, "excluded": dict(self.excluded),
             "prompts": [{"path": r.image, "slice_index": r.slice_index, "group": r.group,
                          "split": r.split, "sha256": sha256_file(r.image) if Path(r.image).is_file() else None}
                         for r in self.records],
         }
+        if notice:
+            manifest["notice"] = notice
+        return manifest
 
-    def save(self, path: str | Path) -> Path:
-        """Write :meth:`manifest` atomically as JSON and return the path."""
-        atomic_write_json(path, self.manifest())
+    def save(self, path: str | Path, notice: str | None = None) -> Path:
+        """Write :meth:`manifest` (with ``notice`` when given) atomically as JSON and return the path."""
+        atomic_write_json(path, self.manifest(notice))
         return Path(path)
 
 
@@ -78,14 +85,15 @@ def _hasher(index: DatasetIndex, hasher: PerceptualHasher | None) -> PerceptualH
 
 
 def draw_prompts(index: DatasetIndex, cls: str, k: int, seed: int, *, queries: Sequence[Record] = (),
-                 hasher: PerceptualHasher | None = None, manifest_path: str | Path | None = None
-                 ) -> PromptDraw:
+                 hasher: PerceptualHasher | None = None, manifest_path: str | Path | None = None,
+                 notice: str | None = None) -> PromptDraw:
     """Draw ``k`` normal prompts of class ``cls`` from ``index.prompt_pool`` (see module docstring).
 
     Args:
         queries: the records the prompts will be compared with (default: the class's test records).
         hasher: a shared :class:`PerceptualHasher` (default: one cached on ``index``).
         manifest_path: also write the manifest there.
+        notice: the untrained-model notice the written manifest carries (none for a trained model).
 
     Raises:
         PromptError: no pool for ``cls`` (e.g. polyp sets), an abnormal record in the pool, or fewer
@@ -148,5 +156,5 @@ def draw_prompts(index: DatasetIndex, cls: str, k: int, seed: int, *, queries: S
         chosen += [r for r in order if r not in chosen][: k - len(chosen)]
     draw = PromptDraw(chosen, index.name, cls, k, seed, excluded, len(pool))
     if manifest_path is not None:
-        draw.save(manifest_path)
+        draw.save(manifest_path, notice)
     return draw

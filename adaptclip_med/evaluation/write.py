@@ -48,10 +48,10 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     skips = all_skips(plan, records)
     write_skipped(out, skips)
     summary = write_tables(out, records, config)
-    P.write_prompt_manifests(out, records)
+    notice = notice_of(config)
+    P.write_prompt_manifests(out, records, notice)
     parts = scored_parts(plan, records)
     grid: dict[str, list] = {}
-    notice = notice_of(config)
     if config.overlays != 0:
         grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image",
                                    top=config.overlays, notice=notice)

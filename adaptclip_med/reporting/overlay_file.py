@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from adaptclip_med.data.transforms.clip_input import CLIP_MEAN, CLIP_STD, to_rgb_uint8
+from adaptclip_med.reporting.labels import run_notice
 from adaptclip_med.reporting.overlays import overlay_figure, save_png
-from adaptclip_med.reporting.provenance import UNTRAINED_NOTICE
 
 #: The colour scale of single-image overlays: the score's range (higher values saturate).
 COLOUR_RANGE = (0.0, 1.0)
@@ -57,8 +57,8 @@ def save_overlay(image: Any, out: Any, path: str | os.PathLike[str], *, index: i
         index: which image of the batch.
         threshold: map value drawn as a white contour (and named in the title), e.g. a calibrated
             pixel threshold.
-        model: the model that predicted; marks the figure "untrained backbone — pipeline demo only"
-            when its backbone weights are random or its adapters untrained.
+        model: the model that predicted; marks the figure with its :func:`~adaptclip_med.reporting.labels.run_notice`
+            ("untrained backbone ..." for random backbone weights, "untrained adapters ..." for fresh adapters).
         slice_index: slice / frame of a volume path.
 
     Returns:
@@ -69,11 +69,11 @@ def save_overlay(image: Any, out: Any, path: str | os.PathLike[str], *, index: i
     amap = np.asarray(amap[index] if amap.ndim == 3 else amap, dtype=np.float32)
     score = float(out.pred_score[index]) if hasattr(out, "pred_score") else float(amap.max())
     prov = getattr(model, "provenance", {}) if model is not None else {}
-    untrained = model is not None and (prov.get("pretrained") is None or prov.get("checkpoint") is None)
+    notice = run_notice(prov.get("pretrained"), prov.get("checkpoint")) if model is not None else None
     picture = picture_u8(image, int(amap.shape[-1]), slice_index)
     label = "image" if hasattr(out, "pred_score") else "image (score: map maximum)"
     return write_overlay(Path(path), picture, amap, score=score, threshold=threshold, label=label,
-                         notice=UNTRAINED_NOTICE if untrained else None)
+                         notice=notice)
 
 
 def write_overlay(path: Path, image: np.ndarray, amap: np.ndarray, *, score: float,

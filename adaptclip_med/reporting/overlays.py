@@ -193,7 +193,7 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
     Writes ``overlays/<dataset>/<class>/k<shots>/<rank>_<hash>.png`` and ``overlays/index.csv`` (file →
     data set, class, shots, seed, image id, path as in ``per_image.csv``, label, score, ``gallery`` tags),
     for the ``top`` first of each gallery (:func:`gallery_tags`; -1: every kept map). ``notice`` is burned
-    into every PNG.
+    into every PNG and fills the index's last column, ``notice`` (empty for a trained model).
 
     Returns:
         ``{dataset: rows}``: the top ``grid_rows`` overlays of the highest shot count per data set, each a
@@ -203,7 +203,7 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
 
     from adaptclip_med.data import build_transforms
     from adaptclip_med.reporting.provenance import slug
-    from adaptclip_med.reporting.tables import write_csv
+    from adaptclip_med.reporting.tables import with_notice_column, write_csv
 
     vmin, vmax = run_colour_limits(records)
     old_index = out / "overlays" / "index.csv"
@@ -252,5 +252,5 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
                           "threshold": threshold, "image_threshold": image_threshold})
     if index:
         frame = pd.DataFrame(index).sort_values(["dataset", "class", "shots", "file"])
-        write_csv(out / "overlays" / "index.csv", frame)
+        write_csv(out / "overlays" / "index.csv", with_notice_column(frame, notice))
     return grid

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
-from adaptclip_med.reporting.labels import notice_of
+from adaptclip_med.reporting.labels import UNTRAINED_BACKBONE, notice_of
 from adaptclip_med.runtime.io import atomic_write_json, sha256_file
 
 
@@ -39,7 +39,8 @@ class RunSettings(Protocol):
 
     def to_dict(self) -> dict[str, object]: ...
 
-UNTRAINED_NOTICE = "untrained backbone — pipeline demo only"
+#: Random backbone weights only; a run's notice (which also tells untrained adapters) is ``labels.run_notice``.
+UNTRAINED_NOTICE = UNTRAINED_BACKBONE
 _PACKAGES = ("adaptclip_med", "torch", "open_clip_torch", "monai", "numpy", "scipy", "scikit-learn",
              "pandas", "matplotlib", "pydicom", "nibabel", "pillow")
 
@@ -86,7 +87,7 @@ def package_versions() -> dict[str, str]:
 
 def write_run_json(out: Path, config: RunSettings, model: Any, parts: list[Any], status: str,
                    extra: dict[str, Any] | None = None) -> None:
-    """Write ``run.json`` (provenance; ``notice`` when the backbone is untrained).
+    """Write ``run.json`` (provenance; ``notice`` when the model is untrained, no such key when trained).
 
     Args:
         extra: more top-level entries (``fingerprints``, ``skipped``, ``encodes``, ... from the pipeline).
@@ -112,10 +113,13 @@ def write_run_json(out: Path, config: RunSettings, model: Any, parts: list[Any],
     atomic_write_json(out / "run.json", run)
 
 
-def write_prompt_manifests(out: Path, records: list[dict[str, Any]]) -> None:
-    """``prompts/<dataset>/<class>/k<shots>_seed<seed>.json``: the prompt manifest of every part."""
+def write_prompt_manifests(out: Path, records: list[dict[str, Any]], notice: str | None = None) -> None:
+    """``prompts/<dataset>/<class>/k<shots>_seed<seed>.json``: the prompt manifest of every part.
+
+    ``notice`` (the run's untrained-model notice) is added as each manifest's ``notice`` key; none when None.
+    """
     for rec in records:
         if rec.get("prompts") is None:
             continue
         path = out / "prompts" / rec["dataset"] / slug(rec["cls"]) / f"k{rec['shots']}_seed{rec['seed']}.json"
-        atomic_write_json(path, rec["prompts"])
+        atomic_write_json(path, {**rec["prompts"], **({"notice": notice} if notice else {})})

@@ -13,6 +13,8 @@ Files (under the run folder):
   (e.g. "untrained backbone — pipeline demo only", else empty);
 * ``clinical.csv``, ``operating_points.csv``: sens@95%spec / spec@95%sens with bootstrap CIs, and the
   calibrated thresholds with the decision metrics at them, per seed;
+* every CSV above (and ``overlays/index.csv``) ends with the ``notice`` column: the run's notice on every
+  row for an untrained model, empty for a trained one (:func:`with_notice_column`);
 * ``tables/main.md``, ``tables/main.tex``, ``tables/clinical.md``, ``tables/operating_points.md``: percent,
   one decimal, ``mean ± std`` over seeds for k ≥ 1 (zero-shot rows are one run); every caption carries
   the run's notice (:mod:`adaptclip_med.reporting.labels`).
@@ -304,6 +306,11 @@ def _operating_points_md(records: list[dict[str, Any]]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False) if rows else "(no parts)"
 
 
+def with_notice_column(frame: pd.DataFrame, notice: str | None) -> pd.DataFrame:
+    """A copy of ``frame`` with the ``notice`` column last: the run's notice on every row, else empty."""
+    return frame.drop(columns=["notice"], errors="ignore").assign(notice=notice or "")
+
+
 def write_csv(path: Path, df: pd.DataFrame) -> None:
     """Write a CSV atomically (no index)."""
     with atomic_path(path) as tmp:
@@ -334,15 +341,15 @@ def write_tables(out: Path, records: list[dict[str, Any]], config: RunSettings,
             None reads ``<out>/skipped.csv`` when present.
     """
     notice = notice_of(config)
-    write_csv(out / "per_image.csv", per_image_frame(records))
+    write_csv(out / "per_image.csv", with_notice_column(per_image_frame(records), notice))
     long = metrics_long_frame(records)
-    write_csv(out / "metrics_long.csv", long)
+    write_csv(out / "metrics_long.csv", with_notice_column(long, notice))
     counts = counts_frame(records, read_skipped(out) if skipped is None else skipped)
     summary = with_counts(summary_frame(long), counts, notice)
     write_csv(out / "summary.csv", summary)
     clin, ops = clinical_frames(records)
-    write_csv(out / "clinical.csv", clin)
-    write_csv(out / "operating_points.csv", ops)
+    write_csv(out / "clinical.csv", with_notice_column(clin, notice))
+    write_csv(out / "operating_points.csv", with_notice_column(ops, notice))
     disp = display_frame(summary)
     notes = na_notes(_summary_na(summary)) + [f"- {n}" for n in (_pixel_skipped_note(counts), SKIPPED_NOTE) if n]
     notes.append(f"- Protocol: {config.protocol_string()}.")
