@@ -18,8 +18,8 @@ from adaptclip_med.data.records import Record
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.reporting.provenance import slug
 from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError, PromptError
-from adaptclip_med.runtime.privacy import Pseudonymiser
-from adaptclip_med.runtime.skips import Skip, one_line, relative_path, strict_error
+from adaptclip_med.runtime.privacy import Pseudonymiser, relative_path, scrub
+from adaptclip_med.runtime.skips import Skip, one_line, strict_error
 
 
 @dataclass
@@ -92,7 +92,8 @@ class ClassGroup:
         """A reason line for the outputs: under ``--anonymize`` every path of the input scrubbed."""
         if self.pseudonymiser is None:
             return text
-        return self.pseudonymiser.scrub(text, [f for f in (self.root, self.prompt_root) if f is not None])
+        return scrub(text, folders=[f for f in (self.root, self.prompt_root) if f is not None],
+                     pseudonymiser=self.pseudonymiser)
 
     def relative_key(self, rec: Record) -> str:
         """The record's id for the outputs: root-relative path, plus ``#slice`` for volume slices."""
@@ -158,7 +159,8 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
         if config.strict and index.problems:
             raise strict_error(*index.problems[0])
         folders = [f for f in (root, prompt_root) if f is not None]
-        skipped += [Skip(name, pseudonymiser.path_of(path), pseudonymiser.scrub(one_line(problem), folders))
+        skipped += [Skip(name, pseudonymiser.path_of(path), scrub(one_line(problem), folders=folders,
+                                                                  pseudonymiser=pseudonymiser))
                     if pseudonymiser else Skip(name, relative_path(path, root, prompt_root), one_line(problem))
                     for path, problem in index.problems]
         for cls in index.classes:

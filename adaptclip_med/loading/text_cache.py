@@ -22,17 +22,13 @@ import torch
 from torch import nn
 
 from adaptclip_med.runtime.io import atomic_path, weights_fingerprint
-
-OFF = {"", "none", "off", "0"}
+from adaptclip_med.runtime.privacy import CACHE_OFF, user_cache_dir
 
 
 def cache_root() -> Path | None:
     """The cache folder (see the module docstring), or None when turned off."""
     explicit = os.environ.get("ADAPTCLIP_CACHE_DIR")
-    if explicit is not None:
-        return None if explicit.strip().lower() in OFF else Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "adaptclip_med"
+    return None if explicit is not None and explicit.strip().lower() in CACHE_OFF else user_cache_dir()
 
 
 def text_key(text_encoder: nn.Module, tokens: torch.Tensor) -> str:

@@ -1,19 +1,23 @@
-"""Patient data out of what a run shares: pseudonyms, a key file, path and command sanitising, an audit.
+"""Patient data out of what a run shares: pseudonyms, a key file, path and message sanitising, an audit.
 
 Medical archives are often foldered by patient id, name or accession number, so an input *path* is
 patient data as much as a DICOM tag is. Two levels:
 
 * always (every run): what is meant to be shared (``index.html``, ``tables/``, the names of files under
   ``figures/`` and ``overlays/``) shows no absolute path, no input file or folder name and no DICOM
-  identifier; :func:`relative_to_roots` gives the root-relative paths the local CSVs keep,
+  identifier; :func:`relative_path` gives the root-relative paths the local CSVs keep (the one helper
+  for that), :func:`scrub` the messages (skip reasons, errors) without paths (the one scrubber),
   :func:`sanitize_command` / :func:`sanitize_settings` the command line and settings a report may show;
+  patient group ids are hashed with a key that never leaves the machine (:func:`installation_secret`);
 * ``--anonymize``: no output file at all carries them. Images are named by a salted pseudonym
-  (:class:`Pseudonymiser`, HMAC-SHA-256 with a secret salt); the key (pseudonym → path, and the salt,
-  so that a resumed run names images the same) is written only to ``--key-file``, which must lie
-  outside the run folder (:func:`check_key_file`, :func:`write_key_file`). :func:`collect_identifiers`
-  lists what must not appear (DICOM identifier tags of the inputs, input file and folder names, absolute
-  paths) and :func:`find_identifiers` scans the bytes of every output file (gzip, zip/npz members and
-  PNG text chunks decompressed) for them.
+  (:class:`Pseudonymiser`, HMAC-SHA-256 with a secret salt); the key (pseudonym → path, new UID → source
+  UID, and the salt, so that a resumed run names images the same) is written only to ``--key-file``,
+  which must lie outside the run folder (:func:`check_key_file`, :func:`write_key_file`). DICOM objects
+  are de-identified by PS3.15 Annex E (:mod:`adaptclip_med.runtime.deid`). :func:`collect_identifiers`
+  lists what must not appear (what the Annex E profile removes or replaces in the inputs' DICOM
+  attributes, input file and folder names, absolute paths; never values that :func:`can_identify`
+  rejects, such as ``----`` or ``000000000``) and :func:`find_identifiers` scans the bytes of every output
+  file (gzip, zip/npz members and PNG text chunks decompressed) for them.
 
 Usage::
 
@@ -44,16 +48,9 @@ from typing import Any
 
 from adaptclip_med.runtime.errors import DataValidationError
 
-#: DICOM attributes that identify a patient, a visit, a person or a place (PS3.15 Annex E, the ones
-#: medical archives actually fill); their values must never reach a shared output.
-IDENTIFIER_KEYWORDS: tuple[str, ...] = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
-    "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
-    "MedicalRecordLocator", "AccessionNumber", "StudyID", "InstitutionName", "InstitutionAddress",
-    "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName",
-    "NameOfPhysiciansReadingStudy", "OperatorsName", "RequestingPhysician", "StationName",
-    "DeviceSerialNumber",
-)
+#: Value representations of the DICOM attributes the audit looks for (text, dates, UIDs): numbers, codes,
+#: ages and times are left out (they match any table of numbers by chance and cannot name anyone).
+AUDITED_VRS: frozenset[str] = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "DA", "DT", "UI", "AE", "UR"})
 #: Shown instead of a path in a report's command line and settings.
 PATH_PLACEHOLDER = "<path>"
 #: Options whose values are paths (``evaluate``, ``score``, ``train``): sanitised even without a ``/``.
@@ -67,6 +64,8 @@ LAYOUT_WORDS: frozenset[str] = frozenset({
     "image", "masks", "mask", "ground_truth", "groundtruth", "gt", "yes", "no", "prompt_pool", "prompts",
     "data", "dicom", "nifti", "series", "volumes", "labels", "label",
 })
+#: ``$ADAPTCLIP_CACHE_DIR`` values that turn the on-disk caches off.
+CACHE_OFF = frozenset({"", "none", "off", "0"})
 _MIN_LEN = 4  # shorter strings match random bytes of images too often to be audited
 _SUFFIXES = (".nii.gz", ".dcm", ".dicom", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npz",
              ".json", ".csv", ".pth", ".pt", ".safetensors")
@@ -118,6 +117,21 @@ class Pseudonymiser:
         self.key[pseudonym] = str(value)
         return pseudonym
 
+    def uid(self, value: str) -> str:
+        """The keyed replacement of a DICOM UID: ``2.25.`` + 128 bits of HMAC-SHA-256(salt, uid), kept in the key.
+
+        The same salt maps the same UID to the same new UID (derived objects of one study line up).
+        """
+        digest = hmac.new(self.salt, f"uid:{value}".encode(), hashlib.sha256).digest()[:16]
+        new = f"2.25.{int.from_bytes(digest, 'big')}"
+        self.key[new] = str(value)
+        return new
+
+    def date_shift_days(self, patient: str) -> int:
+        """Whole days by which the dates of ``patient`` (a PatientID) are shifted back: 365 .. 4014."""
+        digest = hmac.new(self.salt, f"date shift:{patient}".encode(), hashlib.sha256).digest()
+        return 365 + int.from_bytes(digest[:4], "big") % 3650
+
     def key_of(self, record_key: str) -> str:
         """Pseudonym of an image key; a volume slice ``path#12`` keeps its ``#12`` (not identifying)."""
         path, sep, index = str(record_key).rpartition("#")
@@ -136,16 +150,85 @@ class Pseudonymiser:
             return f"{self.name(str(Path(text).expanduser().resolve()))}#{index}"
         return self.name(str(Path(path).expanduser().resolve()))
 
-    def scrub(self, text: str, folders: Iterable[str | os.PathLike[str]] = ()) -> str:
-        """``text`` with every value handed out so far replaced by its pseudonym (longest first), and
-        each of ``folders`` (as given and resolved) by ``<path>``."""
-        for pseudonym, value in sorted(self.key.items(), key=lambda kv: -len(kv[1])):
-            if value:
-                text = text.replace(value, pseudonym)
-        spellings = {str(f) for f in folders} | {str(Path(f).expanduser().resolve()) for f in folders}
-        for folder in sorted((f for f in spellings if f not in ("", ".")), key=len, reverse=True):
-            text = text.replace(folder, PATH_PLACEHOLDER)
-        return text
+
+#: An absolute path inside a message: ``/a/b`` or ``C:\\a``, not ``PNG/JPEG``.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.<>])(?:[A-Za-z]:)?[\\/][^\s,;:'\"()]+")
+
+
+def scrub(text: str, path: str | os.PathLike[str] | None = None, *, folders: Iterable[str | os.PathLike[str]] = (),
+          pseudonymiser: Pseudonymiser | None = None) -> str:
+    """A message (a skip reason, an error) for the outputs: no path, no input file name.
+
+    In this order: every value ``pseudonymiser`` handed out (paths, ids; longest first), and the file name
+    of each such path, becomes its pseudonym; ``path`` (as given, resolved, and its file name) becomes
+    ``<file>``; each of ``folders`` (as given and resolved) and any other absolute path becomes ``<path>``.
+    """
+    if pseudonymiser is not None:
+        handed = sorted(((v, k) for k, v in pseudonymiser.key.items() if v), key=lambda vk: -len(vk[0]))
+        for value, pseudonym in handed:
+            text = text.replace(value, pseudonym)
+        for value, pseudonym in handed:
+            name = Path(value.rpartition("#")[0] if re.search(r"#\d+$", value) else value).name
+            if can_identify(name) and name != value:
+                text = text.replace(name, pseudonym)
+    if path is not None:
+        for form in sorted({str(Path(path).expanduser().resolve()), str(path)}, key=len, reverse=True):
+            text = text.replace(form, "<file>")
+        if Path(path).name:
+            text = text.replace(Path(path).name, "<file>")
+    spellings = {str(f) for f in folders} | {str(Path(f).expanduser().resolve()) for f in folders}
+    for folder in sorted((f for f in spellings if f not in ("", ".")), key=len, reverse=True):
+        text = text.replace(folder, PATH_PLACEHOLDER)
+    return _ABSOLUTE_PATH.sub(PATH_PLACEHOLDER, text)
+
+
+def user_cache_dir() -> Path:
+    """``$ADAPTCLIP_CACHE_DIR`` (unless it turns caching off: ``none``, ``off``, ``0``, empty), else
+    ``$XDG_CACHE_HOME/adaptclip_med``, else ``~/.cache/adaptclip_med``."""
+    explicit = os.environ.get("ADAPTCLIP_CACHE_DIR")
+    if explicit is not None and explicit.strip().lower() not in CACHE_OFF:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "adaptclip_med"
+
+
+_SECRETS: dict[str, bytes] = {}
+
+
+def installation_secret() -> bytes:
+    """This installation's secret key (32 random bytes in ``<user cache>/install-secret``, mode 0600).
+
+    Created on first use and never written anywhere else: ids hashed with it (patient groups) agree from
+    run to run on this machine but cannot be recomputed elsewhere from a guessed patient id. An unwritable
+    cache folder gives a secret for this process only (with a warning).
+    """
+    path = user_cache_dir() / "install-secret"
+    if str(path) in _SECRETS:
+        return _SECRETS[str(path)]
+    try:
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".install-secret.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)  # atomic, and never replaces a secret another process wrote first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        if len(secret) < 16:
+            raise ValueError("too short")
+    except (OSError, ValueError) as err:
+        import warnings
+
+        warnings.warn(f"{path}: cannot keep the installation secret ({err}); patient group ids of this run "
+                      "will not match other runs", RuntimeWarning, stacklevel=2)
+        secret = secrets.token_bytes(32)
+    _SECRETS[str(path)] = secret
+    return secret
 
 
 def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
@@ -195,23 +278,34 @@ def write_key_file(key_file: str | os.PathLike[str], pseudonymiser: Pseudonymise
     return path
 
 
-def relative_to_roots(path: str, roots: Mapping[str, str | os.PathLike[str]]) -> str:
-    """A path as the local CSVs keep it: relative to the data set root (or prompt folder) it lies in.
+def relative_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
+                  prompt_root: str | os.PathLike[str] | None = None) -> str:
+    """A path as the outputs show it: relative to the data folder it lies in, never absolute.
 
-    ``path#slice`` keeps its suffix. A path under none of ``roots`` (``{label: folder}``) becomes its
-    file name.
+    Args:
+        path: a file or folder; ``path#12`` (a volume slice) keeps its ``#12``.
+        root: the data set's folder, or ``{label: folder}`` of several (the deepest that holds ``path``).
+        prompt_root: the user's normal-prompt folder: paths below it get ``normal-prompts/`` + relative
+            (tried after ``root``).
+
+    The path is tried as listed first (a symbolic link, broken or not, keeps its own name), then resolved.
+    A path under none of the folders becomes its file name.
     """
     text, sep, index = str(path).rpartition("#")
     suffix = f"#{index}" if sep and index.isdigit() else ""
-    source = Path(text if suffix else str(path))
-    resolved = source.expanduser().resolve()
-    best: Path | None = None
-    for folder in roots.values():
-        base = Path(folder).expanduser().resolve()
-        if (resolved == base or base in resolved.parents) and (best is None or len(base.parts) > len(best.parts)):
-            best = base
-    rel = resolved.relative_to(best).as_posix() if best is not None else source.name
-    return f"{rel or '.'}{suffix}"
+    source = Path(text if suffix else str(path)).expanduser()
+    folders = list(root.values()) if isinstance(root, Mapping) else [root]
+    tiers = [[(Path(f).expanduser(), "") for f in folders if f is not None]]
+    if prompt_root is not None:
+        tiers.append([(Path(prompt_root).expanduser(), "normal-prompts/")])
+    for tier in tiers:
+        for norm in (Path.absolute, Path.resolve):
+            here = norm(source)
+            found = [(prefix, here.relative_to(norm(base))) for base, prefix in tier if here.is_relative_to(norm(base))]
+            if found:
+                prefix, rel = min(found, key=lambda pr: len(pr[1].parts))
+                return f"{prefix}{rel.as_posix()}{suffix}"
+    return f"{source.name}{suffix}"
 
 
 def looks_like_path(value: str) -> bool:
@@ -293,31 +387,36 @@ def sanitize_settings(obj: Any, key: str = "") -> Any:
     return obj
 
 
-def dicom_identifiers(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{value: keyword}`` of the identifier tags (:data:`IDENTIFIER_KEYWORDS`) a DICOM file carries.
+def can_identify(value: str) -> bool:
+    """False for values that cannot identify anyone, and so are never forbidden: shorter than 4 characters,
+    punctuation only (``----``), or one repeated character (``000000000``)."""
+    text = str(value).strip()
+    return len(text) >= _MIN_LEN and any(ch.isalnum() for ch in text) and len(set(text)) > 1
 
-    Person names also give their components (``DOE^JOHN`` → ``DOE``, ``JOHN``). Files pydicom cannot
-    read give ``{}``.
+
+def dicom_identifiers(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{value: keyword}`` of what a DICOM file carries that PS3.15 Annex E removes or replaces.
+
+    Every attribute (nested ones too) whose profile action is not "keep"
+    (:func:`adaptclip_med.runtime.deid.forbidden_values`), of the :data:`AUDITED_VRS`; person names also give
+    their components (``DOE^JOHN`` → ``DOE``, ``JOHN``: split at ``^`` and ``=``); values that :func:`can_identify` rejects are left
+    out. Files pydicom cannot read give ``{}``.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    from adaptclip_med.runtime.deid import forbidden_values
+
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError):
+        values = forbidden_values(ds, AUDITED_VRS)
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError, KeyError):
         return {}
     found: dict[str, str] = {}
-    for keyword in IDENTIFIER_KEYWORDS:
-        value = ds.get(keyword)
-        values = value if isinstance(value, pydicom.multival.MultiValue) else [value]
-        for v in values:
-            text = str(v).strip() if v is not None else ""
-            if not text:
-                continue
-            found[text] = keyword
-            for part in re.split(r"[\^=\s]+", text):
-                if len(part) >= _MIN_LEN:
-                    found.setdefault(part, keyword)
+    for text, keyword in values.items():
+        for part in [text, *re.split(r"[\^=]+", text)]:
+            if can_identify(part):
+                found.setdefault(part, keyword)
     return found
 
 
@@ -337,7 +436,7 @@ def collect_identifiers(paths: Iterable[str], roots: Mapping[str, str | os.PathL
     found: dict[str, str] = {}
 
     def add(value: str, kind: str) -> None:
-        if len(value) >= _MIN_LEN and value.lower() not in keep:
+        if can_identify(value) and value.lower() not in keep:
             found.setdefault(value, kind)
 
     for folder in roots.values():
@@ -351,7 +450,7 @@ def collect_identifiers(paths: Iterable[str], roots: Mapping[str, str | os.PathL
             continue
         seen.add(str(path))
         add(str(path.expanduser().resolve()), "absolute input path")
-        rel = relative_to_roots(str(path), roots)
+        rel = relative_path(path, roots)
         add(rel, "input path")
         for part in Path(rel).parts:
             add(part, "input file or folder name")
@@ -424,37 +523,6 @@ def find_identifiers(run_dir: str | os.PathLike[str], forbidden: Mapping[str, st
     return hits
 
 
-#: Identifier attributes the patient / study modules require to be present (type 2): emptied, not removed.
-_TYPE2_IDENTIFIERS = frozenset({"PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID"})
-
-
-def pseudonymise_dataset(ds: Any, pseudonym: str) -> Any:
-    """De-identify a pydicom ``Dataset`` in place for a derived object of an ``--anonymize`` run.
-
-    PatientName and PatientID become ``pseudonym``; the other :data:`IDENTIFIER_KEYWORDS` are removed
-    (type-2 ones emptied), also inside sequences; PatientIdentityRemoved = YES with the method named. UIDs
-    are kept (a viewer needs them to lay the derived object over its source). Returns ``ds``.
-    """
-    def clean(item: Any) -> None:
-        for keyword in IDENTIFIER_KEYWORDS:
-            if keyword in item:
-                if keyword in _TYPE2_IDENTIFIERS and item is ds:
-                    setattr(item, keyword, "")
-                else:
-                    delattr(item, keyword)
-        for element in list(item):
-            if element.VR == "SQ":
-                for child in element.value:
-                    clean(child)
-
-    clean(ds)
-    ds.PatientName = pseudonym
-    ds.PatientID = pseudonym
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "adaptclip_med --anonymize: salted pseudonym, identifiers removed"
-    return ds
-
-
 def read_key_file(key_file: str | os.PathLike[str]) -> dict[str, str]:
     """``{pseudonym: path}`` of a key file written by :func:`write_key_file`.
 
@@ -482,9 +550,8 @@ def audit_run(run_dir: str | os.PathLike[str], inputs: Iterable[str], roots: Map
 
 
 __all__ = [
-    "IDENTIFIER_KEYWORDS", "LAYOUT_WORDS", "PATH_OPTIONS", "PATH_PLACEHOLDER", "Pseudonymiser", "audit_run",
-    "check_key_file",
-    "collect_identifiers", "dicom_identifiers", "find_identifiers", "is_inside", "looks_like_path",
-    "pseudonymise_dataset", "read_key_file", "relative_to_roots", "sanitize_command", "sanitize_settings",
-    "write_key_file",
+    "AUDITED_VRS", "LAYOUT_WORDS", "PATH_OPTIONS", "PATH_PLACEHOLDER", "Pseudonymiser", "audit_run", "can_identify",
+    "check_key_file", "collect_identifiers", "dicom_identifiers", "find_identifiers", "installation_secret",
+    "is_inside", "looks_like_path", "read_key_file", "relative_path", "sanitize_command", "sanitize_settings",
+    "scrub", "user_cache_dir", "write_key_file",
 ]

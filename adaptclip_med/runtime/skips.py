@@ -64,22 +64,6 @@ def reason_of(err: BaseException, image: str | Path) -> str:
     return one_line(text).replace(str(image), Path(image).name) if text.strip() else type(err).__name__
 
 
-def relative_path(path: str | Path, root: Path, prompt_root: Path | None = None) -> str:
-    """A path for the outputs: relative to the data folder, never absolute (``#slice`` kept)."""
-    p = Path(path)
-    for base, prefix in ((root, ""), (prompt_root, "normal-prompts/")):
-        if base is None:
-            continue
-        # the path as listed first (a symbolic link, broken or not, keeps its own name), then resolved
-        for here, there in ((p.absolute(), Path(base).absolute()),
-                            (p.resolve(), Path(base).resolve())):
-            try:
-                return prefix + here.relative_to(there).as_posix()
-            except ValueError:
-                continue
-    return p.name
-
-
 def strict_error(path: str | Path, reason: str) -> DataValidationError:
     """The one-line ``--strict`` error for the first unusable file."""
     reason = one_line(reason).removesuffix("; skipped")

@@ -9,17 +9,21 @@ writes, in a new series each and in the source's study:
 * ``segmentation.dcm``: a binary Segmentation (one segment, "anomaly score > threshold") when a pixel
   threshold is known;
 * ``overlay/sc_<n>.dcm``: one RGB Secondary Capture per frame, the colour overlay (image blended with
-  the jet-coloured map, fixed scale 0..1), with no text burned in.
+  the jet-coloured map, fixed scale 0..1), with no text burned in by us; BurnedInAnnotation is the
+  source's (absent when the source does not say), and under ``--anonymize`` a source that declares
+  burned-in annotation gets no Secondary Capture (its pixels are not cleaned).
 
 Parametric Map and Segmentation need the source geometry (a Frame of Reference, ImagePositionPatient /
 ImageOrientationPatient, PixelSpacing); without it only the Secondary Captures are written and the
 returned notes say why. UIDs derive from ``key`` (content + settings), so a re-run rewrites the same
-objects instead of adding new series. ``pseudonym`` (``--anonymize``) replaces the patient's name and
-ID and removes the other identifiers (:func:`adaptclip_med.runtime.privacy.pseudonymise_dataset`).
+objects instead of adding new series. Without ``--anonymize`` the objects keep the source's patient and
+study modules and UIDs; with a ``pseudonymiser`` (``--anonymize``) each is de-identified by PS3.15 Annex E
+(:func:`adaptclip_med.runtime.deid.deidentify`: one pseudonym per patient, keyed UIDs, shifted dates).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Callable
@@ -35,8 +39,9 @@ from pydicom.uid import SegmentationStorage, generate_uid
 
 from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting.overlays import resize_map
+from adaptclip_med.runtime.deid import deidentify
 from adaptclip_med.runtime.io import atomic_path
-from adaptclip_med.runtime.privacy import pseudonymise_dataset
+from adaptclip_med.runtime.privacy import Pseudonymiser
 from adaptclip_med.runtime.version import __version__
 
 MANUFACTURER = "adaptclip_med"
@@ -104,12 +109,13 @@ def patient_orientation(ds: pydicom.Dataset) -> tuple[str, str] | None:
     return letters[0], letters[1]
 
 
-def _save(ds: pydicom.Dataset, path: Path, pseudonym: str | None, description: str, notice: str | None) -> Path:
+def _save(ds: pydicom.Dataset, path: Path, deid: tuple[Pseudonymiser, str] | None, description: str,
+          notice: str | None) -> Path:
     ds.SeriesDescription = ascii_text(f"{'[UNTRAINED DEMO] ' if notice else ''}{description}")
     if "Laterality" not in ds and ds.SOPClassUID != SegmentationStorage:
         ds.Laterality = ""  # General Series 2C: unknown (the Segmentation IOD forbids it here)
-    if pseudonym is not None:
-        pseudonymise_dataset(ds, pseudonym)
+    if deid is not None:  # a copy: highdicom shares elements with the sources, which later objects still read
+        ds = deidentify(copy.deepcopy(ds), *deid)
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path
@@ -123,7 +129,7 @@ def _equipment(model_name: str) -> dict[str, str]:
 @_quiet_person_names
 def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndarray], out_dir: Path, *,
                  key: str, model_name: str, pixel_threshold: float | None = None, notice: str | None = None,
-                 pseudonym: str | None = None) -> dict[str, object]:
+                 pseudonymiser: Pseudonymiser | None = None, pseudonym: str = "") -> dict[str, object]:
     """Write the Parametric Map, Segmentation and Secondary Captures of one DICOM source.
 
     Args:
@@ -135,7 +141,8 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
         model_name: manufacturer model name of the outputs (the backbone).
         pixel_threshold: map value of the Segmentation (None: no Segmentation).
         notice: untrained-model marker (goes into descriptions and comments).
-        pseudonym: ``--anonymize`` patient name / ID.
+        pseudonymiser: ``--anonymize``: the run's key; the objects are de-identified with it.
+        pseudonym: the patient key of a source without PatientID (e.g. the series' pseudonym).
 
     Returns:
         ``{"files": [paths relative to out_dir.parent], "notes": [why an object was not written]}``.
@@ -143,6 +150,7 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
     sources = [pydicom.dcmread(f) for f in files]
     values = resample_to_sources(maps, sources)
     uid = {name: generate_uid(entropy_srcs=[key, name]) for name in ("pm", "seg", "sc")}
+    deid = None if pseudonymiser is None else (pseudonymiser, pseudonym)
     comment = ascii_text(notice or "AdaptCLIP anomaly score; research use only, not for diagnosis", 64)
     written: list[Path] = []
     notes: list[str] = []
@@ -156,7 +164,7 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
             **_equipment(model_name), contains_recognizable_visual_features=False,
             real_world_value_mappings=[mapping], content_label="ANOMALY", content_description=comment,
             voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)])
-        written.append(_save(pm, out_dir / "parametric_map.dcm", pseudonym, "AdaptCLIP anomaly map", notice))
+        written.append(_save(pm, out_dir / "parametric_map.dcm", deid, "AdaptCLIP anomaly map", notice))
         if pixel_threshold is not None:
             algorithm = hd.AlgorithmIdentificationSequence(
                 name="AdaptCLIP", version=__version__, family=codes.cid7162.ArtificialIntelligence)
@@ -169,12 +177,17 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
                 uid["seg"],
                 SERIES_NUMBERS["seg"], generate_uid(entropy_srcs=[key, "seg", "1"]), 1, **_equipment(model_name),
                 content_description=comment, omit_empty_frames=False)
-            written.append(_save(seg, out_dir / "segmentation.dcm", pseudonym,
+            written.append(_save(seg, out_dir / "segmentation.dcm", deid,
                                  f"AdaptCLIP anomaly > {pixel_threshold:.4g}", notice))
         else:
             notes.append("no Segmentation: no pixel threshold (pass --threshold or --normals)")
     else:
         notes.append(f"no Parametric Map / Segmentation: {reason}")
+    burned = {str(ds.get("BurnedInAnnotation", "")).upper() for ds in sources} - {""}
+    if deid is not None and "YES" in burned:
+        notes.append("no Secondary Captures: the source declares burned-in annotation (BurnedInAnnotation YES) "
+                     "and --anonymize does not clean pixel data")
+        return {"files": [str(p.relative_to(out_dir.parent)) for p in written], "notes": notes}
     for i, (amap, image) in enumerate(zip(values, images, strict=True)):
         ref = sources[i] if len(sources) == len(values) else sources[0]
         orientation = patient_orientation(ref)
@@ -186,7 +199,8 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
         if orientation is None:  # no ImageOrientationPatient: the source's own value, or empty (unknown)
             sc.PatientOrientation = ref.get("PatientOrientation", "")
         sc.ImageComments = comment
-        sc.BurnedInAnnotation = "NO"
-        written.append(_save(sc, out_dir / "overlay" / f"sc_{i + 1:04d}.dcm", pseudonym,
+        if "BurnedInAnnotation" in ref:  # the overlay shows the source's pixels: its text, if it has any
+            sc.BurnedInAnnotation = ref.BurnedInAnnotation
+        written.append(_save(sc, out_dir / "overlay" / f"sc_{i + 1:04d}.dcm", deid,
                              "AdaptCLIP overlay (colour)", notice))
     return {"files": [str(p.relative_to(out_dir.parent)) for p in written], "notes": notes}

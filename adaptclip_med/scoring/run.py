@@ -253,7 +253,7 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
             overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice)
             result.overlays += len(overlay_of)
             rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped)
-            _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes)
+            _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes, namer.pseudo)
     result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     if not rows:
@@ -288,7 +288,7 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
 
 def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerprint: str, thr: dict[str, Any],
                  config: ScoreConfig, out: Path, notice: str | None, result: ScoreResult,
-                 notes: dict[str, list[str]]) -> None:
+                 notes: dict[str, list[str]], pseudo: PV.Pseudonymiser | None = None) -> None:
     """The NIfTI map (NIfTI input) or the DICOM objects (DICOM input) of one study; adds to ``result``."""
     good = [(u, r) for u, r in zip(study.units, results, strict=True) if isinstance(r, dict)]
     if not good:
@@ -304,7 +304,7 @@ def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerpri
         done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good], out / "dicom" / tag,
                             key=f"{tag}|{fingerprint}", model_name=config.model.backbone,
                             pixel_threshold=thr["pixel_threshold"], notice=notice,
-                            pseudonym=sid if config.anonymize else None)
+                            pseudonymiser=pseudo, pseudonym=sid)
     except (ValueError, TypeError, AttributeError, KeyError) as err:  # highdicom refused the source
         reason = scrub(f"{type(err).__name__}: {str(err).splitlines()[0]}")
         done = {"files": [], "notes": [f"no DICOM outputs: {reason}"]}

@@ -11,7 +11,8 @@ from adaptclip_med.features.cache import FeatureCache
 from adaptclip_med.features.store import open_feature_store
 from adaptclip_med.runtime.distributed import Dist, shard, together
 from adaptclip_med.runtime.errors import DataValidationError
-from adaptclip_med.runtime.skips import Skip, one_line, relative_path, strict_error
+from adaptclip_med.runtime.privacy import relative_path
+from adaptclip_med.runtime.skips import Skip, one_line, strict_error
 from adaptclip_med.training.config import TrainConfig
 from adaptclip_med.training.features import FeatureSource
 from adaptclip_med.training.samples import TrainSample, check_prompt_pool, make_samples

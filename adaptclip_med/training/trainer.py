@@ -33,7 +33,8 @@ from adaptclip_med.features.store import open_feature_store
 from adaptclip_med.loading.checkpoint import export_authors as export_authors_checkpoint
 from adaptclip_med.loading.checkpoint import save_adapters
 from adaptclip_med.runtime.io import atomic_write_json, atomic_write_text
-from adaptclip_med.runtime.skips import Skip, relative_path, skipped_summary, write_skipped
+from adaptclip_med.runtime.privacy import relative_path
+from adaptclip_med.runtime.skips import Skip, skipped_summary, write_skipped
 from adaptclip_med.training.config import TrainConfig
 from adaptclip_med.training.features import FeatureSource
 from adaptclip_med.training.samples import TrainSample, check_prompt_pool, draw_prompts, epoch_batches

@@ -7,8 +7,11 @@ The input is a PACS-style export with identifiers in the DICOM tags AND in the f
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import io
 import json
+import os
 import re
 import stat
 from pathlib import Path
@@ -87,3 +90,13 @@ def test_shared_outputs_of_a_plain_run_carry_no_identifier(identified_folder_set
     assert not per_image["path"].str.startswith("/").any()
     assert per_image["path"].str.startswith(("normal/", "abnormal/")).all()
     assert find_identifiers(out, forbidden) != []  # the local CSVs do name the files: --anonymize is for that
+    # patient group ids: keyed with this installation's secret (0600, in the user cache), not a bare hash
+    secret_file = Path(os.environ["ADAPTCLIP_CACHE_DIR"]) / "install-secret"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    secret = bytes.fromhex(secret_file.read_text().strip())
+    patients = [f"PAT-1234{i}" for i in range(9)]
+    unkeyed = {f"pt-{hashlib.sha256(f'adaptclip_med pt:{p}'.encode()).hexdigest()[:16]}" for p in patients}
+    keyed = {f"pt-{hmac.new(secret, f'adaptclip_med pt:{p}'.encode(), hashlib.sha256).hexdigest()[:16]}"
+             for p in patients}
+    groups = set(per_image["group"].dropna())
+    assert groups and groups <= keyed and not groups & unkeyed

@@ -33,10 +33,12 @@ def test_anonymize_leaves_no_identifier_in_any_output(score_inputs: dict[str, Pa
     assert table["id"].str.startswith("img-").all()
     [pm] = out.glob("dicom/*/parametric_map.dcm")
     ds = pydicom.dcmread(pm)
-    assert str(ds.PatientID).startswith("img-") and ds.PatientIdentityRemoved == "YES"
+    assert str(ds.PatientID).startswith("pt-") and ds.PatientIdentityRemoved == "YES"
     rows = read_key_file(key)
-    assert ds.PatientID in rows and rows[ds.PatientID].endswith("CT_chest/series-3")
+    assert rows[ds.PatientID] == PATIENT_ID  # one pseudonym per patient; the key links it back
     assert set(table.loc[table["level"] == "image", "id"]) <= set(rows)
+    series = table.loc[table["level"] == "series", "id"]
+    assert len(series) == 1 and rows[series.iloc[0]].endswith("CT_chest/series-3")
 
 
 def test_key_file_inside_the_run_folder_is_refused(score_inputs: dict[str, Path], tmp_path: Path,

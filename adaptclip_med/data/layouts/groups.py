@@ -8,9 +8,9 @@ Sources, first match wins (documented per data set in datasets/README.md and doc
    next source's id.
 2. A ``labels.csv`` column (folder layout): ``root/labels.csv`` with a path column (``image``,
    ``path``, ``file`` or ``filename``: relative to the root, or the bare file name) and a group
-   column (``group``, ``patient``, ``patient_id``, ``study``). Stored hashed (:func:`hash_id`).
-3. DICOM ``PatientID`` (else ``StudyInstanceUID``) of a DICOM file or series: stored hashed, never
-   in clear.
+   column (``group``, ``patient``, ``patient_id``, ``study``). Stored hashed with a key (:func:`hash_id`).
+3. DICOM ``PatientID`` (else ``StudyInstanceUID``) of a DICOM file or series: stored hashed with a
+   key, never in clear.
 4. The loader's own rule (``volume``: the volume's file stem, so ``normal/p1.nii.gz`` and
    ``abnormal/p1.nii.gz`` are one patient; ``meta``: the items' ``group`` key).
 
@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from adaptclip_med.data.records import Record
 from adaptclip_med.runtime.errors import DataValidationError
+from adaptclip_med.runtime.privacy import installation_secret
 
 GroupRule = Callable[[Path], "str | None"]
 
@@ -36,13 +38,16 @@ GROUP_COLUMNS: tuple[str, ...] = ("group", "patient", "patient_id", "study")
 
 
 def hash_id(value: str, kind: str = "pt") -> str:
-    """``kind-`` + the first 16 hex digits of SHA-256 of ``value``: the identifier is never kept in clear.
+    """``kind-`` + the first 16 hex digits of HMAC-SHA-256 of ``value``, keyed with this installation's secret.
 
-    Deterministic (unsalted), so a re-run groups alike; shared outputs add a salted pseudonym on top
-    (``--anonymize``, :mod:`adaptclip_med.runtime.privacy`).
+    The identifier is never kept in clear, and the id cannot be recomputed from a guessed patient id
+    without the key, which never leaves this machine
+    (:func:`adaptclip_med.runtime.privacy.installation_secret`, created 0600 in the user cache folder).
+    Stable from run to run on this machine, so a re-run groups alike; shared outputs add the run's salted
+    pseudonym on top (``--anonymize``).
     """
-    digest = hashlib.sha256(f"adaptclip_med {kind}:{value}".encode()).hexdigest()[:16]
-    return f"{kind}-{digest}"
+    digest = hmac.new(installation_secret(), f"adaptclip_med {kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind}-{digest[:16]}"
 
 
 def compile_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
