@@ -38,6 +38,7 @@ from adaptclip_med.loading.weights import (
 from adaptclip_med.model.adaptclip import AdaptCLIP, AdaptCLIPConfig
 from adaptclip_med.model.backbone import FrozenCLIPVision
 from adaptclip_med.model.text_encoder import FrozenTextEncoder, static_prompts
+from adaptclip_med.model.winclip import WinCLIP
 from adaptclip_med.runtime.errors import AdaptCLIPError, CheckpointMismatchError, WeightsNotFoundError
 from adaptclip_med.runtime.io import sha256_file
 
@@ -291,6 +292,20 @@ def load_model_for(config: ModelSettings) -> AdaptCLIP:
         raise AdaptCLIPError(msg) from err
 
 
+def load_winclip(model: AdaptCLIP | None = None, **load_kwargs: object) -> WinCLIP:
+    """WinCLIP / WinCLIP+ on the frozen backbone of ``model`` (or of ``load_model(**load_kwargs)``).
+
+    Nothing is copied: the vision tower is the same module, the text features are AdaptCLIP's static ones
+    (the same compositional prompt ensemble), the preprocessor, size, device and precision are its own.
+    """
+    model = model if model is not None else load_model(**load_kwargs)  # type: ignore[arg-type]
+    win = WinCLIP(model.backbone, model.static_text_features, model.image_size)
+    win.provenance = {**getattr(model, "provenance", {}), "method": "winclip"}
+    win.precision = model.precision
+    win.preprocessor = model.preprocessor
+    return win.to(model.device).eval()
+
+
 def _device(device: str | torch.device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -302,4 +317,4 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
-__all__ = ["PRECISIONS", "WeightsNotFoundError", "load_model", "load_model_for"]
+__all__ = ["PRECISIONS", "WeightsNotFoundError", "load_model", "load_model_for", "load_winclip"]
