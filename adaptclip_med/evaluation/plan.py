@@ -89,9 +89,8 @@ class ClassGroup:
         return rec.group or ""
 
     def clean(self, text: str) -> str:
-        """A reason line for the outputs: under ``--anonymize`` every path of the input scrubbed."""
-        if self.pseudonymiser is None:
-            return text
+        """A reason line for the outputs, through the one scrubber: no folder of the input, no absolute path;
+        under ``--anonymize`` every input path and file name its pseudonym."""
         return scrub(text, folders=[f for f in (self.root, self.prompt_root) if f is not None],
                      pseudonymiser=self.pseudonymiser)
 
@@ -161,7 +160,8 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
         folders = [f for f in (root, prompt_root) if f is not None]
         skipped += [Skip(name, pseudonymiser.path_of(path), scrub(one_line(problem), folders=folders,
                                                                   pseudonymiser=pseudonymiser))
-                    if pseudonymiser else Skip(name, relative_path(path, root, prompt_root), one_line(problem))
+                    if pseudonymiser else Skip(name, relative_path(path, root, prompt_root),
+                                               scrub(one_line(problem), folders=folders))
                     for path, problem in index.problems]
         for cls in index.classes:
             queries = select_queries([r for r in index.records if r.cls == cls], config.limit)

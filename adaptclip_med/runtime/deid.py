@@ -188,10 +188,11 @@ def deidentify(ds: Any, pseudonymiser: Pseudonymiser, fallback: str) -> Any:
             element.value = shift_date(element.value, days) if element.value else ""
         elif element.VR == "SQ":
             element.value = []  # the items' contents are patient data; a type 1 sequence is not expected here
-        elif action == "Z":
-            lib.empty(dataset, element.tag)
         else:
-            lib.replace(dataset, element.tag)
+            try:
+                (lib.empty if action == "Z" else lib.replace)(dataset, element.tag)
+            except NotImplementedError:  # a VR the library has no dummy for: removed rather than kept
+                del dataset[element.tag]
 
     ds.remove_private_tags()
     seen: set[int] = set()

@@ -398,9 +398,9 @@ def dicom_identifiers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{value: keyword}`` of what a DICOM file carries that PS3.15 Annex E removes or replaces.
 
     Every attribute (nested ones too) whose profile action is not "keep"
-    (:func:`adaptclip_med.runtime.deid.forbidden_values`), of the :data:`AUDITED_VRS`; person names also give
-    their components (``DOE^JOHN`` → ``DOE``, ``JOHN``: split at ``^`` and ``=``); values that :func:`can_identify` rejects are left
-    out. Files pydicom cannot read give ``{}``.
+    (:func:`adaptclip_med.runtime.deid.forbidden_values`), of the :data:`AUDITED_VRS`; person names also
+    give their components (``DOE^JOHN`` → ``DOE``, ``JOHN``: split at ``^`` and ``=``); values that
+    :func:`can_identify` rejects are left out. Files pydicom cannot read give ``{}``.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError

@@ -14,7 +14,6 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from adaptclip_med.runtime.deid import forbidden_values
 from adaptclip_med.runtime.privacy import Pseudonymiser, can_identify, read_key_file
