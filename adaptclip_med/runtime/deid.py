@@ -215,28 +215,33 @@ def deidentify(ds: Any, pseudonymiser: Pseudonymiser, fallback: str) -> Any:
     return ds
 
 
-def forbidden_values(ds: Any, vrs: frozenset[str] | None = None) -> dict[str, str]:
+def forbidden_values(ds: Any, vrs: frozenset[str] | None = None, *, unless_kept: bool = False) -> dict[str, str]:
     """``{value: keyword}`` of every attribute of ``ds`` (nested too) that the profile removes or replaces.
 
     Args:
         ds: a source dataset.
         vrs: only elements of these VRs (None: all but sequences and binary data).
+        unless_kept: leave out values that also occur inside a value the profile keeps (e.g. pydicom's
+            MR_small: InstitutionName ``TOSHIBA``, Manufacturer ``TOSHIBA_MEC``): the de-identified object
+            carries them by the standard, so finding them proves no leak.
     """
     table = profile_table()
     found: dict[str, str] = {}
+    kept: set[str] = set()
 
     def visit(_: Any, element: Any) -> None:
-        if element.VR in _BINARY or (vrs is not None and element.VR not in vrs):
+        if element.VR in _BINARY or element.value in (None, ""):
             return
-        if category_of(int(element.tag), table) is None or element.value in (None, ""):
-            return
-        for v in _values(element):
-            found.setdefault(str(v).strip(), element.keyword or str(element.tag))
+        if category_of(int(element.tag), table) is None:
+            kept.update(str(v) for v in _values(element))
+        elif vrs is None or element.VR in vrs:
+            for v in _values(element):
+                found.setdefault(str(v).strip(), element.keyword or str(element.tag))
 
     ds.walk(visit)
     if getattr(ds, "file_meta", None) is not None:
         ds.file_meta.walk(visit)
-    return {k: v for k, v in found.items() if k}
+    return {k: v for k, v in found.items() if k and not (unless_kept and any(k in text for text in kept))}
 
 
 __all__ = ["EDITION", "METHOD_CODES", "OWN_DESCRIPTORS", "category_of", "deidentify", "forbidden_values",

@@ -400,7 +400,8 @@ def dicom_identifiers(path: str | os.PathLike[str]) -> dict[str, str]:
     Every attribute (nested ones too) whose profile action is not "keep"
     (:func:`adaptclip_med.runtime.deid.forbidden_values`), of the :data:`AUDITED_VRS`; person names also
     give their components (``DOE^JOHN`` → ``DOE``, ``JOHN``: split at ``^`` and ``=``); values that
-    :func:`can_identify` rejects are left out. Files pydicom cannot read give ``{}``.
+    :func:`can_identify` rejects, or that the profile keeps elsewhere in the file, are left out. Files
+    pydicom cannot read give ``{}``.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -409,7 +410,7 @@ def dicom_identifiers(path: str | os.PathLike[str]) -> dict[str, str]:
 
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
-        values = forbidden_values(ds, AUDITED_VRS)
+        values = forbidden_values(ds, AUDITED_VRS, unless_kept=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError, KeyError):
         return {}
     found: dict[str, str] = {}

@@ -181,6 +181,7 @@ def test_values_that_cannot_identify_anyone_are_not_forbidden(tmp_path: Path) ->
     assert all(can_identify(v) for v in ("DOE^JOHN", "PAT-12345", "19470312", "1.2.840.1"))
     tags = dicom_identifiers(get_testdata_file("MR_small.dcm"))
     assert "----" not in tags and "000000000" not in tags and "CompressedSamples^MR1" in tags
+    assert "TOSHIBA" not in tags  # InstitutionName, but inside the Manufacturer the profile keeps (TOSHIBA_MEC)
     run = tmp_path / "run"
     run.mkdir()
     (run / "table.md").write_text("| a | b |\n|----|----|\n| 0000000000 | 1 |\n", encoding="utf-8")

@@ -141,3 +141,23 @@ def test_plain_run_keeps_the_source_patient_study_and_uids(patient_studies: dict
             src = next(s for s in sources.values() if s.StudyInstanceUID == ds.StudyInstanceUID)
             assert ds.get("BurnedInAnnotation") == src.get("BurnedInAnnotation"), path
     assert any(ds.get("BurnedInAnnotation") == "YES" for p, ds in objects if p.name.startswith("sc_"))
+
+
+def test_pydicom_test_files_pass_the_audit_and_dciodvfy(tmp_path: Path, dciodvfy: str) -> None:
+    """MR_small (placeholders ``----`` / ``000000000``, InstitutionName inside the kept Manufacturer), CT_small."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("MR_small.dcm", "CT_small.dcm"):
+        shutil.copy(get_testdata_file(name), folder / name)
+    out = tmp_path / "run"
+    _run([str(folder)], out, "--anonymize", "--key-file", str(tmp_path / "key.json"))
+    objects = _objects(out)
+    assert len(objects) == 6
+    for path, ds in objects:
+        report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
+        assert "Error" not in report.stdout + report.stderr, path.relative_to(out)
+        assert "CompressedSamples" not in str(ds.PatientName) and ds.PatientIdentityRemoved == "YES"
