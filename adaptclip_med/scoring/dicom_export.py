@@ -111,7 +111,7 @@ def patient_orientation(ds: pydicom.Dataset) -> tuple[str, str] | None:
 
 def _save(ds: pydicom.Dataset, path: Path, deid: tuple[Pseudonymiser, str] | None, description: str,
           notice: str | None) -> Path:
-    ds.SeriesDescription = ascii_text(f"{'[UNTRAINED DEMO] ' if notice else ''}{description}")
+    ds.SeriesDescription = ascii_text(f"[{notice.split(' — ')[0].upper()}] {description}" if notice else description)
     if "Laterality" not in ds and ds.SOPClassUID != SegmentationStorage:
         ds.Laterality = ""  # General Series 2C: unknown (the Segmentation IOD forbids it here)
     if deid is not None:  # a copy: highdicom shares elements with the sources, which later objects still read

@@ -34,6 +34,7 @@ from adaptclip_med.features.store import FeatureStore as DiskStore
 from adaptclip_med.loading.factory import load_model_for
 from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting import provenance as P
+from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlay_file import write_overlay
 from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.errors import AdaptCLIPError
@@ -224,7 +225,8 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
         raise AdaptCLIPError(_nothing_msg(config, skipped, out))
     model = load_model_for(config.model)
-    notice = P.UNTRAINED_NOTICE if config.untrained else None
+    notice = notice_of(config.model)  # evaluate's notice: untrained backbone vs untrained adapters
+    marked = {"notice": notice} if notice else {}  # JSON files: the key only for an untrained model
     transform = build_transforms(model.image_size, with_mask=False)
     hasher = ContentHasher()
     store = store if store is not None else open_store(config.model, model, hasher)
@@ -266,8 +268,8 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
     _write_csv(out / "scores.csv", table)
     _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
     if manifest:
-        atomic_write_json(out / "prompts.json", {"normals": manifest, "k": len(manifest)})
-    run = {"title": "adaptclip_med score", "notice": notice, "settings": settings, "threshold": thr,
+        atomic_write_json(out / "prompts.json", {"normals": manifest, "k": len(manifest), **marked})
+    run = {"title": "adaptclip_med score", **marked, "settings": settings, "threshold": thr,
            "config": {k: v for k, v in asdict(config).items() if k not in ("inputs", "normals", "key_file",
                                                                          "command_line", "out", "model")},
            "command_line": "" if config.anonymize else config.command_line, "inputs": len(config.inputs),
