@@ -270,8 +270,9 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     bad[_png(normal / "one_pixel.png", np.full((1, 1), 128, np.uint8))] = r"1x1|too small"
     bad[write_nifti(normal / "one_voxel_wide.nii.gz", np.ones((1, 1, 5), np.float32))] = r"1x1|too small"
     bad[write_dicom(normal / "one_pixel.dcm", np.full((1, 1), 100, np.uint16))] = r"1x1|too small"
-    bad[_png(abnormal / "empty_mask.png", _organ(45))] = r"mask.*empty|empty mask"
+    good.append(_png(abnormal / "empty_mask.png", _organ(45)))  # kept: abnormal as labelled, with a warning
     _png(masks / "empty_mask.png", np.zeros((SIZE, SIZE), np.uint8))
+    bad[_png(normal / "long_strip.png", np.full((8, 400), 90, np.uint8))] = r"aspect ratio 50:1"  # 8x400
     bad[_png(abnormal / "wrong_size_mask.png", _organ(46))] = r"mask.*(size|\d+x\d+)"
     _png(masks / "wrong_size_mask.png", _lesion_mask(SIZE // 2))
     bad[_png(abnormal / "no_mask.png", _organ(47))] = r"mask missing|without (its|a) mask"
@@ -284,7 +285,7 @@ def build_bad_corpus(root: str | Path) -> tuple[list[str], dict[str, str]]:
     _png(masks / "one_pixel_lesion.png", np.full((1, 1), 255, np.uint8))
     Image.fromarray(_organ(51)).save(abnormal / "faint_jpeg_mask.jpg", quality=90)
     Image.fromarray(np.full((SIZE, SIZE), 100, np.uint8)).save(masks / "faint_jpeg_mask.jpg", quality=90)
-    bad[abnormal / "faint_jpeg_mask.jpg"] = r"mask.*empty"                         # JPEG mask ≤ 127 only
+    good.append(abnormal / "faint_jpeg_mask.jpg")  # JPEG mask ≤ 127 only: empty, kept with a warning
     bad[_png(abnormal / "mask_is_a_folder.png", _organ(52))] = r"mask missing"
     (masks / "mask_is_a_folder.png").mkdir()
     Image.fromarray(rgb).save(normal / "animation.gif")

@@ -42,6 +42,7 @@ class CheckReport:
             "dataset": ix.name, "root": str(ix.root), "counts": ix.counts(), "splits": ix.split_counts(),
             "prompt_pool": {c: len(v) for c, v in ix.prompt_pool.items()}, "prompt_note": ix.prompt_note,
             "problems": [{"path": p, "problem": why} for p, why in self.problems],
+            "warnings": [{"path": p, "warning": why} for p, why in ix.warnings],
             "groups": group_summary(list(ix.all_records())),
             "identical_groups": self.identical, "near_duplicate_groups": self.near_duplicates,
             "against": self.against,
@@ -61,6 +62,9 @@ class CheckReport:
         lines.append(f"groups: {g['groups']} patient/study group(s), {g['without_group']} of {g['records']} "
                      f"record(s) without one" + (" (image-level)" if g["unit"] == "image-level" else ""))
         lines += problems_text(self.problems)
+        if self.index.warnings:
+            lines.append(f"warnings: {len(self.index.warnings)} file(s) kept")
+            lines += [f"  {p}: {why}" for p, why in self.index.warnings]
         if not self.searched:
             lines.append("duplicates: not searched (--no-duplicates)")
             return "\n".join(lines)

@@ -69,6 +69,8 @@ class DatasetIndex:
         records: test (query) records; held-out prompt images are *not* among them.
         prompt_pool: ``{cls: [normal Record, ...]}``: the only records prompts may be drawn from.
         problems: files skipped, with the reason (never silently dropped).
+        warnings: files kept but worth a word, with the reason: an abnormal image whose mask is empty
+            (kept, as the publisher labelled it), a DICOM series with a missing slice or a duplicate.
         prompt_note: why a class has no prompt pool (e.g. polyp sets), shown by :func:`draw_prompts`.
         options: the loader options used (hold-out size, prompt folder, ...), for provenance.
     """
@@ -79,6 +81,7 @@ class DatasetIndex:
     prompt_pool: dict[str, list[Record]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     prompt_note: str = ""
+    warnings: list[Problem] = field(default_factory=list)
     options: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -127,6 +130,8 @@ class DatasetIndex:
                          f"masks {row['masks']}, prompt pool {pool}")
         if self.problems:
             lines.append(f"  {len(self.problems)} problem(s)")
+        if self.warnings:
+            lines.append(f"  {len(self.warnings)} warning(s)")
         return "\n".join(lines)
 
 

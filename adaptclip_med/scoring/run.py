@@ -243,12 +243,16 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
     bank = None if feats is None else model.bank_from_features(feats)
     scorer = Scorer(model, transform, bank, ResultRecord(out / "cache", fingerprint, hasher), config.model.batch_size,
                     store=store, stats=result.encodes)
-    rows, notes = [], {}
+    rows, notes, warned = [], {}, {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:
             series = study.kind == "series"
             sid = namer(study.name, study.dicom_files[0].parent if series else study.units[0].path,
                         f"/{study.name.rsplit('/', 1)[-1]}" if series else "")
+            if study.notes:  # a DICOM series' gaps / duplicate slices: on screen and in run.json "warnings"
+                warned[sid] = [scrub(n) for n in study.notes]
+                for note in warned[sid]:
+                    tqdm.write(f"warning: {sid}: {note}", file=sys.stderr)
             keep = (bool(study.dicom_files) and config.dicom) or config.overlays == "all"
             results = scorer.score(study.units, keep_pictures=keep, bar=bar)
             tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"])
@@ -275,7 +279,7 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
            "command_line": "" if config.anonymize else config.command_line, "inputs": len(config.inputs),
            "counts": {"scored": result.scored, "reused": result.reused, "skipped": result.skipped},
            "device_batch": device_batch(model).effective(config.model.batch_size),
-           "dicom_notes": notes, "versions": P.package_versions()}
+           "dicom_notes": notes, "warnings": warned, "versions": P.package_versions()}
     atomic_write_json(out / "run.json", run)
     if namer.pseudo is not None:
         if namer.key_file is not None:

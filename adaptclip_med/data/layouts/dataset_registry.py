@@ -142,6 +142,23 @@ def _prompt_folder(folder: Path, classes: list[str], dataset: str, problems: lis
     return pools
 
 
+def _kept_warnings(records: list[Record]) -> list[Problem]:
+    """``(image, warning)`` of 2-D images kept but worth a word: a long, thin image (distorted by the
+    square input), an abnormal image whose mask has no foreground pixel (the publisher's label kept)."""
+    from adaptclip_med.data.readers.screen import aspect_warning, image_size, mask_warning
+
+    warnings: list[Problem] = []
+    for r in records:
+        if r.slice_index is not None or Path(r.image).is_dir():
+            continue
+        size = image_size(Path(r.image))
+        if size is not None and (why := aspect_warning(*size)):
+            warnings.append((r.image, why))
+        if r.label == 1 and r.mask is not None and (why := mask_warning(r.mask)):
+            warnings.append((r.image, why))
+    return warnings
+
+
 def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, seed: int = 0,
                  **options: object) -> DatasetIndex:
     """Read a data set as distributed by its publisher and build its prompt pools.
@@ -193,6 +210,7 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
     loaded = DATASETS[name].loader(root, label=label, **options)
     problems = list(loaded.problems)
     records = loaded.records
+    warnings = list(loaded.warnings) + _kept_warnings(records)
     if pattern:
         from adaptclip_med.data.layouts.groups import apply_pattern
 
@@ -214,7 +232,7 @@ def load_dataset(name: str, root: str | Path | None, *, strict: bool = False, se
         pools = _prompt_folder(Path(str(prompts_dir)), sorted({r.cls for r in records}), name, problems)
         note = ""
     index = DatasetIndex(name=name, root=root, records=records, prompt_pool=pools, problems=problems,
-                         prompt_note=note, options={"seed": seed, "holdout": holdout,
+                         prompt_note=note, warnings=warnings, options={"seed": seed, "holdout": holdout,
                                                     "policy": loaded.policy, "_hasher": hasher,
                                                     "normal_prompts": str(prompts_dir) if prompts_dir else None,
                                                     **{k: str(v) for k, v in options.items()}})

@@ -15,7 +15,8 @@ axial; pass the same ``axis`` to :func:`build_transforms`), ``step`` (every n-th
 
 A DICOM series folder's slices are its single-frame image files in position order
 (:func:`~adaptclip_med.data.readers.dicom_series.scan_series`); the other DICOM files in it (SEG, SR,
-RT objects, another series) are listed as problems, each under its own path.
+RT objects, another series, localisers, duplicate slices) are listed as problems, each under its own
+path; a missing slice (a gap) is a warning naming the series folder.
 """
 
 from __future__ import annotations
@@ -42,6 +43,23 @@ def canonical_shape(path: Path) -> tuple[int, ...]:
     for src, (dst, _) in enumerate(ornt[: min(3, len(shape))]):
         spatial[int(dst)] = shape[src]
     return tuple(spatial) + tuple(shape[3:])
+
+
+def nan_note(path: Path) -> str | None:
+    """A note when a float NIfTI volume holds NaN (read in full; integer volumes: header only), else ``None``.
+
+    NaN outside the anatomy is background, a slice that is all NaN or has NaN inside the anatomy is
+    refused (:func:`~adaptclip_med.data.transforms.intensity.nan_as_background`).
+    """
+    img = nib.load(str(path))
+    if not np.issubdtype(img.get_data_dtype(), np.floating):
+        return None
+    data = np.asanyarray(img.dataobj)
+    n = int(np.count_nonzero(np.isnan(data)))
+    if not n:
+        return None
+    return (f"{n} NaN voxel(s) of {data.size}: NaN outside the anatomy is treated as background (the volume's "
+            "lowest value); a slice that is all NaN or has NaN inside the anatomy is skipped with its reason")
 
 
 def label_per_slice(mask_path: Path, axis: int) -> np.ndarray:
@@ -72,6 +90,7 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
     name = cls or label or "volume"
     axis, step = int(axis), max(1, int(step))
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     records: list[Record] = []
     group = group_rule(root, labels=root / "labels.csv", default=lambda p: strip_suffix(p.name))
     for sub, label in (("normal", 0), ("abnormal", 1)):
@@ -90,6 +109,7 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
                 if vol.is_dir():
                     scan = scan_series(vol)  # headers only: the image slices, non-images named
                     problems += scan.skipped
+                    warnings += [(str(vol), note) for note in scan.notes]
                     n, per_slice = len(scan.slices), None
                 else:
                     shape = canonical_shape(vol)
@@ -123,4 +143,4 @@ def load_volumes(root: Path, *, axis: int = 2, step: int = 1, foreground_only: b
                     continue
                 records.append(Record(str(vol), str(mask) if fg else None, int(fg), name, "test", vid,
                                       "volume", i))
-    return LoadedSet(records, problems, policy="holdout")
+    return LoadedSet(records, problems, policy="holdout", warnings=warnings)

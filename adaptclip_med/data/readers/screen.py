@@ -2,7 +2,8 @@
 
 A loader calls :func:`screen_image` on every candidate file and :func:`screen_mask` on the mask of
 every abnormal image; a non-``None`` answer is the skip reason listed in ``DatasetIndex.problems``
-(the file is then left out of the records). Files that look fine here but fail to decode (truncated
+(the file is then left out of the records). :func:`mask_warning` names what is kept but worth a word
+(``DatasetIndex.warnings``). Files that look fine here but fail to decode (truncated
 pixel data, NaN volumes, ...) are found by the decode pass of ``datasets check`` and by ``evaluate``.
 
 Rules (documented in docs/data.md, "Unreadable and unusable files"):
@@ -13,7 +14,16 @@ Rules (documented in docs/data.md, "Unreadable and unusable files"):
   Structure Set / Plan / Dose, Structured Reports and Key Object Selection, presentation states,
   registrations, waveforms, encapsulated documents, raw data, DICOMDIR; or an object without Pixel Data;
 * an image smaller than :data:`MIN_SIDE` pixels on a side (e.g. a 1×1 placeholder);
-* an abnormal image whose 2-D mask (PNG/JPEG/BMP/TIFF) has no foreground pixel.
+* an image whose long side is more than :data:`MAX_ASPECT` times its short side (e.g. 4000 × 8): squashed
+  to the model's square input it means nothing (:func:`aspect_problem`);
+* an abnormal image whose mask is a folder or an empty (0-byte) file.
+
+Kept, with a warning: an image more than :data:`WARN_ASPECT` times longer than wide (up to
+:data:`MAX_ASPECT`; :func:`aspect_warning`: its structures are distorted that much by the squash), and
+(:func:`mask_warning`) an abnormal image whose 2-D mask (PNG/JPEG/BMP/TIFF) has
+no foreground pixel. The publisher labelled it abnormal, and the authors' protocol keeps it: it counts
+as abnormal in the image-level metrics, and its pixels count as normal in the pixel metrics
+(Magnetic Tile holds one such image).
 """
 
 from __future__ import annotations
@@ -29,6 +39,11 @@ from adaptclip_med.runtime.errors import ImageReadError, NotAnImageError
 
 #: Images smaller than this on either side are skipped ("too small"): nothing to score.
 MIN_SIDE = 2
+#: Images whose long side exceeds this multiple of the short side are refused: every image is squashed
+#: to the model's square input, so a 4000 × 8 strip becomes 8 columns stretched 500-fold.
+MAX_ASPECT = 8.0
+#: Above this ratio (up to :data:`MAX_ASPECT`) an image is scored with a warning: distorted that much.
+WARN_ASPECT = 3.0
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -69,7 +84,30 @@ def _dicom_reason(path: Path) -> str | None:
 def _size_reason(rows: int, cols: int) -> str | None:
     if rows and cols and min(rows, cols) < MIN_SIDE:
         return f"image is {rows}x{cols} pixels (HxW), too small (under {MIN_SIDE} px a side); skipped"
-    return None
+    why = aspect_problem(rows, cols)
+    return f"{why}; skipped" if why else None
+
+
+def _ratio(rows: int, cols: int) -> float:
+    return max(rows, cols) / min(rows, cols) if rows > 0 and cols > 0 else 1.0
+
+
+def aspect_problem(rows: int, cols: int) -> str | None:
+    """Why an image of ``rows`` × ``cols`` is unusable at the model's square size (ratio > :data:`MAX_ASPECT`)."""
+    ratio = _ratio(rows, cols)
+    if ratio <= MAX_ASPECT:
+        return None
+    return (f"image is {rows}x{cols} pixels (HxW), aspect ratio {ratio:.0f}:1 (above {MAX_ASPECT:g}:1): "
+            "meaningless when squashed to the model's square input")
+
+
+def aspect_warning(rows: int, cols: int) -> str | None:
+    """A warning for an image of ``rows`` × ``cols`` distorted by the square input (:data:`WARN_ASPECT` < ratio)."""
+    ratio = _ratio(rows, cols)
+    if not WARN_ASPECT < ratio <= MAX_ASPECT:
+        return None
+    return (f"image is {rows}x{cols} pixels (HxW), aspect ratio {ratio:.1f}:1 (above {WARN_ASPECT:g}:1): "
+            f"squashed to the model's square input, its structures are distorted {ratio:.1f}-fold")
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -117,18 +155,27 @@ def screen_image(path: str | Path, *, series: bool = False) -> str | None:
 
 
 def screen_mask(path: str | Path) -> str | None:
-    """Skip reason of an abnormal image's mask, or ``None``: empty file, or no foreground pixel.
+    """Skip reason of an abnormal image's mask, or ``None``: a folder or an empty (0-byte) file.
 
-    Foreground is the rule of the pixel pipeline: any value > 0 (> 127 for JPEG masks), any channel.
-    Only 2-D raster masks are decoded here (fast); DICOM/NIfTI label volumes are checked by their
-    loaders (:mod:`~adaptclip_med.data.layouts.volume`) and unreadable masks by the decode pass.
+    A mask without foreground is kept (:func:`mask_warning`).
     """
     p = Path(path)
     if p.is_dir():
         return f"mask {p.name} is a folder; skipped"
     if p.stat().st_size == 0:
         return f"mask {p.name} is empty (0 bytes); skipped"
-    if has_suffix(p, DICOM_SUFFIXES + NIFTI_SUFFIXES):
+    return None
+
+
+def mask_warning(path: str | Path) -> str | None:
+    """Warning for an abnormal image's mask without a foreground pixel (the image is kept), or ``None``.
+
+    Foreground is the rule of the pixel pipeline: any value > 0 (> 127 for JPEG masks), any channel.
+    Only 2-D raster masks are decoded here (fast); DICOM/NIfTI label volumes are checked by their
+    loaders (:mod:`~adaptclip_med.data.layouts.volume`) and unreadable masks by the decode pass.
+    """
+    p = Path(path)
+    if not p.is_file() or has_suffix(p, DICOM_SUFFIXES + NIFTI_SUFFIXES):
         return None
     threshold = 127 if has_suffix(p, _JPEG_SUFFIXES) else 0
     try:
@@ -141,7 +188,8 @@ def screen_mask(path: str | Path) -> str | None:
     except Exception:  # an unreadable mask is reported by the decode pass
         return None
     if peak <= threshold:
-        return f"mask {p.name} is empty (no foreground pixel) for an abnormal image; skipped"
+        return (f"mask {p.name} is empty (no foreground pixel) for an abnormal image; kept: abnormal in the "
+                "image-level metrics, its pixels normal in the pixel metrics (the publisher's label)")
     return None
 
 

@@ -1,7 +1,9 @@
 """``ToUint8d``: any loaded 2-D image (DICOM, NIfTI slice, 8/16-bit, float) → 8-bit grey or RGB.
 
 See :mod:`adaptclip_med.data.transforms.intensity` for the window rules. Percentile / min-max ranges of a
-slice are taken over its whole volume (cached per file), so empty slices are not stretched.
+slice are taken over its whole volume (cached per file), so empty slices are not stretched. NaN outside
+the anatomy is background (:func:`~adaptclip_med.data.transforms.intensity.nan_as_background`: the
+volume's lowest finite value); the volume's ranges are taken over its finite values.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from adaptclip_med.data.transforms.intensity import (
     WindowSpec,
     check_finite,
     colour_to_uint8,
+    nan_as_background,
     range_to_uint8,
     resolve_window,
     to_uint8,
@@ -40,11 +43,32 @@ class ToUint8d(MapTransform):
         self._ranges: OrderedDict[tuple, tuple[float, float]] = OrderedDict()
         self.cache_size = cache_size
 
+    def _finite(self, meta: Mapping[str, object]) -> np.ndarray:
+        """The volume's values without NaN (background); infinite values are refused."""
+        volume = np.asarray(meta["volume"])
+        if not np.issubdtype(volume.dtype, np.floating):
+            return volume
+        if np.isinf(volume).any():
+            check_finite(volume, str(meta.get("path")))
+        finite = volume[~np.isnan(volume)]
+        if finite.size == 0:
+            check_finite(volume, str(meta.get("path")))  # an all-NaN volume: nothing to score
+        return finite
+
+    def _background(self, meta: Mapping[str, object]) -> float:
+        """The lowest finite value of the volume (NaN outside the anatomy takes it), cached per file."""
+        volume = np.asarray(meta["volume"])
+        key = (meta.get("path"), volume.shape, "background", ())
+        if key not in self._ranges:
+            finite = volume[np.isfinite(volume)]
+            self._ranges[key] = (float(finite.min()) if finite.size else 0.0, 0.0)
+        return self._ranges[key][0]
+
     def _volume_range(self, meta: Mapping[str, object], kind: str, params: tuple) -> tuple[float, float]:
         volume = np.asarray(meta["volume"])
         key = (meta.get("path"), volume.shape, kind, params)
         if key not in self._ranges:
-            check_finite(volume, str(meta.get("path")))
+            volume = self._finite(meta)
             if kind == "minmax":
                 rng = (float(volume.min()), float(volume.max()))
             else:
@@ -65,6 +89,8 @@ class ToUint8d(MapTransform):
             return dcm.palette_to_rgb(array, header)
         if array.ndim == 3:
             return colour_to_uint8(array, int(meta.get("bits", 8) or 8), source)
+        if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():  # NaN outside the anatomy
+            array = nan_as_background(array, source, self._background(meta) if "volume" in meta else None)
         out = None
         if kind == "multi":
             out = to_uint8(array, kind, params, source)

@@ -14,6 +14,13 @@ here, before the Pillow resize. Rules (``window`` argument of :func:`build_trans
   multi-window RGB, one window per channel (instead of repeating one grey channel).
 
 Windowing follows DICOM PS3.3 C.11.2.1.2 (linear, with its ``-0.5`` / ``w-1`` offsets).
+
+NaN (:func:`nan_as_background`): a grey float image (a NIfTI slice, a float TIFF) may hold NaN
+*outside* the anatomy (common after skull stripping or registration): NaN connected to the image's
+edge through NaN pixels is background and takes the background value (the volume's, else the image's,
+lowest finite value); percentile / min-max ranges ignore it. The image is refused only when the scored
+region itself is NaN: every pixel NaN, or NaN enclosed by finite pixels (a hole inside the anatomy).
+Infinite values are always refused.
 """
 
 from __future__ import annotations
@@ -45,6 +52,36 @@ def check_finite(array: np.ndarray, source: str) -> None:
         if bad:
             msg = f"contains {bad} NaN/inf value(s) of {array.size}"
             raise ImageReadError(source, msg, "clean the file (e.g. replace NaN by the background value)")
+
+
+def nan_as_background(array: np.ndarray, source: str, background: float | None = None) -> np.ndarray:
+    """``array`` with its NaN outside the anatomy set to ``background`` (see the module notes).
+
+    Args:
+        array: ``(H, W)`` grey image; other dtypes / shapes and NaN-free images are returned unchanged.
+        background: the fill value; ``None``: the lowest finite value of ``array``.
+
+    Raises:
+        ImageReadError: every pixel NaN, or NaN enclosed by finite pixels (inside the scored region).
+    """
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+        return array
+    nan = np.isnan(array)
+    if not nan.any():
+        return array
+    if nan.all():
+        raise ImageReadError(source, f"the slice is entirely NaN ({array.size} values): nothing to score",
+                             "score another slice, or fill the volume's NaN with its background value")
+    from scipy import ndimage
+
+    inside = ndimage.binary_fill_holes(~nan) & nan  # NaN not connected to the edge: a hole in the anatomy
+    if inside.any():
+        msg = (f"contains {int(inside.sum())} NaN value(s) inside the anatomy (enclosed by finite values; "
+               f"{int(nan.sum())} NaN in all)")
+        raise ImageReadError(source, msg, "clean the file (NaN is background only outside the anatomy)")
+    finite = array[~nan]
+    fill = float(np.min(finite[np.isfinite(finite)], initial=0.0)) if background is None else float(background)
+    return np.where(nan, np.asarray(fill, dtype=array.dtype), array)
 
 
 def colour_to_uint8(array: np.ndarray, bits: int, source: str) -> np.ndarray:

@@ -14,8 +14,9 @@ Conventions (documented in docs/data.md):
   slice normal, :mod:`~adaptclip_med.data.readers.dicom_series`): ``slice_index`` is the position
   (default middle); the chosen slice's own header (window, VOI LUT, MONOCHROME1) replaces the first
   slice's in the metadata, so a slice is displayed exactly as its file given alone.
-* A 2-D image smaller than :data:`MIN_SIDE` pixels on a side (e.g. 1×1) is unusable:
-  :class:`~adaptclip_med.runtime.errors.ImageReadError`.
+* A 2-D image smaller than :data:`MIN_SIDE` pixels on a side (e.g. 1×1), or longer than
+  :data:`~adaptclip_med.data.readers.screen.MAX_ASPECT` times its width (e.g. 4000×8: meaningless once
+  squashed to the model's square input), is unusable: :class:`~adaptclip_med.runtime.errors.ImageReadError`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from adaptclip_med.data.readers.screen import MAX_ASPECT, aspect_problem
 from adaptclip_med.runtime.errors import ImageReadError
 
 FRAME_RULES: tuple[str, ...] = ("middle", "first")
@@ -81,6 +83,8 @@ def select_slice(array: np.ndarray, fmt: str, info: Mapping[str, object], index:
     if min(image.shape[:2]) < MIN_SIDE:
         msg = f"image is {image.shape[0]}x{image.shape[1]} pixels (HxW); too small to score"
         raise ImageReadError(source, msg, f"remove it (images need at least {MIN_SIDE}x{MIN_SIDE} pixels)")
+    if (why := aspect_problem(*image.shape[:2])) is not None:
+        raise ImageReadError(source, why, f"crop or tile it to pieces of at most {MAX_ASPECT:g}:1")
     return image
 
 
