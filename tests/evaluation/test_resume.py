@@ -1,5 +1,9 @@
 """Kill a run from outside (SIGKILL once its first batch shard exists), resume it, compare with an
-uninterrupted run: identical tables, and only the lost batches recomputed."""
+uninterrupted run: identical tables, and only the lost batches recomputed.
+
+The run being killed reports its first shard and then waits, so the kill lands between its first and
+second batch however the machine schedules the two processes (no polling race).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,20 +22,48 @@ SAME_FILES = ("per_image.csv", "summary.csv", "metrics_long.csv", "clinical.csv"
               "tables/main.md", "tables/main.tex", "tables/clinical.md", "prompts/folder/folder/k2_seed2.json")
 
 
-def _kill_after_first_shard(args: list[str], out: Path) -> list[Path]:
-    """Start the CLI, SIGKILL it as soon as a batch shard file appears; return the shards left."""
-    proc = subprocess.Popen([sys.executable, "-m", "adaptclip_med.evaluate", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+#: The evaluation CLI, except that after writing its first batch shard it names the shard on the pipe
+#: ``argv[1]`` and blocks on stdin (which the test never closes before its SIGKILL).
+_PAUSE_AFTER_FIRST_SHARD = """
+import os, sys
+import adaptclip_med.evaluation.run as run
+from adaptclip_med.evaluate import main
+
+write_shard = run.write_shard
+
+def write_then_wait(path, shard):
+    write_shard(path, shard)
+    os.write(int(sys.argv[1]), path.name.encode() + b"\\n")
+    sys.stdin.read()
+
+run.write_shard = write_then_wait
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _kill_after_first_shard(args: list[str], out: Path, log: Path) -> list[Path]:
+    """Start the CLI, SIGKILL it once it has written its first batch shard; return the shards left.
+
+    The CLI waits after that shard until it is killed, so the kill cannot land after a later batch.
+    """
+    read_fd, write_fd = os.pipe()
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", _PAUSE_AFTER_FIRST_SHARD, str(write_fd), *args], cwd=REPO,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                pass_fds=(write_fd,))
+    os.close(write_fd)  # the child holds the only write end: end of file once it exits
     try:
-        while proc.poll() is None and not list(out.glob("shards/*/b*.npz")):
-            time.sleep(0.0005)
-        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        with os.fdopen(read_fd, "rb") as reports:
+            first = reports.readline()
+        assert first == b"b000000.npz\n", ("the run ended before its first shard: "
+                                            + log.read_text(errors="replace")[-2000:])
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=60) == -signal.SIGKILL
     finally:
-        proc.stderr.close()
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        proc.stdin.close()
     return sorted(out.glob("shards/*/b*.npz"))
 
 
@@ -43,7 +74,7 @@ def test_killed_run_resumes_to_identical_tables(synthetic_root: Path, synthetic_
     args = [*syn_args, "--root", str(synthetic_root), *tiny_args, "--overlays", "0", "--no-figures",
             "--out", str(out)]
     # one class, 8 queries in 2 batches of 4, three parts scored from each batch
-    shards = _kill_after_first_shard(args, out)
+    shards = _kill_after_first_shard(args, out, tmp_path / "killed_run.log")
     assert len(shards) == 1
     assert json.loads((out / "run.json").read_text())["status"] == "incomplete"
     assert not list((out / "parts").glob("*.json"))  # no part finished: the class was in its second batch
