@@ -71,6 +71,7 @@ def test_every_feature_setting_is_in_the_key(tiny_model, change, tmp_path):
     pre, dtype = dict(PRE), "float16"
     saved = (tiny_model.backbone.vv_start, tiny_model.precision)
     param = next(tiny_model.backbone.parameters())
+    first = param.data.view(-1)[0].clone()  # restored exactly: the model is shared by later tests
     try:
         if change == "vv_start":
             tiny_model.backbone.vv_start = 1
@@ -86,7 +87,7 @@ def test_every_feature_setting_is_in_the_key(tiny_model, change, tmp_path):
     finally:
         tiny_model.backbone.vv_start, tiny_model.precision = saved
         if change == "weights":
-            param.data.view(-1)[0] -= 1.0
+            param.data.view(-1)[0] = first
     assert other != base
     assert FeatureStore(tmp_path, other).dir != FeatureStore(tmp_path, base).dir
 
