@@ -58,6 +58,29 @@ def add_model_arguments(m: argparse._ArgumentGroup) -> None:
                    help="accept random backbone weights (pipeline tests only; scores are meaningless)")
 
 
+def add_store_arguments(r: argparse._ArgumentGroup) -> None:
+    """``--feature-cache`` and ``--feature-cache-max-gb`` (shared with ``python -m adaptclip_med.score``)."""
+    r.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="keep the backbone features of every image here (float16, keyed by image bytes, weights "
+                        "and settings) and reuse them in later runs of evaluate, score and train: new seeds, "
+                        "shots or checkpoints cost no backbone time (default: none)")
+    r.add_argument("--feature-cache-max-gb", type=float, default=None, metavar="GB",
+                   help="size limit of --feature-cache; least recently used entries are deleted (default: none)")
+
+
+def store_checks(args: argparse.Namespace) -> tuple[tuple[str, object, bool, str], ...]:
+    """The checks of :func:`add_store_arguments`' values (rows for ``require_values``).
+
+    Raises:
+        AdaptCLIPError: a size limit without a store folder.
+    """
+    if args.feature_cache_max_gb is not None and not args.feature_cache:
+        msg = "--feature-cache-max-gb: got a size limit but no --feature-cache DIR; pass the folder too"
+        raise AdaptCLIPError(msg)
+    return (("--feature-cache-max-gb", args.feature_cache_max_gb,
+             args.feature_cache_max_gb is None or args.feature_cache_max_gb > 0, "> 0"),)
+
+
 def add_device_arguments(r: argparse._ArgumentGroup) -> None:
     """``--device`` and ``--batch-size`` (shared with ``python -m adaptclip_med.score``)."""
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
@@ -97,12 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backbone arithmetic: fp32, or bf16 / fp16 autocast (fp16 on GPUs) (default: fp32)")
     r.add_argument("--workers", type=int, default=None,
                    help="image-loading processes (default: min(4, CPU count) with --device cuda, else 0)")
-    r.add_argument("--feature-cache", default=None, metavar="DIR",
-                   help="keep the backbone features of every image here (float16, keyed by image bytes, weights "
-                        "and settings) and reuse them in later runs: new seeds, shots or checkpoints cost no "
-                        "backbone time (default: none)")
-    r.add_argument("--feature-cache-max-gb", type=float, default=None, metavar="GB",
-                   help="size limit of --feature-cache; least recently used entries are deleted (default: none)")
+    add_store_arguments(r)
     r.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable or unusable file (default: skip it and list it in skipped.csv)")
     o = p.add_argument_group("metrics and outputs")
@@ -174,8 +192,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--limit", args.limit, args.limit is None or args.limit >= 1, ">= 1"),
         ("--workers", args.workers, args.workers is None or args.workers >= 0, ">= 0"),
-        ("--feature-cache-max-gb", args.feature_cache_max_gb,
-         args.feature_cache_max_gb is None or args.feature_cache_max_gb > 0, "> 0"),
+        *store_checks(args),
         ("--bins", args.bins, args.bins >= 2 and not args.bins & (args.bins - 1), "a power of two >= 2"),
         ("--map-range", args.map_range, args.map_range[0] < args.map_range[1], "LOW < HIGH"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
@@ -183,9 +200,6 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         ("--bootstrap", args.bootstrap, args.bootstrap >= 0, ">= 0"),
         ("--overlays", args.overlays, args.overlays >= -1, ">= -1"),
     )
-    if args.feature_cache_max_gb is not None and not args.feature_cache:
-        msg = "--feature-cache-max-gb: got a size limit but no --feature-cache DIR; pass the folder too"
-        raise AdaptCLIPError(msg)
     require_values(checks)
     if args.key_file and not args.anonymize:
         msg = "--key-file: only used with --anonymize (it holds the pseudonym key); add --anonymize or drop it"

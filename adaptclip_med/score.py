@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from adaptclip_med.evaluate import add_device_arguments, add_model_arguments
+from adaptclip_med.evaluate import add_device_arguments, add_model_arguments, add_store_arguments, store_checks
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.runtime.argparsing import CLIParser, require_values
 from adaptclip_med.runtime.errors import AdaptCLIPError
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p.add_argument_group("model"))
     r = p.add_argument_group("running")
     add_device_arguments(r)
+    add_store_arguments(r)
     d = p.add_argument_group("normal examples and threshold")
     d.add_argument("--normals", default=None, metavar="DIR",
                    help="folder of normal images like the inputs: few-shot prompts; with >= 2 images the "
@@ -77,6 +78,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         ("--max-normals", args.max_normals, args.max_normals >= 1, ">= 1"),
         ("--topk", args.topk, args.topk >= 1, ">= 1"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
+        *store_checks(args),
     )
     require_values(checks)
     if args.key_file and not args.anonymize:
@@ -85,7 +87,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     model = EvalConfig(datasets=(), roots=(), backbone=args.backbone, pretrained=args.pretrained,
                        checkpoint=args.checkpoint, image_size=args.image_size,
                        allow_random_backbone=args.allow_random_backbone, device=args.device,
-                       batch_size=args.batch_size, target_specificity=args.target_specificity)
+                       batch_size=args.batch_size, target_specificity=args.target_specificity,
+                       feature_cache=args.feature_cache, feature_cache_max_gb=args.feature_cache_max_gb)
     return ScoreConfig(
         inputs=tuple(args.inputs), out=args.out, model=model, normals=args.normals, max_normals=args.max_normals,
         threshold=args.threshold, pixel_threshold=args.pixel_threshold, topk=args.topk, overlays=args.overlays,
@@ -113,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     extra += [f"{len(res.dicom_files)} DICOM object(s) in {res.out / 'dicom'}"] if res.dicom_files else []
     print(f"{res.scored} image(s) scored, {res.reused} reused, {res.skipped} skipped (listed in "
           f"{res.out / 'skipped.csv'})")
+    if res.why:
+        print(f"scored again, not reused from {res.out / 'cache'}: {res.why}")
+    if res.store_note:
+        print(res.store_note)
     print(f"wrote {res.out / 'scores.csv'}; {res.overlays} overlay(s) in {res.out / 'overlays'}"
           + "".join(f"; {e}" for e in extra))
     return 0

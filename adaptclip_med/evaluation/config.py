@@ -6,17 +6,16 @@ and call :func:`adaptclip_med.evaluation.run_evaluation`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from adaptclip_med.runtime.errors import DataValidationError
+from adaptclip_med.runtime.keys import Key, reuse_key
 
 #: Fields that change the numbers: a run directory only resumes parts made with the same values (plus
-#: the bytes of the weights and of the images, and the package version: see :meth:`EvalConfig.key_parts`).
+#: the code, the model's bytes, device, batch size, images and groups: see :meth:`EvalConfig.key`).
 RESULT_FIELDS: tuple[str, ...] = (
     "backbone", "pretrained", "checkpoint", "image_size", "precision", "limit", "pixel_mode", "n_bins",
     "map_range", "target_specificity", "pixel_specificity", "n_boot", "normal_prompts", "group_pattern",
@@ -123,29 +122,35 @@ class EvalConfig:
             return self.workers
         return min(4, os.cpu_count() or 1) if self.device.startswith("cuda") else 0
 
-    def key_parts(self, dataset: str, content: Mapping[str, object]) -> dict[str, object]:
-        """Everything a stored part of ``dataset`` depends on, by name (shown when a part is recomputed).
-
-        Args:
-            dataset: a label of ``datasets``.
-            content: what the settings cannot say: the SHA-256 of the backbone weights and the
-                checkpoint bytes, the adapter config, the package version (``evaluation.keys``).
-        """
-        fields: dict[str, object] = {k: asdict(self)[k] for k in RESULT_FIELDS if k != "normal_prompts"}
+    def settings_for(self, dataset: str) -> dict[str, object]:
+        """The result settings of a part of ``dataset``, by name: :data:`RESULT_FIELDS` (precision is a
+        model part of the key), the folder layout, whether normal prompts are the user's, and the
+        features' rounding (a ``--feature-cache`` store keeps them as float16)."""
+        fields: dict[str, object] = {k: asdict(self)[k] for k in RESULT_FIELDS
+                                     if k not in ("normal_prompts", "precision")}
         fields["layout"] = self.layout_for(dataset)
         fields["normal_prompts"] = self.prompt_folder_for(dataset) is not None
         fields["features"] = "float16 store" if self.feature_cache else "fp32"  # the store rounds them
-        fields.update(content)
-        return json.loads(json.dumps(fields, sort_keys=True, default=str))
+        return fields
+
+    def key(self, dataset: str, content: Mapping[str, object], **more: object) -> Key:
+        """The reuse key of a part of ``dataset`` (:func:`adaptclip_med.runtime.keys.reuse_key`).
+
+        Args:
+            dataset: a label of ``datasets``.
+            content: the loaded model's parts (``evaluation.keys.model_content``: backbone config and
+                architecture, weights and checkpoint bytes, adapter config, device type, precision).
+            more: the part's own parts (``images``, ``groups``).
+
+        The batch size is a part: batched matrix products round differently, so scores move in the last
+        digits with it. The data folder's *path* is not (image bytes are): a moved or copied data set
+        resumes; a replaced image or retrained checkpoint does not.
+        """
+        return reuse_key(settings=self.settings_for(dataset), batch_size=self.batch_size, **content, **more)
 
     def fingerprint(self, dataset: str, content: Mapping[str, object]) -> str:
-        """Short hash of :meth:`key_parts`: a run folder reuses a part only under the same fingerprint.
-
-        The data folder's *path* is not part of it (image bytes are, in each part's key): a moved or
-        copied data set resumes; a replaced image or retrained checkpoint does not.
-        """
-        payload = json.dumps(self.key_parts(dataset, content), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """Short hash of :meth:`key` without the images: the run's fingerprint of ``dataset`` (``run.json``)."""
+        return self.key(dataset, content).short
 
     def protocol_string(self) -> str:
         """The protocol string recorded in ``run.json`` and under the tables."""

@@ -11,14 +11,14 @@ Read top to bottom, a run is::
         finish each part: metrics, operating point (from the prompt features), parts/<stem>.json
     write_outputs(...)                            # tables, skipped.csv, overlays, figures, run.json, index.html
 
-A finished part (``parts/<stem>.json``, written atomically and last) is reused when its key — result
-settings, weights and checkpoint bytes, package version, image bytes (:mod:`.keys`) — is unchanged;
+A finished part (``parts/<stem>.json``, written atomically and last) is reused when its key — the one
+reuse key (:func:`adaptclip_med.runtime.keys.reuse_key`): code, model bytes and architecture, device,
+precision, batch size, result settings, image bytes, patient groups (:mod:`.keys`) — is unchanged;
 an interrupted class resumes from its batch shards (:mod:`.shards`), losing at most one batch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from adaptclip_med import data as D
 from adaptclip_med.evaluation.config import EvalConfig
-from adaptclip_med.evaluation.keys import ContentHasher, explain_change, model_content
+from adaptclip_med.evaluation.keys import ContentHasher, groups_key, model_content
 from adaptclip_med.evaluation.plan import ClassGroup, Part, Plan, Skip, plan_run
 from adaptclip_med.evaluation.score import BatchResult, PartScorer
 from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, shard_matches, shard_path, write_shard
@@ -47,6 +47,7 @@ from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.distributed import Dist, owner, together
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_write_json
+from adaptclip_med.runtime.keys import Key
 
 
 @dataclass
@@ -83,26 +84,22 @@ class RunResult:
 
 @dataclass
 class _PartKey:
-    """A part's reuse key: its fingerprint, the bytes of its images, and the named parts of both."""
+    """A part's reuse key (:meth:`EvalConfig.key` with its images and patient groups)."""
 
-    fingerprint: str
-    images_key: str
-    key_parts: dict[str, Any]
+    key: Key
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(f"{self.fingerprint}|{self.images_key}".encode()).hexdigest()[:16]
+        return self.key.short
 
     def as_record(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "images_key": self.images_key, "key_parts": self.key_parts}
+        return {"key": self.key.short, "key_parts": self.key.parts}
 
 
 def _part_key(part: Part, config: EvalConfig, content: dict[str, Any], hasher: ContentHasher,
-              queries_key: str) -> _PartKey:
+              queries_key: str, groups: str) -> _PartKey:
     prompts = hasher.records(part.prompts.records) if part.prompts is not None else "zero-shot"
-    images = f"{queries_key}+{prompts}"
-    parts = {**config.key_parts(part.dataset, content), "images": images}
-    return _PartKey(config.fingerprint(part.dataset, content), images, parts)
+    return _PartKey(config.key(part.dataset, content, images=f"{queries_key}+{prompts}", groups=groups))
 
 
 def _load_part(path: Path, key: _PartKey) -> tuple[dict[str, Any] | None, str | None]:
@@ -113,19 +110,19 @@ def _load_part(path: Path, key: _PartKey) -> tuple[dict[str, Any] | None, str | 
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None, "unreadable part file"
-    if record.get("fingerprint") == key.fingerprint and record.get("images_key") == key.images_key:
+    if record.get("key") == key.digest:
         return record, None
-    return None, explain_change(record.get("key_parts"), key.key_parts)
+    return None, key.key.why(record.get("key_parts"))
 
 
 def _group_parts(group: ClassGroup, config: EvalConfig, out: Path, content: dict[str, Any],
                  hasher: ContentHasher, result: RunResult) -> tuple[dict[str, dict], dict[str, _PartKey]]:
     """Split a class's parts into finished ``{stem: record}`` and pending ``{stem: key}``."""
-    queries_key = hasher.records(group.queries)
+    queries_key, groups = hasher.records(group.queries), groups_key(group.queries)
     done: dict[str, dict] = {}
     pending: dict[str, _PartKey] = {}
     for part in group.parts:
-        key = _part_key(part, config, content, hasher, queries_key)
+        key = _part_key(part, config, content, hasher, queries_key, groups)
         record, why = _load_part(out / "parts" / f"{part.stem}.json", key)
         if record is not None:
             done[part.stem] = record

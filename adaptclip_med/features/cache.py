@@ -7,10 +7,11 @@ are computed once and read back, memory-mapped, in later epochs. Layout under ``
     <root>/<spec-id>/features/<sha256>.npy     (1 + L·N, D): row 0 global, then L layers of N tokens
     <root>/<spec-id>/masks/<sha256>.npy        (S, S) uint8 0/1 mask at the model resolution
 
-``spec-id`` hashes :func:`feature_spec` (backbone name, pretrained tag, image size, feature layers,
-V-V start block, precision, SHA-256 of the backbone weights' bytes, preprocessing, package versions)
-and the storage dtype; ``<sha256>`` is the image (or mask) file's content hash. A changed file or any
-changed setting therefore gets a new entry and is recomputed, never reused. Entries are written
+``spec-id`` hashes :func:`feature_spec` (the parts of the one reuse key that features depend on: code
+fingerprint, library versions, backbone name, tag, config content and architecture, image size,
+feature layers, V-V start block, device type, precision, SHA-256 of the backbone weights' bytes,
+preprocessing) and the storage dtype; ``<sha256>`` is the image (or mask) file's content hash. A
+changed file or any changed setting therefore gets a new entry and is recomputed, never reused. Entries are written
 atomically. :meth:`FeatureCache.note` says what was reused, or why nothing could be.
 """
 
@@ -23,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import open_clip
-import PIL
 import torch
 
 from adaptclip_med.data.transforms.clip_input import CLIP_MEAN, CLIP_STD
 from adaptclip_med.runtime.io import atomic_path, atomic_write_json, weights_fingerprint
+from adaptclip_med.runtime.keys import backbone_parts, reuse_key
 
 CACHE_FORMAT = 2
 """Bumped whenever the entry layout changes, so old caches are ignored rather than misread."""
@@ -39,23 +39,22 @@ DTYPES = {"float16": np.float16, "float32": np.float32}
 def feature_spec(model: torch.nn.Module) -> dict[str, Any]:
     """Every setting that determines an image's frozen features (and its cached mask), JSON-ready.
 
-    Backbone name and tag, image size, feature layers, V-V start block, precision (``fp32``/``bf16``
-    autocast), the SHA-256 of the frozen vision weights' bytes, the preprocessing (8-bit Pillow
-    bicubic squash to ``S×S``, CLIP mean/std; masks: Pillow bilinear, > 0.5) and the versions of the
-    code that computes them.
+    The parts of the one reuse key (:func:`adaptclip_med.runtime.keys.reuse_key`) that features depend
+    on: the code fingerprint and library versions (``code``, ``versions``), backbone name and tag, image
+    size, feature layers, V-V start block, the backbone config's content hash, the architecture
+    (activation, module structure), the device type, the precision (``fp32``/``bf16``/``fp16``
+    autocast), the SHA-256 of the frozen vision weights' bytes, and the preprocessing (8-bit Pillow
+    bicubic squash to ``S×S``, CLIP mean/std; masks: Pillow bilinear, > 0.5). Not the batch size: the
+    stored features are shared by commands that batch differently (see docs/evaluation.md).
     """
-    from adaptclip_med.runtime.version import __version__
-
     cfg = model.config
-    return {
-        "backbone": cfg.backbone, "pretrained": cfg.pretrained, "image_size": int(model.image_size),
-        "feature_layers": list(model.backbone.feature_layers), "vv_start": int(model.backbone.vv_start),
-        "precision": str(model.precision), "weights": weights_fingerprint(model.backbone),
-        "preprocess": {"resize": "pillow-bicubic-squash-8bit", "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
-                       "mask": "pillow-bilinear>0.5"},
-        "versions": {"adaptclip_med": __version__, "torch": torch.__version__,
-                     "open_clip": open_clip.__version__, "pillow": PIL.__version__},
-    }
+    return reuse_key(
+        backbone=cfg.backbone, pretrained=cfg.pretrained, image_size=int(model.image_size),
+        feature_layers=list(model.backbone.feature_layers), vv_start=int(model.backbone.vv_start),
+        **backbone_parts(model), weights=weights_fingerprint(model.backbone),
+        preprocess={"resize": "pillow-bicubic-squash-8bit", "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
+                    "mask": "pillow-bilinear>0.5"},
+    ).parts
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

@@ -9,8 +9,10 @@ image the store holds. Layout under ``root`` (the entry format of the training c
     <root>/<spec-id>/<key[:2]>/<key>.npy     (1 + L·N, D) float16 (or float32): row 0 global, then L layers of N tokens
 
 ``spec-id`` hashes :func:`store_spec`: the training cache's :func:`~adaptclip_med.features.cache.feature_spec`
-(backbone, tag, image size, feature layers, V-V start block, precision, SHA-256 of the backbone
-weights' bytes, package versions) with the ``build_transforms`` settings (DICOM window, modality,
+(the parts of the one reuse key, :func:`adaptclip_med.runtime.keys.reuse_key`, that features depend on:
+code fingerprint, library versions, backbone, tag, config content, architecture, image size, feature
+layers, V-V start block, device type, precision, SHA-256 of the backbone weights' bytes) with the
+``build_transforms`` settings (DICOM window, modality,
 border crop, normalisation: :func:`default_preprocess`) as its preprocessing, and the storage dtype.
 ``<key>`` hashes the image file's bytes (a DICOM series: every file's) and the slice index. A
 changed image or setting is therefore never served stale features.

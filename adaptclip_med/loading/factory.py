@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -78,6 +79,11 @@ def _model_config(backbone: str) -> tuple[dict, BackboneSpec | None]:
                "(open_clip.list_models()) or a path to an open_clip model-config JSON also works")
         raise ValueError(msg)
     return copy.deepcopy(cfg), spec
+
+
+def config_sha256(cfg: dict) -> str:
+    """SHA-256 of a backbone config's content (canonical JSON): the ``backbone_config`` part of reuse keys."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _build_clip(cfg: dict, quick_gelu: bool, seed: int) -> torch.nn.Module:
@@ -210,6 +216,8 @@ def load_model(
     if weights is not None and not quick_gelu:  # OpenAI weights given as a file were trained with QuickGELU
         quick_gelu = openai_weights(spec.open_clip_name if spec and spec.open_clip_name else backbone, weights)
     provenance["activation"] = "QuickGELU" if quick_gelu or cfg.get("quick_gelu") else "GELU"
+    provenance["backbone_config_sha256"] = config_sha256(cfg)  # content, not path: an edited JSON is another key
+    provenance["seed"] = seed
     clip = _build_clip(cfg, quick_gelu, seed)
     if weights is not None:
         try:
@@ -244,7 +252,9 @@ def load_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AdaptCLIP(vision, text, static_tokens, len(normal), template, config,
-                          static_features=static_text_features(text, static_tokens))
+                          static_features=static_text_features(text, static_tokens, key_parts={
+                              "backbone_config": provenance["backbone_config_sha256"],
+                              "architecture": {"activation": provenance["activation"]}}))
     if state is not None:
         load_adapter_state(model, state, provenance["checkpoint"])
     model.provenance = provenance

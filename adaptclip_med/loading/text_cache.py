@@ -5,23 +5,28 @@ on every ``load_model`` — every ``evaluate``, ``score`` and torchrun rank. The
 the text tower's weights, the prompt tokens and the code that runs them, so it is stored once under
 ``<cache>/text/<key>.safetensors`` and read back (bit for bit the computed ``(T, D)`` float32 tensor).
 
-``key`` is the SHA-256 of the text tower's parameter and buffer bytes (names, shapes, dtypes), the
-token ids, and the versions of adaptclip_med, torch and open_clip: other weights or another version
-get another entry. ``<cache>`` is ``$ADAPTCLIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/adaptclip_med``,
-else ``~/.cache/adaptclip_med``; ``ADAPTCLIP_CACHE_DIR=none`` turns the cache off. An unreadable entry
-is recomputed and an unwritable cache is skipped: the cache never makes a load fail.
+``key`` is the one reuse key (:func:`adaptclip_med.runtime.keys.reuse_key`, :func:`text_key`): the
+package's code fingerprint and library versions, the text tower's parameter and buffer bytes (names,
+shapes, dtypes), its architecture (activation — GELU or QuickGELU — and module structure), the
+backbone config's content hash, the device type and the token ids: other weights, another activation,
+an edited config JSON or other code get another entry. ``<cache>`` is ``$ADAPTCLIP_CACHE_DIR``, else
+``$XDG_CACHE_HOME/adaptclip_med``, else ``~/.cache/adaptclip_med``; ``ADAPTCLIP_CACHE_DIR=none`` turns
+the cache off. An unreadable entry is recomputed and an unwritable cache is skipped: the cache never
+makes a load fail.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from adaptclip_med.runtime.io import atomic_path, weights_fingerprint
+from adaptclip_med.runtime.keys import device_type, module_structure, reuse_key
 from adaptclip_med.runtime.privacy import CACHE_OFF, user_cache_dir
 
 
@@ -31,34 +36,37 @@ def cache_root() -> Path | None:
     return None if explicit is not None and explicit.strip().lower() in CACHE_OFF else user_cache_dir()
 
 
-def text_key(text_encoder: nn.Module, tokens: torch.Tensor) -> str:
-    """SHA-256 over the text tower's state (names, shapes, dtypes, bytes), ``tokens`` and the code versions."""
-    import open_clip
+def text_key(text_encoder: nn.Module, tokens: torch.Tensor, key_parts: Mapping[str, object] | None = None) -> str:
+    """The reuse key (:func:`adaptclip_med.runtime.keys.reuse_key`) of the static text features.
 
-    from adaptclip_med.runtime.version import __version__
-
-    digest = hashlib.sha256(f"adaptclip_med {__version__} torch {torch.__version__} "
-                            f"open_clip {open_clip.__version__}\n".encode())
-    digest.update(f"text tower {weights_fingerprint(text_encoder)}\n".encode())
+    Its parts: code fingerprint and library versions, the text tower's state (names, shapes, dtypes,
+    bytes), its architecture (activation and module structure), the device type, the ``tokens``, and
+    ``key_parts`` (``load_model``'s ``backbone_config`` content hash and ``architecture``).
+    """
+    parts = dict(key_parts or {})
     ids = tokens.detach().to("cpu", torch.int64).contiguous()
-    digest.update(f"tokens:{tuple(ids.shape)}\n".encode())
-    digest.update(ids.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+    token_hash = hashlib.sha256(f"{tuple(ids.shape)}\n".encode() + ids.reshape(-1).view(torch.uint8).numpy().tobytes())
+    architecture = {**dict(parts.pop("architecture", None) or {}), "modules": module_structure(text_encoder)}
+    device = device_type(next(text_encoder.parameters()).device)
+    return reuse_key(**parts, architecture=architecture, weights=weights_fingerprint(text_encoder), device=device,
+                     tokens=token_hash.hexdigest()).digest
 
 
-def static_text_features(text_encoder: nn.Module, tokens: torch.Tensor, root: Path | None = None) -> torch.Tensor:
+def static_text_features(text_encoder: nn.Module, tokens: torch.Tensor, root: Path | None = None,
+                         key_parts: Mapping[str, object] | None = None) -> torch.Tensor:
     """``(T, D)`` features of the ``(T, C)`` prompt ``tokens``: ``text_encoder.encode_tokens``, cached.
 
     Args:
         text_encoder: the frozen text tower (a :class:`~adaptclip_med.model.text_encoder.FrozenTextEncoder`).
         tokens: the static prompt ensemble's token ids.
         root: the cache folder (default :func:`cache_root`).
+        key_parts: more parts of the entry's key (:func:`text_key`): the backbone config and architecture.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
     root = cache_root() if root is None else root
-    path = None if root is None else root / "text" / f"{text_key(text_encoder, tokens)}.safetensors"
+    path = None if root is None else root / "text" / f"{text_key(text_encoder, tokens, key_parts)}.safetensors"
     device = next(text_encoder.parameters()).device
     if path is not None and path.is_file():
         try:

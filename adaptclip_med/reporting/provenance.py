@@ -10,7 +10,6 @@ table, overlay and figure is written, then ``"complete"``).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata as md
 import platform
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 from adaptclip_med.reporting.labels import UNTRAINED_BACKBONE, notice_of
 from adaptclip_med.runtime.io import atomic_write_json, sha256_file
+from adaptclip_med.runtime.keys import installed_versions
 
 
 class RunSettings(Protocol):
@@ -76,13 +76,7 @@ def model_provenance(model: Any, config: RunSettings) -> dict[str, Any]:
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that shape the numbers."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {"python": platform.python_version(), **installed_versions(_PACKAGES)}
 
 
 def write_run_json(out: Path, config: RunSettings, model: Any, parts: list[Any], status: str,

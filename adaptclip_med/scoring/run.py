@@ -6,16 +6,17 @@ Each 2-D image (an image file, a NIfTI slice, a DICOM slice or frame) is read th
 with ``evaluate`` and ``train`` is consulted first, so an image either of them encoded costs no
 backbone pass). Its score and map go to the run's result record (:class:`~.scorer.ResultRecord`,
 ``cache/<key>.npz``), where ``key`` hashes the file's bytes (SHA-256), the slice index and the run's
-fingerprint: every setting (backbone, weights tag, checkpoint, image size, the normal images' bytes)
-and the model's content as an evaluation part is keyed (weights and checkpoint bytes, adapter config,
-package version: :func:`adaptclip_med.evaluation.keys.model_content`). A re-run reuses what it finds
-and rebuilds the tables and files from it. Layout of ``--out``: docs/scoring.md.
+fingerprint: the one reuse key (:func:`adaptclip_med.runtime.keys.reuse_key`, as an evaluation part's):
+code fingerprint, library versions, the model's parts (backbone config content and architecture,
+weights and checkpoint bytes, adapter config, device type, precision:
+:func:`adaptclip_med.evaluation.keys.model_content`), batch size, settings (backbone, weights tag,
+checkpoint, image size) and the normal images' bytes. A re-run reuses what it finds and rebuilds the
+tables and files from it; under another key it says why it scores again (``ScoreResult.why``).
+Layout of ``--out``: docs/scoring.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from adaptclip_med.reporting.overlay_file import write_overlay
 from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_path, atomic_write_json
-from adaptclip_med.runtime.version import __version__
+from adaptclip_med.runtime.keys import Key, reuse_key
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
 from adaptclip_med.scoring.inputs import Study, discover
@@ -109,6 +110,7 @@ class ScoreResult:
     dicom_files: list[str] = field(default_factory=list)
     nifti_files: list[str] = field(default_factory=list)
     notice: str | None = None
+    why: str = ""
 
 
 class _Namer:
@@ -166,14 +168,14 @@ def _threshold(config: ScoreConfig, model: Any, feats: list[Any] | None) -> dict
     return info
 
 
-def _fingerprint(config: ScoreConfig, model: Any, manifest: list[dict], hasher: ContentHasher) -> dict[str, Any]:
-    """Everything but the image that determines a result: settings, normals' bytes, the model's content."""
-    prov = P.model_provenance(model, config.model)
+def _fingerprint(config: ScoreConfig, model: Any, manifest: list[dict], hasher: ContentHasher) -> Key:
+    """The run's reuse key of everything but the image (:func:`adaptclip_med.runtime.keys.reuse_key`): the
+    model's parts (weights and checkpoint bytes, config, architecture, device, precision), batch size,
+    settings and the normals' bytes."""
     m = config.model
-    return {"backbone": m.backbone, "pretrained": m.pretrained, "checkpoint": m.checkpoint,
-            "checkpoint_sha256": prov.get("checkpoint_sha256"), "image_size": int(model.image_size),
-            "normals_sha256": [m["sha256"] for m in manifest], "version": __version__, "axis": 2,
-            "model_content": model_content(model, hasher)}
+    return reuse_key(**model_content(model, hasher), batch_size=m.batch_size, images=[n["sha256"] for n in manifest],
+                     settings={"backbone": m.backbone, "pretrained": m.pretrained, "checkpoint": m.checkpoint,
+                               "image_size": int(model.image_size), "axis": 2})
 
 
 def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any], config: ScoreConfig,
@@ -238,11 +240,12 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
                                  stats=result.encodes)
         feats = [encoded[r.key] for r in normals]
     thr = _threshold(config, model, feats)
-    settings = _fingerprint(config, model, manifest, hasher)
-    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    key = _fingerprint(config, model, manifest, hasher)
+    settings, fingerprint = key.parts, key.digest
     bank = None if feats is None else model.bank_from_features(feats)
-    scorer = Scorer(model, transform, bank, ResultRecord(out / "cache", fingerprint, hasher), config.model.batch_size,
-                    store=store, stats=result.encodes)
+    record = ResultRecord(out / "cache", key, hasher)
+    result.why = record.why
+    scorer = Scorer(model, transform, bank, record, config.model.batch_size, store=store, stats=result.encodes)
     rows, notes, warned = [], {}, {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:

@@ -3,9 +3,10 @@
 Features come from :func:`adaptclip_med.features.encode.encode_batches`, the loop of ``evaluate`` and
 training (memory-bounded device batches; a ``--feature-cache`` store consulted first and filled). The
 scores and ``(S, S)`` maps go to the run's result record (:class:`ResultRecord`): ``cache/<key>.npz``
-per image, where ``key`` hashes, as an evaluation part's key does (:mod:`adaptclip_med.evaluation.keys`),
-the run's fingerprint (settings, weights and checkpoint bytes, adapter config, package version, the
-normals' bytes), the image's content hash and its slice index. A changed file or setting is scored
+per image, where ``key`` hashes the run's fingerprint — the one reuse key
+(:func:`adaptclip_med.runtime.keys.reuse_key`, as an evaluation part's: code, backbone config and
+architecture, weights and checkpoint bytes, adapter config, device type, precision, batch size,
+settings, the normals' bytes) — the image's content hash and its slice index. A changed file or setting is scored
 again; an unchanged one is read back without reading or encoding the image (unless its picture is
 needed for an overlay or a DICOM Secondary Capture).
 """
@@ -13,6 +14,7 @@ needed for an overlay or a DICOM Secondary Capture).
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from adaptclip_med.features.encode import EncodedBatch, EncodeStats, FeatureStor
 from adaptclip_med.features.memory import device_batch
 from adaptclip_med.model.outputs import AnomalyOutput
 from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError
-from adaptclip_med.runtime.io import atomic_path
+from adaptclip_med.runtime.io import atomic_path, atomic_write_json
+from adaptclip_med.runtime.keys import Key
 from adaptclip_med.runtime.privacy import scrub
 from adaptclip_med.runtime.skips import reason_of
 from adaptclip_med.scoring.inputs import Unit
@@ -40,14 +43,29 @@ def unit_record(unit: Unit) -> Record:
 class ResultRecord:
     """The run's scores and maps: one ``<folder>/<key>.npz`` per image (``score`` float64, ``map`` ``(S, S)``).
 
+    ``<folder>/key.json`` keeps the named parts of the last run's key, so that a run under another key
+    says why it scores again (:attr:`why`).
+
     Args:
         folder: where the entries live (``--out``/``cache``).
-        fingerprint: hex digest of everything but the image that determines a result.
+        key: the run's reuse key (:func:`adaptclip_med.runtime.keys.reuse_key`) of everything but the image.
         hasher: the run's content hasher (each file read once per run).
+
+    Attributes:
+        fingerprint: ``key.digest``.
+        why: what changed since the run that wrote ``key.json`` ("" when nothing did, or for a new folder).
     """
 
-    def __init__(self, folder: Path, fingerprint: str, hasher: ContentHasher) -> None:
-        self.folder, self.fingerprint, self.hasher = folder, fingerprint, hasher
+    def __init__(self, folder: Path, key: Key, hasher: ContentHasher) -> None:
+        self.folder, self.fingerprint, self.hasher = folder, key.digest, hasher
+        stored = folder / "key.json"
+        try:
+            old = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else None
+        except (OSError, ValueError):
+            old = {}
+        self.why = "" if old is None or old == key.parts else key.why(old)
+        if old != key.parts:
+            atomic_write_json(stored, key.parts)
 
     def key(self, unit: Unit) -> str:
         """The unit's entry key: fingerprint, content hash of its file, slice index.

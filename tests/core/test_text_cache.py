@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,31 @@ def test_default_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert cache_root() == tmp_path / "adaptclip_med"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_root() == Path.home() / ".cache" / "adaptclip_med"
+
+
+def test_same_weights_as_gelu_and_quickgelu_or_an_edited_config_get_their_own_entry(counted: list[int],
+                                                                                  tmp_path: Path) -> None:
+    """The text cache and the feature store are keyed by the architecture and the config's content."""
+    from adaptclip_med.features.store import store_spec
+    from adaptclip_med.runtime.io import weights_fingerprint
+    from adaptclip_med.runtime.keys import PACKAGE_ROOT
+
+    config = tmp_path / "backbone.json"
+    tiny = json.loads((PACKAGE_ROOT / "loading" / "model_configs" / "adaptclip-tiny.json").read_text())
+
+    def load(cfg: dict) -> object:
+        config.write_text(json.dumps(cfg))
+        return load_model(backbone=str(config), pretrained=None, image_size=224, allow_random_backbone=True)
+
+    quick = load({**tiny, "quick_gelu": True})
+    assert counted == [231] and load({**tiny, "quick_gelu": True}) is not None and counted == [231]
+    gelu = load({**tiny, "quick_gelu": False})  # the same weights bytes as GELU: other text features
+    assert weights_fingerprint(gelu.text_encoder) == weights_fingerprint(quick.text_encoder)
+    assert counted == [231, 231]
+    assert not torch.equal(gelu.static_text_features, quick.static_text_features)
+    assert store_spec(gelu) != store_spec(quick)
+
+    scaled = load({**tiny, "quick_gelu": True, "init_logit_scale": 3.0})  # the JSON edited in place
+    assert weights_fingerprint(scaled.text_encoder) == weights_fingerprint(quick.text_encoder)
+    assert counted == [231, 231, 231]
+    assert store_spec(scaled)["backbone_config"] != store_spec(quick)["backbone_config"]
