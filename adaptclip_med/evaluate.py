@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normal example images per class; 0 = zero-shot (default: 0)")
     d.add_argument("--seeds", nargs="+", type=int, default=[10, 20, 30], metavar="S",
                    help="seeds for drawing the example images; results are averaged (default: 10 20 30)")
+    d.add_argument("--methods", nargs="+", default=["adaptclip"], choices=["adaptclip", "winclip"],
+                   help="methods to score every part with, on the same images and prompts (AdaptCLIP always, "
+                        "the reference); with winclip, comparison.csv and tables/comparison.md compare them "
+                        "(default: adaptclip)")
     d.add_argument("--limit", type=int, default=None, metavar="N",
                    help="at most N images per class (half normal, half abnormal), for a quick look")
     add_model_arguments(p.add_argument_group("model"))
@@ -211,7 +215,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         datasets=labels, layouts=layouts, roots=resolve_roots(labels, args.root),
         normal_prompts=resolve_prompt_folders(labels, args.normal_prompts), group_pattern=args.group_pattern,
         out=args.out,
-        shots=tuple(args.shots), seeds=tuple(args.seeds), backbone=args.backbone, pretrained=args.pretrained,
+        shots=tuple(args.shots), seeds=tuple(args.seeds), methods=tuple(dict.fromkeys(["adaptclip", *args.methods])),
+        backbone=args.backbone, pretrained=args.pretrained,
         checkpoint=args.checkpoint, image_size=args.image_size, allow_random_backbone=args.allow_random_backbone,
         device=args.device, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
         limit=args.limit,

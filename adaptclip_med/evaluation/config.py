@@ -40,6 +40,8 @@ class EvalConfig:
         out: run directory (tables, figures, overlays, ``run.json``; resumable).
         shots: prompt shot counts ``k`` (0 = zero-shot; run once, with the first seed).
         seeds: prompt-draw seeds (the paper: 10, 20, 30); tables give mean ± std over them.
+        methods: the methods scored on every part (``"adaptclip"``, ``"winclip"``: WinCLIP / WinCLIP+ on
+            the same backbone, prompt draws and metrics); with two, ``comparison.csv`` compares them.
         backbone / pretrained / checkpoint / image_size: passed to ``load_model`` (size None: the
             backbone's registered size, 518 for ViT-L-14-336).
         allow_random_backbone: accept random (untrained) backbone weights (tests and demos only).
@@ -77,6 +79,7 @@ class EvalConfig:
     out: str = "reports/run"
     shots: tuple[int, ...] = (0,)
     seeds: tuple[int, ...] = (10, 20, 30)
+    methods: tuple[str, ...] = ("adaptclip",)
     backbone: str = "ViT-L-14-336"
     pretrained: str | None = "openai"
     checkpoint: str | None = "adaptclip-mvtec"

@@ -9,7 +9,7 @@ collected as :class:`Skip` entries (``skipped.csv``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from adaptclip_med import data as D
@@ -20,6 +20,14 @@ from adaptclip_med.reporting.provenance import slug
 from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError, PromptError
 from adaptclip_med.runtime.privacy import Pseudonymiser, relative_path, scrub
 from adaptclip_med.runtime.skips import Skip, one_line, strict_error
+
+#: The method of the paper protocol; parts of other methods (``--methods``) carry their name in the stem.
+DEFAULT_METHOD = "adaptclip"
+
+
+def method_suffix(method: str) -> str:
+    """``""`` for AdaptCLIP (stems as before), ``"__<method>"`` for another method."""
+    return "" if method == DEFAULT_METHOD else f"__{method}"
 
 
 @dataclass
@@ -34,9 +42,10 @@ class Part:
     has_masks: bool
     prompts: PromptDraw | None = None
     stem: str = ""
+    method: str = DEFAULT_METHOD
 
     def __post_init__(self) -> None:
-        self.stem = f"{self.dataset}__{slug(self.cls)}__k{self.shots}__s{self.seed}"
+        self.stem = f"{self.dataset}__{slug(self.cls)}__k{self.shots}__s{self.seed}{method_suffix(self.method)}"
 
 
 @dataclass
@@ -62,11 +71,18 @@ class ClassGroup:
     has_masks: bool
     parts: list[Part] = field(default_factory=list)
     pseudonymiser: Pseudonymiser | None = None
+    method: str = DEFAULT_METHOD
 
     @property
     def stem(self) -> str:
-        """``<dataset>__<class>``: the name of the group's shard folder."""
-        return f"{self.dataset}__{slug(self.cls)}"
+        """``<dataset>__<class>`` (+ ``__<method>`` for another method): the name of the group's shard folder."""
+        return f"{self.dataset}__{slug(self.cls)}{method_suffix(self.method)}"
+
+    def for_method(self, method: str) -> ClassGroup:
+        """The same queries and prompt draws, scored with ``method`` (parts renamed)."""
+        group = replace(self, method=method)
+        group.parts = [replace(p, method=method) for p in self.parts]
+        return group
 
     def prompt_records(self) -> list[Record]:
         """The distinct prompt images of all parts (first-drawn order): each is encoded once."""
@@ -170,7 +186,7 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
             group = ClassGroup(name, cls, root, prompt_root, queries, index.has_masks, pseudonymiser=pseudonymiser)
             skipped += _draw_parts(group, index, config)
             if group.queries:
-                groups.append(group)
+                groups += [group if m == DEFAULT_METHOD else group.for_method(m) for m in config.methods]
     if not groups:
         msg = f"data sets {list(config.datasets)}: no test images found; check --root and --limit"
         raise AdaptCLIPError(msg)

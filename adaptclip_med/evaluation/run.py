@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from adaptclip_med import data as D
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.keys import ContentHasher, groups_key, model_content
-from adaptclip_med.evaluation.plan import ClassGroup, Part, Plan, Skip, plan_run
+from adaptclip_med.evaluation.plan import DEFAULT_METHOD, ClassGroup, Part, Plan, Skip, plan_run
 from adaptclip_med.evaluation.score import BatchResult, PartScorer
 from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, shard_matches, shard_path, write_shard
 from adaptclip_med.evaluation.write import write_outputs
@@ -41,7 +41,7 @@ from adaptclip_med.features.encode import EncodeStats, FeatureStore, batch_range
 from adaptclip_med.features.memory import device_batch
 from adaptclip_med.features.store import FeatureStore as DiskStore
 from adaptclip_med.features.store import open_feature_store, store_spec
-from adaptclip_med.loading.factory import load_model_for
+from adaptclip_med.loading.factory import load_model_for, load_winclip
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.distributed import Dist, owner, together
@@ -99,7 +99,8 @@ class _PartKey:
 def _part_key(part: Part, config: EvalConfig, content: dict[str, Any], hasher: ContentHasher,
               queries_key: str, groups: str) -> _PartKey:
     prompts = hasher.records(part.prompts.records) if part.prompts is not None else "zero-shot"
-    return _PartKey(config.key(part.dataset, content, images=f"{queries_key}+{prompts}", groups=groups))
+    method = {} if part.method == DEFAULT_METHOD else {"method": part.method}
+    return _PartKey(config.key(part.dataset, content, images=f"{queries_key}+{prompts}", groups=groups, **method))
 
 
 def _load_part(path: Path, key: _PartKey) -> tuple[dict[str, Any] | None, str | None]:
@@ -191,7 +192,8 @@ def _prepare(group: ClassGroup, model: Any, config: EvalConfig, out: Path, pendi
     transform = D.build_transforms(model.image_size, with_mask=group.has_masks)
     prompt_recs = list({r.key: r for p in parts if p.prompts is not None for r in p.prompts.records}.values())
     stats = result.encodes if store is not None else EncodeStats()
-    kept = store if store is not None or not prompt_recs else DiskStore(
+    # another method's features are not backbone features: no store, encoded where needed
+    kept = store if store is not None or not prompt_recs or group.method != DEFAULT_METHOD else DiskStore(
         out / "shards" / group.stem / "prompts", store_spec(model, dtype="float32"), content_hash=hasher.path)
     prompt_feats = encode_prompts(prompt_recs, model, transform, batch_size=config.batch_size, store=kept,
                                   stats=stats)
@@ -343,8 +345,11 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
             result.store_note = store.note() if isinstance(store, DiskStore) else ""
             return result
     records: list[dict] = []
+    methods = {DEFAULT_METHOD: model, **({"winclip": load_winclip(model)} if "winclip" in config.methods else {})}
     for group in tqdm(plan.groups, desc="classes", unit="class", disable=None, file=sys.stderr):
-        records += score_group(group, model, config, out, content, hasher, result, store)
+        own = group.method == DEFAULT_METHOD
+        records += score_group(group, methods[group.method], config, out, content, hasher, result,
+                               store if own else None)
     clock.lap("score")
     info = {"fingerprints": fingerprints, "key": content,
             "encodes": {"images_encoded": result.encodes.encoded, "from_store": result.encodes.from_store,

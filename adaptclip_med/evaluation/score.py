@@ -19,7 +19,7 @@ import numpy as np
 
 from adaptclip_med.data.records import Record
 from adaptclip_med.evaluation.config import EvalConfig
-from adaptclip_med.evaluation.plan import ClassGroup, Part
+from adaptclip_med.evaluation.plan import DEFAULT_METHOD, ClassGroup, Part
 from adaptclip_med.evaluation.volumes import VolumeSink
 from adaptclip_med.metrics import (
     Evaluator,
@@ -168,6 +168,7 @@ class PartScorer:
             notice=notice_of(config))
         return {
             **key, "dataset": part.dataset, "cls": part.cls, "shots": part.shots, "seed": part.seed,
+            **({} if part.method == DEFAULT_METHOD else {"method": part.method}),
             "n_images": len(self.rows), "n_skipped": len(self.skipped),
             "skipped": [{"path": p, "reason": why} for p, why in self.skipped],
             "pixel_skipped": self.pixel_skipped, "rows": self.rows,

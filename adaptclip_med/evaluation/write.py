@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from adaptclip_med.evaluation.config import EvalConfig
-from adaptclip_med.evaluation.plan import Plan
+from adaptclip_med.evaluation.plan import DEFAULT_METHOD, Plan, method_suffix
 from adaptclip_med.reporting import provenance as P
+from adaptclip_med.reporting.comparison import write_method_comparison
 from adaptclip_med.reporting.figures import render_run_figures
 from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
-from adaptclip_med.reporting.tables import per_image_frame, write_tables
+from adaptclip_med.reporting.tables import by_method, per_image_frame, write_tables
 from adaptclip_med.runtime.skips import Skip, skipped_summary, write_skipped
 
 
@@ -33,7 +34,8 @@ def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:
 
 def scored_parts(plan: Plan, records: list[dict[str, Any]]) -> list[Any]:
     """The parts with their skipped queries removed (so row ``i`` is query ``i`` for the overlays)."""
-    by_stem = {f"{r['dataset']}__{P.slug(r['cls'])}__k{r['shots']}__s{r['seed']}": r for r in records}
+    by_stem = {f"{r['dataset']}__{P.slug(r['cls'])}__k{r['shots']}__s{r['seed']}"
+               f"{method_suffix(r.get('method', DEFAULT_METHOD))}": r for r in records}
     parts = []
     for group in plan.groups:
         for part in group.parts:
@@ -50,13 +52,18 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     summary = write_tables(out, records, config)
     notice = notice_of(config)
     P.write_prompt_manifests(out, records, notice)
-    parts = scored_parts(plan, records)
+    all_records, records = records, [r for r in records if "method" not in r]  # the rest: AdaptCLIP's
+    if "method" in summary:
+        summary = summary[summary["method"] == DEFAULT_METHOD].drop(columns="method")
+    parts = [p for p in scored_parts(plan, all_records) if p.method == DEFAULT_METHOD]
     grid: dict[str, list] = {}
     if config.overlays != 0:
         grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image",
                                    top=config.overlays, notice=notice)
     if config.figures:
         render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records), notice=notice)
+    if len(config.methods) > 1:
+        write_method_comparison(out, by_method(per_image_frame, all_records, "seed"), notice, figures=config.figures)
     P.write_run_json(out, config, model, parts, status="complete",
                      extra={**run_info, "skipped": skipped_summary(skips)})
     from adaptclip_med.reporting.html import write_html_report

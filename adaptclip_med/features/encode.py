@@ -148,7 +148,7 @@ def _encode_checked(model: Any, images: torch.Tensor, batch_size: int) -> tuple[
     bad = [i for _, refused in parts for i in refused]
     if not good:
         return None, bad
-    return (good[0] if len(good) == 1 else ImageFeatures.concatenate(good)), bad
+    return (good[0] if len(good) == 1 else type(good[0]).concatenate(good)), bad
 
 
 def encode_batches(records: Sequence[Record], model: Any, transform: Callable, *, batch_size: int,
@@ -226,7 +226,7 @@ def _encode(recs: list[Record], images: list[torch.Tensor], model: Any, batch_si
                 stored[i] = store.put(recs[i], stored[i])
     stats.from_store += len(recs) - len(todo)
     feats = [f for i, f in enumerate(stored) if i not in bad]
-    return (ImageFeatures.concatenate(feats) if feats else None), bad
+    return (type(feats[0]).concatenate(feats) if feats else None), bad
 
 
 def encode_records(records: Sequence[Record], model: Any, transform: Callable, *, batch_size: int,

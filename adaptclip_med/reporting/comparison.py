@@ -298,5 +298,54 @@ def save_critical_difference(out: str | Path, result: FriedmanNemenyi, notice: s
     return save_figure(critical_difference_figure(result, title), Path(out) / "figures" / name, notice)
 
 
+def dataset_metric_table(per_image: pd.DataFrame, metric: str = "I-AUROC") -> pd.DataFrame:
+    """Data sets × methods: each method's ``metric`` (I-AUROC or I-AUPR) per part, averaged over the
+    classes, shots and seeds of the data set (the input of :func:`adaptclip_med.metrics.friedman_nemenyi`)."""
+    df = _normalise(per_image)
+    fn = {"I-AUROC": auroc, "I-AUPR": aupr}[metric]
+    parts = [{"dataset": key[0], "method": key[-1], "value": _safe(fn, g["score"].to_numpy(np.float64),
+                                                                      g["label"].to_numpy(np.int64))}
+             for key, g in df.groupby([*_KEYS, "method"], sort=False)]
+    table = pd.DataFrame(parts).groupby(["dataset", "method"], sort=False)["value"].mean().unstack("method")
+    return table[list(dict.fromkeys(df["method"].astype(str)))]
+
+
+def write_method_comparison(out: str | Path, per_image: pd.DataFrame, notice: str | None = None, *,
+                            figures: bool = True, metric: str = "I-AUROC") -> dict[str, Any]:
+    """The comparison outputs of a run that scored several methods on the same images.
+
+    Writes :func:`write_comparison` (the first method against each other one) and, with at least 3 data
+    sets, the Friedman test over the data sets' ``metric`` (:func:`dataset_metric_table`) under the
+    Markdown table and its critical-difference figure (``figures/critical_difference.png`` / ``.pdf``).
+
+    Returns:
+        ``{"rows": the comparison rows, "friedman": the FriedmanNemenyi result or None, "why": reason if None}``.
+    """
+    from adaptclip_med.metrics import friedman_nemenyi
+
+    methods = list(dict.fromkeys(_normalise(per_image)["method"].astype(str)))
+    rows = pd.concat([comparison_frame(per_image, methods[0], other) for other in methods[1:]], ignore_index=True)
+    write_comparison(out, rows, notice)
+    table = dataset_metric_table(per_image, metric)
+    result, why = None, f"the Friedman test needs at least 3 data sets; this run has {len(table)}"
+    if len(table) >= 3 and table.notna().all(axis=None):
+        result, why = friedman_nemenyi(table), None
+    elif len(table) >= 3:
+        why = f"{metric} is undefined on some data set (a class without normal or abnormal images)"
+    md = Path(out) / "tables" / "comparison.md"
+    if result is not None:
+        ranks = ", ".join(f"{m} {r:.2f}" for m, r in zip(result.methods, result.avg_ranks, strict=True))
+        line = (f"- Friedman test over {result.n_datasets} data sets ({metric}, mean over classes, shots and seeds): "
+                f"χ²_F = {result.statistic:.3g}, p = {result.p_value:.3g}; average ranks {ranks}; Nemenyi CD = "
+                f"{result.cd:.3g} at α = {result.alpha:g} (figures/critical_difference.png).")
+        if figures:
+            save_critical_difference(out, result, notice, title=f"{metric}: average rank over data sets")
+    else:
+        line = f"- No Friedman test: {why}."
+    atomic_write_text(md, md.read_text(encoding="utf-8") + line + "\n")
+    return {"rows": rows, "friedman": result, "why": why}
+
+
 __all__ = ["COMPARED_METRICS", "COMPARISON_COLUMNS", "HOLM_FAMILY", "comparison_caption", "comparison_display",
-           "comparison_frame", "critical_difference_figure", "save_critical_difference", "write_comparison"]
+           "comparison_frame", "critical_difference_figure", "dataset_metric_table", "save_critical_difference",
+           "write_comparison", "write_method_comparison"]

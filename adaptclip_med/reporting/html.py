@@ -212,7 +212,7 @@ def _images_section(paths: list[Path], root: Path, max_side: int, css: str, capt
 
 def _figure_order(path: Path) -> tuple[int, str]:
     """Curves first, then the comparison with the paper, then the qualitative grids."""
-    order = ("roc_pr_", "paper_comparison", "qualitative_")
+    order = ("roc_pr_", "paper_comparison", "critical_difference", "qualitative_")
     rank = next((i for i, p in enumerate(order) if path.stem.startswith(p)), len(order))
     return rank, path.name
 

@@ -39,6 +39,32 @@ SKIPPED_NOTE = ("n skipped: input files left out of the run (unreadable or unusa
                 "in skipped.csv; files not attributable to a class are counted on the data set's Avg row.")
 
 
+#: The method of a part record without a ``method`` key (every part of a single-method run).
+DEFAULT_METHOD = "adaptclip"
+#: How the tables name each method.
+METHOD_NAMES = {"adaptclip": "AdaptCLIP", "winclip": "WinCLIP"}
+
+
+def methods_of(records: list[dict[str, Any]]) -> list[str]:
+    """The methods of the part records, in first-seen order (``["adaptclip"]`` for a single-method run)."""
+    return list(dict.fromkeys(r.get("method", DEFAULT_METHOD) for r in records)) or [DEFAULT_METHOD]
+
+
+def by_method(frame: Any, records: list[dict[str, Any]], after: str, *args: Any) -> pd.DataFrame:
+    """``frame(records, *args)``, or with several methods its frame per method joined, a ``method``
+    column inserted after column ``after`` (a single-method run keeps its columns as they were)."""
+    methods = methods_of(records)
+    if methods == [DEFAULT_METHOD]:
+        return frame(records, *args)
+    parts = []
+    for m in methods:
+        df = frame([r for r in records if r.get("method", DEFAULT_METHOD) == m], *args)
+        df = df.rename(columns={"method": "rule_method"})  # an operating point's older name of its rule
+        df.insert(list(df.columns).index(after) + 1, "method", m)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
 def per_image_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Every scored image of every part."""
     rows = [{"dataset": r["dataset"], "class": r["cls"], "shots": r["shots"], "seed": r["seed"], **row}
@@ -165,13 +191,16 @@ def display_frame(summary: pd.DataFrame, metrics: tuple[str, ...] = PAPER_METRIC
     """Strings for the Markdown/LaTeX tables: percent, one decimal, ``mean ± std`` over seeds."""
     counts = [c for c in COUNTS[:3] if c in summary]
     names = {"n_normal": "n normal", "n_abnormal": "n abnormal", "n_skipped": "n skipped"}
+    method = ["Method"] if "method" in summary else []
     rows = []
     for _, r in summary.iterrows():
         row = {"Dataset": r["dataset"], "Class": r["class"], "k": int(r["shots"])}
+        if method:
+            row["Method"] = METHOD_NAMES.get(r["method"], r["method"])
         row.update({names[c]: int(r[c]) for c in counts})
         row.update({m: _cell(r[m], r[f"{m}_std"], int(r["n_seeds"])) for m in metrics})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["Dataset", "Class", "k", *(names[c] for c in counts), *metrics])
+    return pd.DataFrame(rows, columns=["Dataset", "Class", "k", *method, *(names[c] for c in counts), *metrics])
 
 
 def seeds_caption(shots: list[int], seeds: list[int]) -> str:
@@ -341,19 +370,28 @@ def write_tables(out: Path, records: list[dict[str, Any]], config: RunSettings,
             None reads ``<out>/skipped.csv`` when present.
     """
     notice = notice_of(config)
-    write_csv(out / "per_image.csv", with_notice_column(per_image_frame(records), notice))
-    long = metrics_long_frame(records)
+    write_csv(out / "per_image.csv", with_notice_column(by_method(per_image_frame, records, "seed"), notice))
+    long = by_method(metrics_long_frame, records, "seed")
     write_csv(out / "metrics_long.csv", with_notice_column(long, notice))
-    counts = counts_frame(records, read_skipped(out) if skipped is None else skipped)
-    summary = with_counts(summary_frame(long), counts, notice)
+    skipped = read_skipped(out) if skipped is None else skipped
+    counts = counts_frame(records, skipped)
+    summary = by_method(lambda recs: with_counts(summary_frame(metrics_long_frame(recs)), counts_frame(recs, skipped),
+                                                 notice), records, "shots")
+    if "method" in summary:  # the methods side by side: each row's methods next to each other
+        order = {m: i for i, m in enumerate(methods_of(records))}
+        keys = summary[["dataset", "shots", "class"]].apply(tuple, axis=1)
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        summary = summary.assign(_row=keys.map(first), _m=summary["method"].map(order)).sort_values(
+            ["_row", "_m"], kind="stable").drop(columns=["_row", "_m"]).reset_index(drop=True)
     write_csv(out / "summary.csv", summary)
-    clin, ops = clinical_frames(records)
+    clin, ops = (by_method(lambda recs, i=i: clinical_frames(recs)[i], records, "seed") for i in (0, 1))
     write_csv(out / "clinical.csv", with_notice_column(clin, notice))
     write_csv(out / "operating_points.csv", with_notice_column(ops, notice))
     disp = display_frame(summary)
     notes = na_notes(_summary_na(summary)) + [f"- {n}" for n in (_pixel_skipped_note(counts), SKIPPED_NOTE) if n]
     notes.append(f"- Protocol: {config.protocol_string()}.")
-    caption = with_notice(f"AdaptCLIP results (%); {seeds_caption(sorted(set(summary['shots'])), list(config.seeds))}.",
+    shown = " and ".join(METHOD_NAMES.get(m, m) for m in methods_of(records))
+    caption = with_notice(f"{shown} results (%); {seeds_caption(sorted(set(summary['shots'])), list(config.seeds))}.",
                           notice)
     md = f"**{caption}**\n\n{disp.to_markdown(index=False)}\n\n" + "\n".join(notes) + "\n"
     atomic_write_text(out / "tables" / "main.md", md)
