@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from adaptclip_med.data.transforms.clip_input import CLIP_MEAN, CLIP_STD, to_rgb_uint8
+from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting.labels import run_notice
 from adaptclip_med.reporting.overlays import overlay_figure, save_png
 
@@ -45,7 +46,8 @@ def picture_u8(image: Any, size: int, slice_index: int | None = None) -> np.ndar
 
 
 def save_overlay(image: Any, out: Any, path: str | os.PathLike[str], *, index: int = 0,
-                 threshold: float | None = None, model: Any = None, slice_index: int | None = None) -> Path:
+                 threshold: float | None = None, model: Any = None, slice_index: int | None = None,
+                 image_threshold: float | None = None) -> Path:
     """Save the image | anomaly map | overlay PNG of one prediction.
 
     Args:
@@ -60,6 +62,8 @@ def save_overlay(image: Any, out: Any, path: str | os.PathLike[str], *, index: i
         model: the model that predicted; marks the figure with its :func:`~adaptclip_med.reporting.labels.run_notice`
             ("untrained backbone ..." for random backbone weights, "untrained adapters ..." for fresh adapters).
         slice_index: slice / frame of a volume path.
+        image_threshold: threshold of the verdict on the score, named in the title ("ABOVE the image
+            threshold 0.42: flagged"); None: the title says none is set.
 
     Returns:
         The PNG's path.
@@ -73,27 +77,41 @@ def save_overlay(image: Any, out: Any, path: str | os.PathLike[str], *, index: i
     picture = picture_u8(image, int(amap.shape[-1]), slice_index)
     label = "image" if hasattr(out, "pred_score") else "image (score: map maximum)"
     return write_overlay(Path(path), picture, amap, score=score, threshold=threshold, label=label,
-                         notice=notice)
+                         notice=notice, image_threshold=image_threshold)
 
 
 def write_overlay(path: Path, image: np.ndarray, amap: np.ndarray, *, score: float,
-                  threshold: float | None, label: str, notice: str | None = None) -> Path:
+                  threshold: float | None, label: str, notice: str | None = None,
+                  image_threshold: float | None = None, letters: tuple[str, str, str, str] | None = None) -> Path:
     """Save the three-panel overlay PNG of one image.
+
+    The title names both thresholds, each for what it decides: the image threshold gives the verdict
+    on the score (``score > threshold``: above, flagged; equal is normal), the pixel threshold the
+    white contour.
 
     Args:
         path: PNG to write (atomically).
-        image: ``(H, W[, 3])`` uint8 picture the model saw.
+        image: ``(H, W[, 3])`` uint8 picture the model saw (turned to the display convention by the caller).
         amap: ``(S, S)`` anomaly map (resized to ``(H, W)`` for drawing).
         score: the image's anomaly score.
-        threshold: pixel threshold drawn as a contour (None: not drawn, legend says so).
-        label: what the image is, without identifiers (``"slice 12"``, ``"image"``).
+        threshold: pixel threshold drawn as a contour (None: not drawn, the title says so).
+        label: what the image is, without identifiers (``"InstanceNumber 4"``, ``"image"``).
         notice: untrained-model marker, burned into the title.
+        image_threshold: the threshold of the verdict on ``score`` (None: no verdict).
+        letters: patient directions at the left, right, top and bottom edges, on every panel.
     """
-    legend = f"threshold {threshold:.3g} (white contour)" if threshold is not None else "no threshold set"
-    title = f"{label}: anomaly score {score:.3f}; {legend}"
+    if image_threshold is None:
+        verdict = "no image threshold set"
+    elif is_anomalous(score, image_threshold):
+        verdict = f"ABOVE the image threshold {image_threshold:.3g}: flagged"
+    else:
+        verdict = f"not above the image threshold {image_threshold:.3g}: not flagged"
+    contour = f"pixel threshold {threshold:.3g} (white contour)" if threshold is not None else "no pixel threshold"
+    title = f"{label}: anomaly score {score:.3f}, {verdict}\n{contour}"
     if notice:
         title = f"{title}\n{notice.upper()}"
-    fig = overlay_figure(image, amap, vmin=COLOUR_RANGE[0], vmax=COLOUR_RANGE[1], threshold=threshold, title=title)
+    fig = overlay_figure(image, amap, vmin=COLOUR_RANGE[0], vmax=COLOUR_RANGE[1], threshold=threshold, title=title,
+                         letters=letters)
     panels = fig.axes[:3]
     for ax in fig.axes:
         if ax not in panels:  # the colour bar

@@ -3,9 +3,10 @@
 The map is resized (bilinear) to the image's original size. Colour limits are fixed across a run by
 default (``vmin``/``vmax`` passed in); per-image normalisation only on request. The threshold contour is
 the calibrated pixel threshold; the ground-truth contour is drawn when a mask exists; the colour bar is
-labelled "anomaly score". File names are an index plus a hash of the image id, and the burned-in text
-carries no path or patient id (data set label, class, k, image number, score). A run on an untrained
-model gets its notice burned in (:mod:`adaptclip_med.reporting.labels`).
+labelled "anomaly score"; each panel has a thin frame and, when the orientation is known, the patient
+directions at its edges (:func:`orientation_letters`). File names are an index plus a hash of the image
+id, and the burned-in text carries no path or patient id (data set label, class, k, image number,
+score). A run on an untrained model gets its notice burned in (:mod:`adaptclip_med.reporting.labels`).
 
 Galleries (``overlays/index.csv`` column ``gallery``): ``top`` (highest-scored images), ``false_alarm``
 (highest-scored *normal* images: what would be flagged first by mistake) and ``miss`` (lowest-scored
@@ -29,6 +30,7 @@ from adaptclip_med.runtime.io import atomic_path
 
 THRESHOLD_COLOUR = "white"
 GT_COLOUR = "lime"
+FRAME_COLOUR = "0.35"
 COLOURBAR_LABEL = "anomaly score"
 #: Gallery tags of ``overlays/index.csv`` and what the report calls them.
 GALLERIES: dict[str, str] = {
@@ -54,8 +56,9 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float, vmax: float,
                  threshold: float | None = None, gt_mask: np.ndarray | None = None, alpha: float = 0.45,
-                 colorbar: bool = True) -> None:
-    """Draw the three panels on three matplotlib axes.
+                 colorbar: bool = True, letters: tuple[str, str, str, str] | None = None) -> None:
+    """Draw the three panels on three matplotlib axes, each in a thin frame (bright tissue at the edge
+    stays apart from the page).
 
     Args:
         axes: three axes (image, map, overlay).
@@ -66,23 +69,25 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
         gt_mask: ``(h', w')`` ground truth, drawn as a contour.
         alpha: opacity of the map over the image.
         colorbar: add a colour bar to the map panel.
+        letters: patient directions at the left, right, top and bottom edges (e.g. ``R L A P``), written
+            on every panel (None: unknown, none written).
     """
     h, w = image.shape[:2]
     m = resize_map(amap, (h, w))
-    gray = image if image.ndim == 2 else None
+    grey = {"cmap": "gray", "vmin": 0, "vmax": 255} if image.ndim == 2 else {}  # uint8 as it is, not stretched
     for ax in axes:
-        ax.set_axis_off()
-    axes[0].imshow(image, cmap="gray" if gray is not None else None)
+        frame_panel(ax)
+    axes[0].imshow(image, **grey)
     axes[0].set_title("input image")
     im = axes[1].imshow(m, cmap="jet", vmin=vmin, vmax=vmax)
     axes[1].set_title("anomaly map")
-    axes[2].imshow(image, cmap="gray" if gray is not None else None)
+    axes[2].imshow(image, **grey)
     axes[2].imshow(m, cmap="jet", vmin=vmin, vmax=vmax, alpha=alpha)
     axes[2].set_title("map over the image")
     handles = []
     if threshold is not None and m.min() < threshold < m.max():
         axes[2].contour(m, levels=[threshold], colors=THRESHOLD_COLOUR, linewidths=1.0)
-        handles.append(Line2D([], [], color=THRESHOLD_COLOUR, label=f"threshold {threshold:.3g}"))
+        handles.append(Line2D([], [], color=THRESHOLD_COLOUR, label=f"pixel threshold {threshold:.3g}"))
     if gt_mask is not None and np.any(gt_mask):
         axes[2].contour(resize_mask(gt_mask, (h, w)).astype(float), levels=[0.5], colors=GT_COLOUR,
                         linewidths=1.0, linestyles="dashed")
@@ -93,20 +98,47 @@ def draw_overlay(axes: Any, image: np.ndarray, amap: np.ndarray, *, vmin: float,
     if colorbar:
         bar = axes[1].figure.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
         bar.set_label(COLOURBAR_LABEL)
+    if letters is not None:
+        for ax in axes:
+            orientation_letters(ax, letters)
+
+
+def frame_panel(ax: Any, colour: str = FRAME_COLOUR) -> None:
+    """No ticks or tick labels, but a thin frame around the picture."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color(colour)
+        spine.set_linewidth(0.8)
+
+
+def orientation_letters(ax: Any, letters: tuple[str, str, str, str]) -> None:
+    """Write the patient directions ``(left, right, top, bottom)`` inside the edges of a picture panel."""
+    style = {"fontsize": 7, "fontweight": "bold", "color": "yellow", "transform": ax.transAxes,
+             "bbox": {"boxstyle": "square,pad=0.1", "facecolor": "black", "edgecolor": "none", "alpha": 0.6}}
+    left, right, top, bottom = letters
+    ax.text(0.02, 0.5, left, ha="left", va="center", **style)
+    ax.text(0.98, 0.5, right, ha="right", va="center", **style)
+    ax.text(0.5, 0.98, top, ha="center", va="top", **style)
+    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
 
 
 def overlay_figure(image: np.ndarray, amap: np.ndarray, *, vmin: float | None = None, vmax: float | None = None,
                    threshold: float | None = None, gt_mask: np.ndarray | None = None,
-                   title: str = "", notice: str | None = None) -> Figure:
+                   title: str = "", notice: str | None = None,
+                   letters: tuple[str, str, str, str] | None = None) -> Figure:
     """A one-row figure image | map | overlay (per-image limits when ``vmin``/``vmax`` are None).
 
-    ``title`` may hold several lines; ``notice`` (untrained model) is burned in under the panels.
+    ``title`` may hold several lines; ``notice`` (untrained model) is burned in under the panels;
+    ``letters`` (patient directions at the left, right, top, bottom edges) are written on each panel.
     """
     lo = float(np.min(amap)) if vmin is None else vmin
     hi = float(np.max(amap)) if vmax is None else vmax
     fig = Figure(figsize=(9.0, 3.2), constrained_layout=True)
     axes = fig.subplots(1, 3)
-    draw_overlay(axes, image, amap, vmin=lo, vmax=max(hi, lo + 1e-6), threshold=threshold, gt_mask=gt_mask)
+    draw_overlay(axes, image, amap, vmin=lo, vmax=max(hi, lo + 1e-6), threshold=threshold, gt_mask=gt_mask,
+                 letters=letters)
     if title:
         fig.suptitle(title, fontsize=9)
     return mark_figure(fig, notice)

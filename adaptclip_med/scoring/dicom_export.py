@@ -8,10 +8,20 @@ writes, in a new series each and in the source's study:
   PixelSpacing, each frame referencing its source SOPInstanceUID);
 * ``segmentation.dcm``: a binary Segmentation (one segment, "anomaly score > threshold") when a pixel
   threshold is known;
-* ``overlay/sc_<n>.dcm``: one RGB Secondary Capture per frame, the colour overlay (image blended with
-  the jet-coloured map, fixed scale 0..1), with no text burned in by us; BurnedInAnnotation is the
-  source's (absent when the source does not say), and under ``--anonymize`` a source that declares
-  burned-in annotation gets no Secondary Capture (its pixels are not cleaned).
+* ``overlay/sc_<n>.dcm`` (``n``: position order): one RGB Secondary Capture per frame, the colour
+  overlay (image blended with the jet-coloured map, fixed scale 0..1) with, to its right, the colour
+  scale (1 at the top, 0 at the bottom, the pixel threshold as a white line with its value) and, for an
+  untrained model, an ``UNTRAINED`` band under the image (:func:`sc_pixels`). Each references its
+  source image (SourceImageSequence: SOP Class and Instance UID, the frame of a multi-frame source;
+  purpose "source image for image processing operation") and carries the source's InstanceNumber (the
+  frame number for a multi-frame source), PatientOrientation and PixelSpacing, so "image 4" of the
+  overlay series is image 4 of the source. The Secondary Capture IOD has no Image Plane module:
+  ImagePositionPatient, ImageOrientationPatient, SliceLocation and a Frame of Reference would make it a
+  Standard Extended SOP Class (dciodvfy warns), so the position is given by the reference and the
+  InstanceNumber instead. The burned-in text is the scale's numbers and ``UNTRAINED``, never patient
+  data: BurnedInAnnotation (which says whether the pixels identify the patient) stays the source's
+  (absent when the source does not say), and under ``--anonymize`` a source that declares burned-in
+  annotation gets no Secondary Capture (its pixels are not cleaned).
 
 Parametric Map and Segmentation need the source geometry (a Frame of Reference, ImagePositionPatient /
 ImageOrientationPatient, PixelSpacing); without it only the Secondary Captures are written and the
@@ -34,6 +44,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import SegmentationStorage, generate_uid
 
@@ -74,6 +86,73 @@ def blend_overlay(image: np.ndarray, amap: np.ndarray, alpha: float = OVERLAY_AL
     rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
     colour = colormaps["jet"](np.clip(amap, 0.0, 1.0))[..., :3] * 255.0
     return np.clip(np.round((1 - alpha) * rgb + alpha * colour), 0, 255).astype(np.uint8)
+
+
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.truetype("DejaVuSans-Bold.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size)
+
+
+def sc_pixels(image: np.ndarray, amap: np.ndarray, *, pixel_threshold: float | None = None,
+              untrained: bool = False) -> np.ndarray:
+    """The Secondary Capture's RGB pixels: the overlay, its colour scale to the right, the untrained mark.
+
+    Args:
+        image: ``(H, W[, 3])`` uint8 picture (the source's pixel grid).
+        amap: ``(H, W)`` map on the same grid (scale 0..1, clipped).
+        pixel_threshold: drawn on the scale as a white line with its value (None: not drawn).
+        untrained: add a band under the image reading ``UNTRAINED``.
+
+    Returns:
+        ``(H', W', 3)`` uint8: the overlay at rows ``:H``, columns ``:W`` (the source's geometry, so
+        PixelSpacing and PatientOrientation hold); black elsewhere but for the scale and the mark. The
+        only text is ``1``, ``0``, the threshold's value and ``UNTRAINED``: nothing of the patient.
+    """
+    overlay = blend_overlay(image, amap)
+    h, w = overlay.shape[:2]
+    size = max(8, h // 24)
+    font = _font(size)
+    gap, bar_w = max(2, w // 64), max(3, w // 24)
+    labels = ["1", "0"] + ([f"{pixel_threshold:.2f}"] if pixel_threshold is not None else [])
+    text_w = max(int(font.getlength(t)) for t in labels) + 4
+    band = size + 6 if untrained else 0
+    width = w + gap + bar_w + 2 + text_w
+    if untrained:
+        width = max(width, int(font.getlength("UNTRAINED")) + 6)
+    canvas = np.zeros((h + band, width, 3), dtype=np.uint8)
+    canvas[:h, :w] = overlay
+    x0 = w + gap
+    scale = colormaps["jet"](np.linspace(1.0, 0.0, h))[:, :3] * 255.0  # row 0 = score 1
+    canvas[:h, x0:x0 + bar_w] = np.round(scale)[:, None, :].astype(np.uint8)
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    tx = x0 + bar_w + 2
+    draw.text((tx, 0), "1", fill="white", font=font, anchor="lt")
+    draw.text((tx, h - 1), "0", fill="white", font=font, anchor="lb")
+    if pixel_threshold is not None and 0.0 <= pixel_threshold <= 1.0:
+        y = round((1.0 - pixel_threshold) * (h - 1))
+        draw.line([(x0 - 1, y), (x0 + bar_w, y)], fill="white", width=max(1, h // 256))
+        if size <= y <= h - 1 - size:  # clear of the 1 and 0
+            draw.text((tx, y), labels[2], fill="white", font=font, anchor="lm")
+    if untrained:
+        draw.text((2, h + band // 2), "UNTRAINED", fill=(255, 214, 0), font=font, anchor="lm")
+    return np.asarray(picture)
+
+
+def source_reference(ds: pydicom.Dataset, frame: int | None = None) -> Dataset:
+    """A SourceImageSequence item naming ``ds`` (and its ``frame``, 1-based, of a multi-frame source)."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = ds.SOPClassUID
+    item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    if frame is not None:
+        item.ReferencedFrameNumber = frame
+    purpose = Dataset()  # CID 7202: source image for image processing operation
+    purpose.CodeValue, purpose.CodingSchemeDesignator = "121322", "DCM"
+    purpose.CodeMeaning = "Source image for image processing operation"
+    item.PurposeOfReferenceCodeSequence = [purpose]
+    return item
 
 
 def resample_to_sources(maps: list[np.ndarray], sources: list[pydicom.Dataset]) -> np.ndarray:
@@ -188,16 +267,20 @@ def export_dicom(files: list[Path], maps: list[np.ndarray], images: list[np.ndar
         notes.append("no Secondary Captures: the source declares burned-in annotation (BurnedInAnnotation YES) "
                      "and --anonymize does not clean pixel data")
         return {"files": [str(p.relative_to(out_dir.parent)) for p in written], "notes": notes}
+    series = len(sources) == len(values)
     for i, (amap, image) in enumerate(zip(values, images, strict=True)):
-        ref = sources[i] if len(sources) == len(values) else sources[0]
+        ref = sources[i] if series else sources[0]
         orientation = patient_orientation(ref)
         spacing = tuple(float(v) for v in ref.PixelSpacing) if "PixelSpacing" in ref else None
+        number = ref.get("InstanceNumber") if series else None  # as the viewer numbers the source image
+        pixels = sc_pixels(np.asarray(image), amap, pixel_threshold=pixel_threshold, untrained=notice is not None)
         sc = hd.sc.SCImage.from_ref_dataset(
-            ref, blend_overlay(np.asarray(image), amap), "RGB", 8, "PATIENT", uid["sc"], SERIES_NUMBERS["sc"],
-            generate_uid(entropy_srcs=[key, "sc", str(i)]), i + 1, MANUFACTURER, pixel_spacing=spacing,
-            patient_orientation=orientation or ("L", "P"))
+            ref, pixels, "RGB", 8, "PATIENT", uid["sc"], SERIES_NUMBERS["sc"],
+            generate_uid(entropy_srcs=[key, "sc", str(i)]), int(number) if number not in (None, "") else i + 1,
+            MANUFACTURER, pixel_spacing=spacing, patient_orientation=orientation or ("L", "P"))
         if orientation is None:  # no ImageOrientationPatient: the source's own value, or empty (unknown)
             sc.PatientOrientation = ref.get("PatientOrientation", "")
+        sc.SourceImageSequence = [source_reference(ref, None if series else i + 1)]
         sc.ImageComments = comment
         if "BurnedInAnnotation" in ref:  # the overlay shows the source's pixels: its text, if it has any
             sc.BurnedInAnnotation = ref.BurnedInAnnotation

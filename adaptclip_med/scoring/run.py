@@ -45,6 +45,8 @@ from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
 from adaptclip_med.scoring.inputs import Study, discover
 from adaptclip_med.scoring.scorer import ResultRecord, Scorer, scrub, unit_record
+from adaptclip_med.scoring.slice_refs import COLUMNS as REF_COLUMNS
+from adaptclip_med.scoring.slice_refs import SliceRef, slice_refs
 
 OVERLAY_MODES = ("peak", "all", "none")
 #: Words every run writes (levels, folders, descriptions): a folder of that name is not flagged by the audit.
@@ -179,7 +181,8 @@ def _fingerprint(config: ScoreConfig, model: Any, manifest: list[dict], hasher: 
 
 
 def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any], config: ScoreConfig,
-                overlay_of: dict[int, str], notice: str | None, skipped: list[tuple[str, str]]) -> list[dict]:
+                overlay_of: dict[int, str], notice: str | None, skipped: list[tuple[str, str]],
+                refs: list[SliceRef]) -> list[dict]:
     level = {"image": "image", "nifti": "slice", "series": "slice", "multiframe": "frame"}[study.kind]
     rows, scores = [], []
     reasons = {item for item in results if isinstance(item, str)}
@@ -193,14 +196,16 @@ def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any],
             continue
         above = None if thr["image_threshold"] is None else is_anomalous(item["score"], thr["image_threshold"])
         rows.append({"id": uid, "level": level, "slice": None if study.kind == "image" else k, "score": item["score"],
-                     "above_threshold": above, "overlay": overlay_of.get(k, ""), "notice": notice or ""})
+                     "above_threshold": above, "overlay": overlay_of.get(k, ""), "notice": notice or "",
+                     **refs[k].columns})
         scores.append((k, item["score"]))
     if study.is_volume and scores:
         summary = O.volume_summary([s for _, s in scores], config.topk)
         above = None if thr["image_threshold"] is None else is_anomalous(summary["score"], thr["image_threshold"])
+        peak = scores[int(summary["peak_slice"])][0]
         rows.append({"id": sid, "level": {"nifti": "volume"}.get(study.kind, study.kind), "score": summary["score"],
-                     "topk_mean": summary["topk_mean"], "peak_slice": scores[int(summary["peak_slice"])][0],
-                     "above_threshold": above, "notice": notice or ""})
+                     "topk_mean": summary["topk_mean"], "peak_slice": peak,
+                     "above_threshold": above, "notice": notice or "", **refs[peak].columns})  # the peak's
     return rows
 
 
@@ -258,20 +263,23 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
                     tqdm.write(f"warning: {sid}: {note}", file=sys.stderr)
             keep = (bool(study.dicom_files) and config.dicom) or config.overlays == "all"
             results = scorer.score(study.units, keep_pictures=keep, bar=bar)
+            refs = slice_refs(study, namer.pseudo)  # named and shown as a viewer does
             tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"])
-            overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice)
+            overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice, refs)
             result.overlays += len(overlay_of)
-            rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped)
+            rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped, refs)
             _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes, namer.pseudo)
     result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     if not rows:
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
         raise AdaptCLIPError(_nothing_msg(config, skipped, out))
-    columns = ["id", "level", "slice", "score", "topk_mean", "peak_slice", "above_threshold", "overlay", "notice"]
+    columns = ["id", "level", "slice", "score", "topk_mean", "peak_slice", *REF_COLUMNS, "above_threshold", "overlay",
+               "notice"]
     _drop_stale_overlays(out, {r.get("overlay") for r in rows})
     table = pd.DataFrame(rows, columns=columns)
-    table[["slice", "peak_slice"]] = table[["slice", "peak_slice"]].astype("Int64")
+    ints = ["slice", "peak_slice", "InstanceNumber", "voxel_index"]
+    table[ints] = table[ints].astype("Int64")
     _write_csv(out / "scores.csv", table)
     _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
     if manifest:
@@ -324,8 +332,9 @@ def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerpri
 
 
 def _overlays(study: Study, results: list[Any], scorer: Scorer, thr: dict[str, Any], config: ScoreConfig,
-              out: Path, tag: str, notice: str | None) -> dict[int, str]:
-    """Write the overlay PNGs of one study; ``{unit index: path relative to out}``."""
+              out: Path, tag: str, notice: str | None, refs: list[SliceRef]) -> dict[int, str]:
+    """Write the overlay PNGs of one study, radiological convention (``refs``); ``{unit index: path relative
+    to out}``."""
     good = [k for k, r in enumerate(results) if isinstance(r, dict)]
     if config.overlays == "none" or not good:
         return {}
@@ -334,14 +343,15 @@ def _overlays(study: Study, results: list[Any], scorer: Scorer, thr: dict[str, A
     written = {}
     for k in picks:
         item = results[k]
-        rel = Path("overlays") / f"{O.file_tag(tag, item['key'], notice)}.png"  # content + settings: reusable
+        rel = Path("overlays") / f"{O.file_tag(tag, item['key'], notice, thr['image_threshold'])}.png"  # reusable
         written[k] = rel.as_posix()
         if (out / rel).is_file():
             continue
         image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])
-        label = "image" if study.kind == "image" else f"slice {k} of {len(study.units)}"
-        write_overlay(out / rel, image, item["map"], score=item["score"], threshold=thr["pixel_threshold"],
-                      label=label, notice=notice)
+        shown, amap = refs[k].show(np.asarray(image), np.asarray(item["map"]))
+        write_overlay(out / rel, shown, amap, score=item["score"], threshold=thr["pixel_threshold"],
+                      label=refs[k].label, notice=notice, image_threshold=thr["image_threshold"],
+                      letters=refs[k].letters)
     return written
 
 
