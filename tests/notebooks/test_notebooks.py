@@ -35,6 +35,7 @@ EXPECTED = [
     "03_few_shot_medical.ipynb",
     "04_volumes.ipynb",
     "05_train_adapters.ipynb",
+    "06_compare_methods.ipynb",
 ]
 WITH_VIEWER = {"01_quickstart.ipynb", "04_volumes.ipynb"}
 KERNEL = "adaptclip-med-test"
@@ -43,7 +44,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 BAND_RGB = np.rint(255 * np.array(to_rgb(BAND_FACE))).astype(int)
 
 
-def test_the_five_notebooks_exist_start_with_parameters_and_have_no_mode_switch() -> None:
+def test_the_six_notebooks_exist_start_with_parameters_and_have_no_mode_switch() -> None:
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == EXPECTED
     for name in EXPECTED:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
