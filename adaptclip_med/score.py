@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map threshold of contours and the DICOM Segmentation (default: calibrated, else --threshold)")
     d.add_argument("--target-specificity", type=float, default=0.95,
                    help="specificity the calibrated image threshold aims at on the normals (default: 0.95)")
+    from adaptclip_med.scoring.applicability import add_arguments as add_gate_arguments
+
+    add_gate_arguments(p.add_argument_group("anatomy ROI and applicability gate (docs/roi.md)"))
     o = p.add_argument_group("outputs")
     o.add_argument("--overlays", choices=("peak", "all", "none"), default="peak",
                    help="overlay PNGs: each image and each volume's peak slice (default), every slice, or none")
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, argv: list[str]):
     """Validate the arguments and build the :class:`~adaptclip_med.scoring.ScoreConfig`."""
     from adaptclip_med.scoring import ScoreConfig
+    from adaptclip_med.scoring.applicability import from_args as gate_from_args
 
     checks = (
         ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
@@ -84,6 +88,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     if args.key_file and not args.anonymize:
         msg = "--key-file is the key of --anonymize's pseudonyms; pass --anonymize too (or drop --key-file)"
         raise AdaptCLIPError(msg)
+    roi, gate = gate_from_args(args)
     model = EvalConfig(datasets=(), roots=(), backbone=args.backbone, pretrained=args.pretrained,
                        checkpoint=args.checkpoint, image_size=args.image_size,
                        allow_random_backbone=args.allow_random_backbone, device=args.device,
@@ -93,7 +98,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         inputs=tuple(args.inputs), out=args.out, model=model, normals=args.normals, max_normals=args.max_normals,
         threshold=args.threshold, pixel_threshold=args.pixel_threshold, topk=args.topk, overlays=args.overlays,
         dicom=not args.no_dicom, anonymize=args.anonymize, key_file=args.key_file,
-        command_line=shlex.join([sys.executable, "-m", "adaptclip_med.score", *argv]))
+        roi=roi, gate=gate, command_line=shlex.join([sys.executable, "-m", "adaptclip_med.score", *argv]))
 
 
 def main(argv: list[str] | None = None) -> int:

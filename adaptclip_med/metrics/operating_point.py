@@ -136,6 +136,23 @@ def conformal_threshold(normal_scores: np.ndarray, target_specificity: float = 0
 DECISION_RULE = "score > threshold"
 
 
+def conformal_p_value(normal_scores: np.ndarray, score: float) -> float:
+    """Conformal p-value of ``score`` among ``n`` leave-one-out normal scores (higher = more unusual).
+
+    ``(1 + #{normal >= score}) / (n + 1)``: under exchangeability with the normals, the chance that a
+    normal image scores at least as high. Its smallest value is ``1 / (n + 1)``, so a level ``α`` can only
+    be reached with ``n >= 1/α − 1`` normals (19 for 0.05).
+
+    Raises:
+        ValueError: no normal score, or a non-finite one.
+    """
+    v = np.asarray(normal_scores, dtype=np.float64).ravel()
+    if v.size == 0 or not np.isfinite(v).all() or not np.isfinite(score):
+        msg = f"conformal p-value: got {v.size} normal score(s) (finite expected) and score {score!r}"
+        raise ValueError(msg)
+    return float((1 + np.count_nonzero(v >= score)) / (v.size + 1))
+
+
 def is_anomalous(score: np.ndarray | float, threshold: float) -> np.ndarray | bool:
     """:data:`DECISION_RULE` applied to a score, or elementwise to an array of scores / map values."""
     out = np.asarray(score) > threshold

@@ -124,3 +124,19 @@ def fuse_few_shot(
         "image_prob_mean": prob_mean, "map_max": peak, "pred_score": score,
     }
 
+
+
+def score_with_peak(scores: dict[str, torch.Tensor], peak: torch.Tensor) -> torch.Tensor:
+    """``pred_score`` recomputed with another map peak (the maximum inside an ROI), by the fusion's own rule.
+
+    Zero-shot ``(va + ta + peak) / 3`` (:func:`fuse_zero_shot`); few-shot
+    ``harmonic_mean(image_prob_mean, peak)`` (:func:`fuse_few_shot`). With ``peak = scores["map_max"]``
+    it is ``pred_score``.
+
+    Args:
+        scores: an output's per-branch ``(B,)`` scores: ``"va"``, ``"ta"`` and, few-shot, ``"image_prob_mean"``.
+        peak: ``(B,)`` the map maxima to use.
+    """
+    if "image_prob_mean" in scores:
+        return harmonic_mean([scores["image_prob_mean"], peak])
+    return (scores["va"] + scores["ta"] + peak) / 3

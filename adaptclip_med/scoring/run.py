@@ -37,10 +37,12 @@ from adaptclip_med.metrics.operating_point import is_anomalous
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlay_file import write_overlay
+from adaptclip_med.roi.gate import GateConfig
 from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_path, atomic_write_json
 from adaptclip_med.runtime.keys import Key, reuse_key
+from adaptclip_med.scoring import applicability as A
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
 from adaptclip_med.scoring.inputs import Study, discover
@@ -91,6 +93,8 @@ class ScoreConfig:
     anonymize: bool = False
     key_file: str | None = None
     command_line: str = ""
+    roi: str = "none"
+    gate: GateConfig = field(default_factory=lambda: GateConfig(enabled=False))
 
     @property
     def untrained(self) -> bool:
@@ -251,6 +255,9 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
     record = ResultRecord(out / "cache", key, hasher)
     result.why = record.why
     scorer = Scorer(model, transform, bank, record, config.model.batch_size, store=store, stats=result.encodes)
+    gated = A.active(config.roi, config.gate)  # --roi / the gate: decided per unit before encoding
+    scorer.details = gated
+    normal_g = A.normal_globals(feats) if gated else (None, None)
     rows, notes, warned = [], {}, {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:
@@ -262,12 +269,19 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
                 for note in warned[sid]:
                     tqdm.write(f"warning: {sid}: {note}", file=sys.stderr)
             keep = (bool(study.dicom_files) and config.dicom) or config.overlays == "all"
-            results = scorer.score(study.units, keep_pictures=keep, bar=bar)
+            plan = A.plan_study(study, config.roi, config.gate) if gated else None
+            results = scorer.score(study.units if plan is None else [study.units[k] for k in plan.score],
+                                   keep_pictures=keep, bar=bar)
+            if plan is not None:
+                bar.update(len(study.units) - len(plan.score))
+                results = plan.merge(study, results, *normal_g)
             refs = slice_refs(study, namer.pseudo)  # named and shown as a viewer does
-            tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"])
+            tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"],
+                             *([A.settings(config.roi, config.gate)] if gated else []))
             overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice, refs)
             result.overlays += len(overlay_of)
-            rows += _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped, refs)
+            study_rows = _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped, refs)
+            rows += study_rows if plan is None else A.study_rows(plan, study, sid, study_rows, skipped, notice)
             _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes, namer.pseudo)
     result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
@@ -275,7 +289,7 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
         raise AdaptCLIPError(_nothing_msg(config, skipped, out))
     columns = ["id", "level", "slice", "score", "topk_mean", "peak_slice", *REF_COLUMNS, "above_threshold", "overlay",
-               "notice"]
+               "notice", *(["applicability", "applicability_reasons"] if config.gate.enabled else [])]
     _drop_stale_overlays(out, {r.get("overlay") for r in rows})
     table = pd.DataFrame(rows, columns=columns)
     ints = ["slice", "peak_slice", "InstanceNumber", "voxel_index"]
@@ -286,7 +300,9 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
         atomic_write_json(out / "prompts.json", {"normals": manifest, "k": len(manifest), **marked})
     run = {"title": "adaptclip_med score", **marked, "settings": settings, "threshold": thr,
            "config": {k: v for k, v in asdict(config).items() if k not in ("inputs", "normals", "key_file",
-                                                                         "command_line", "out", "model")},
+                                                                         "command_line", "out", "model", "roi",
+                                                                         "gate")},
+           **({"applicability": A.settings(config.roi, config.gate)} if gated else {}),
            "command_line": "" if config.anonymize else config.command_line, "inputs": len(config.inputs),
            "counts": {"scored": result.scored, "reused": result.reused, "skipped": result.skipped},
            "device_batch": device_batch(model).effective(config.model.batch_size),
@@ -348,9 +364,9 @@ def _overlays(study: Study, results: list[Any], scorer: Scorer, thr: dict[str, A
         if (out / rel).is_file():
             continue
         image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])
-        shown, amap = refs[k].show(np.asarray(image), np.asarray(item["map"]))
+        shown, amap = refs[k].show(A.decorate(np.asarray(image), item.get("roi")), np.asarray(item["map"]))
         write_overlay(out / rel, shown, amap, score=item["score"], threshold=thr["pixel_threshold"],
-                      label=refs[k].label, notice=notice, image_threshold=thr["image_threshold"],
+                      label=A.title_label(refs[k].label, item), notice=notice, image_threshold=thr["image_threshold"],
                       letters=refs[k].letters)
     return written
 

@@ -33,6 +33,9 @@ from adaptclip_med.runtime.privacy import scrub
 from adaptclip_med.runtime.skips import reason_of
 from adaptclip_med.scoring.inputs import Unit
 
+#: The branch scores a result keeps for ``--roi`` (:func:`adaptclip_med.model.fusion.score_with_peak`).
+PARTS = ("va", "ta", "image_prob_mean")
+
 
 def unit_record(unit: Unit) -> Record:
     """A unit to score as a record of the encode path (and of the feature store's keys)."""
@@ -82,12 +85,21 @@ class ResultRecord:
         if not path.is_file():
             return None
         with np.load(path) as npz:
-            return {"score": float(npz["score"]), "map": npz["map"]}
+            found: dict[str, Any] = {"score": float(npz["score"]), "map": npz["map"]}
+            if "parts" in npz:  # the branch scores (--roi) and the global embedding (the gate's feature rule)
+                found["parts"] = dict(zip(PARTS, (float(v) for v in npz["parts"]), strict=False))
+                found["parts"] = {k: v for k, v in found["parts"].items() if np.isfinite(v)}
+                found["global"] = npz["global"]
+            return found
 
-    def save(self, key: str, score: float, anomaly_map: np.ndarray) -> None:
-        """Write one entry atomically."""
+    def save(self, key: str, score: float, anomaly_map: np.ndarray, parts: dict[str, float] | None = None,
+             global_: np.ndarray | None = None) -> None:
+        """Write one entry atomically (``parts`` / ``global_``: kept for ``--roi`` and the gate, when given)."""
+        extra = {} if parts is None or global_ is None else {
+            "parts": np.array([parts.get(k, np.nan) for k in PARTS], dtype=np.float64),
+            "global": np.asarray(global_, dtype=np.float32)}
         with atomic_path(self.folder / f"{key}.npz") as tmp, tmp.open("wb") as fh:
-            np.savez_compressed(fh, score=np.float64(score), map=anomaly_map.astype(np.float32))
+            np.savez_compressed(fh, score=np.float64(score), map=anomaly_map.astype(np.float32), **extra)
 
 
 class Scorer:
@@ -111,6 +123,7 @@ class Scorer:
         self.batch_size, self.store = batch_size, store
         self.stats = stats if stats is not None else EncodeStats()
         self.scored = self.reused = 0
+        self.details = False  # keep the branch scores and global embedding (--roi, the gate): set by the run
 
     def picture(self, unit: Unit) -> np.ndarray:
         """The unit's ``(H, W, 3)`` uint8 picture, as the overlays draw it."""
@@ -125,7 +138,7 @@ class Scorer:
                 key = self.record.key(unit)
                 item: dict[str, Any] = {"key": key, "image": None}
                 found = self.record.load(key)
-                if found is not None:
+                if found is not None and (not self.details or "parts" in found):
                     item.update(found)
                     if keep_pictures:
                         item["image"] = self.picture(unit)
@@ -159,7 +172,12 @@ class Scorer:
             item.update(score=float(s), map=m.astype(np.float32))
             picture = batch.kept[j].get("image_u8")
             item["image"] = None if picture is None else np.asarray(picture)
-            self.record.save(item["key"], s, m)
+            if self.details:
+                item["parts"] = {k: float(out.scores[k][j]) for k in PARTS if k in out.scores}
+                item["global"] = batch.feats.global_[j].float().cpu().numpy().reshape(-1)
+                self.record.save(item["key"], s, m, item["parts"], item["global"])
+            else:
+                self.record.save(item["key"], s, m)
         self.scored += len(batch.records)
 
     def _predict(self, batch: EncodedBatch) -> AnomalyOutput:
