@@ -17,7 +17,10 @@ from adaptclip_med.runtime.argparsing import CLIParser, require_values
 from adaptclip_med.runtime.errors import AdaptCLIPError
 
 #: Kept in step with ``adaptclip_med.loading.factory.PRECISIONS`` (not imported: ``--help`` must not load torch).
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+#: Kept in step with ``adaptclip_med.engines.ENGINES`` / ``INT8_MODES``.
+ENGINES = ("torch", "onnxruntime", "openvino")
+INT8_MODES = ("weights", "full")
 
 DESCRIPTION = """\
 Measure how well AdaptCLIP separates normal from abnormal images (and, where masks exist, finds the
@@ -86,6 +89,22 @@ def add_device_arguments(r: argparse._ArgumentGroup) -> None:
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
     r.add_argument("--batch-size", type=int, default=8,
                    help="images per forward pass; bounds memory (default: 8; 32 suits a large GPU)")
+    add_engine_arguments(r)
+
+
+def add_engine_arguments(r: argparse._ArgumentGroup) -> None:
+    """``--precision``, ``--engine``, ``--int8`` and ``--int8-calibration`` (``evaluate``, ``score``, ``train``)."""
+    r.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="backbone arithmetic: fp32, bf16 / fp16 autocast (fp16 on GPUs), or int8 (with --engine "
+                        "onnxruntime or openvino) (default: fp32)")
+    r.add_argument("--engine", choices=ENGINES, default="torch",
+                   help="what computes the backbone features: torch, or its exported graph run by onnxruntime or "
+                        "openvino on the CPU (built on first use, cached) (default: torch)")
+    r.add_argument("--int8", choices=INT8_MODES, default=None,
+                   help="with --precision int8: weights (weight-only, no calibration) or full (weights and "
+                        "activations, calibrated on --int8-calibration) (default: weights)")
+    r.add_argument("--int8-calibration", default=None, metavar="DIR",
+                   help="folder of normal images of the kind scored, to calibrate --int8 full")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,8 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--out", default="reports/run", help="output folder; re-use it to resume (default: reports/run)")
     add_device_arguments(r)
-    r.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="backbone arithmetic: fp32, or bf16 / fp16 autocast (fp16 on GPUs) (default: fp32)")
     r.add_argument("--workers", type=int, default=None,
                    help="image-loading processes (default: min(4, CPU count) with --device cuda, else 0)")
     add_store_arguments(r)
@@ -219,6 +236,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         backbone=args.backbone, pretrained=args.pretrained,
         checkpoint=args.checkpoint, image_size=args.image_size, allow_random_backbone=args.allow_random_backbone,
         device=args.device, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
+        engine=args.engine, int8=args.int8, int8_calibration=args.int8_calibration,
         limit=args.limit,
         pixel_mode=args.pixel_metrics, n_bins=args.bins, map_range=tuple(args.map_range),
         target_specificity=args.target_specificity, pixel_specificity=args.pixel_specificity,

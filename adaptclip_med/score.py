@@ -92,6 +92,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     model = EvalConfig(datasets=(), roots=(), backbone=args.backbone, pretrained=args.pretrained,
                        checkpoint=args.checkpoint, image_size=args.image_size,
                        allow_random_backbone=args.allow_random_backbone, device=args.device,
+                       precision=args.precision, engine=args.engine, int8=args.int8,
+                       int8_calibration=args.int8_calibration,
                        batch_size=args.batch_size, target_specificity=args.target_specificity,
                        feature_cache=args.feature_cache, feature_cache_max_gb=args.feature_cache_max_gb)
     return ScoreConfig(

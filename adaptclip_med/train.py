@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from adaptclip_med.evaluate import add_engine_arguments
 from adaptclip_med.runtime.argparsing import CLIParser
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.training.config import BRANCHES, SCHEDULES, TrainConfig
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branches", default=",".join(d.branches),
                    help=f"comma-separated subset of {','.join(BRANCHES)} (zero-shot only: va,ta)")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1, mps")
+    add_engine_arguments(p)
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default OUT/cache; with --feature-cache: the masks only)")
     p.add_argument("--feature-cache", default=None, metavar="DIR",
@@ -81,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(args.dataset, args.root, args.out, backbone=args.backbone, pretrained=pretrained,
                        image_size=args.image_size, checkpoint=args.checkpoint,
                        allow_random_backbone=args.allow_random_backbone, config=config,
-                       cache_dir=args.cache_dir, feature_cache=args.feature_cache,
+                       cache_dir=args.cache_dir, feature_cache=args.feature_cache, engine=args.engine,
+                       precision=args.precision, int8=args.int8, int8_calibration=args.int8_calibration,
                        feature_cache_max_gb=args.feature_cache_max_gb, resume=args.resume, precompute=args.precompute,
                        export_authors=not args.no_export, strict=args.strict, ctx=ctx)
     except (AdaptCLIPError, ValueError, FileExistsError, FileNotFoundError) as exc:

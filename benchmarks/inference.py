@@ -6,6 +6,13 @@ a fresh subprocess so its peak RSS is its own. Examples::
     python benchmarks/inference.py --backbone adaptclip-tiny --image-size 518
     python benchmarks/inference.py --backbone ViT-L-14-336 --image-size 518 --batch 1 8 --shots 0 1 4
     python benchmarks/inference.py --backbone ViT-L-14-336 --precision bf16 --device cuda
+    python benchmarks/inference.py --backbone ViT-L-14-336 --image-size 518 --batch 1 8 --shots 0 \
+        --engine torch onnxruntime openvino --int8 weights full
+
+``--engine``: torch and/or the exported graph run by ONNX Runtime / OpenVINO (CPU; built and cached on
+first use, outside the timing), each fp32 and, with ``--int8``, in each int8 mode (``full`` is calibrated
+on 4 random images here: the speed does not depend on them, the accuracy does; see
+benchmarks/export_parity.py for that).
 
 Prompt images are encoded once per prompt set (``fit_prompts``), as in a real evaluation; their cost
 is printed separately as ``fit ms/prompt``.
@@ -51,9 +58,12 @@ def run_one(args: argparse.Namespace) -> dict:
     from adaptclip_med import load_model
 
     torch.manual_seed(0)
+    int8 = args.int8[0] if args.int8 else None
+    size = args.image_size
+    calibration = torch.randn(4, 3, size, size) if int8 == "full" else None
     model = load_model(args.backbone, None, image_size=args.image_size, device=args.device,
-                       allow_random_backbone=True, precision=args.precision)
-    size = model.image_size
+                       allow_random_backbone=True, precision="int8" if int8 else args.precision,
+                       engine=args.engine[0], int8=int8, calibration=calibration)
     images = torch.randn(args.batch, 3, size, size, device=args.device)
     fit_ms = 0.0
     bank = None
@@ -74,7 +84,8 @@ def run_one(args: argparse.Namespace) -> dict:
             step()
             _sync(args.device)
             times.append(time.perf_counter() - start)
-    return {"mode": args.mode, "batch": args.batch, "shots": args.shots,
+    return {"mode": args.mode, "engine": args.engine[0], "precision": f"int8-{int8}" if int8 else args.precision,
+            "batch": args.batch, "shots": args.shots,
             "ms_per_image": min(times) * 1000 / args.batch, "fit_ms_per_prompt": fit_ms,
             "peak_rss_mib": _peak_rss_mib(),
             "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else 0.0}
@@ -88,7 +99,10 @@ def main() -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 1, 4])
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per configuration (min is reported)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="of the torch engine")
+    parser.add_argument("--engine", nargs="+", default=["torch"], choices=["torch", "onnxruntime", "openvino"])
+    parser.add_argument("--int8", nargs="*", default=[], choices=["weights", "full"],
+                        help="also time each exported engine's int8 graph in these modes")
     parser.add_argument("--mode", choices=["adaptclip", "plain"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:  # child process: one configuration
@@ -97,16 +111,20 @@ def main() -> None:
         return
     print(f"backbone={args.backbone} image_size={args.image_size} device={args.device} precision={args.precision} "
           f"threads={torch.get_num_threads()} torch={torch.__version__}")
-    print(f"{'mode':<10}{'batch':>6}{'shots':>6}{'ms/image':>12}{'fit ms/prompt':>15}{'peak RSS MiB':>14}")
-    configs = [("plain", b, 0) for b in args.batch] + [("adaptclip", b, k) for b in args.batch for k in args.shots]
-    for mode, batch, shots in configs:
+    print(f"{'mode':<10}{'engine':<12}{'precision':<13}{'batch':>6}{'shots':>6}{'ms/image':>12}"
+          f"{'fit ms/prompt':>15}{'peak RSS MiB':>14}")
+    variants = [(e, None) for e in args.engine] + [(e, m) for e in args.engine if e != "torch" for m in args.int8]
+    configs = [("plain", "torch", None, b, 0) for b in args.batch if "torch" in args.engine]
+    configs += [("adaptclip", e, m, b, k) for e, m in variants for b in args.batch for k in args.shots]
+    for mode, engine, int8, batch, shots in configs:
         cmd = [sys.executable, __file__, "--mode", mode, "--backbone", args.backbone, "--image-size",
                str(args.image_size), "--batch", str(batch), "--shots", str(shots), "--repeats", str(args.repeats),
-               "--device", args.device, "--precision", args.precision]
+               "--device", args.device, "--precision", args.precision, "--engine", engine,
+               *(["--int8", int8] if int8 else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
-        print(f"{r['mode']:<10}{r['batch']:>6}{r['shots']:>6}{r['ms_per_image']:>12.1f}"
-              f"{r['fit_ms_per_prompt']:>15.1f}{r['peak_rss_mib']:>14.0f}", flush=True)
+        print(f"{r['mode']:<10}{r['engine']:<12}{r['precision']:<13}{r['batch']:>6}{r['shots']:>6}"
+              f"{r['ms_per_image']:>12.1f}{r['fit_ms_per_prompt']:>15.1f}{r['peak_rss_mib']:>14.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from adaptclip_med.runtime.keys import Key, reuse_key
 RESULT_FIELDS: tuple[str, ...] = (
     "backbone", "pretrained", "checkpoint", "image_size", "precision", "limit", "pixel_mode", "n_bins",
     "map_range", "target_specificity", "pixel_specificity", "n_boot", "normal_prompts", "group_pattern",
+    "engine", "int8", "int8_calibration",
 )
 
 
@@ -47,7 +48,11 @@ class EvalConfig:
         allow_random_backbone: accept random (untrained) backbone weights (tests and demos only).
         device / batch_size / workers: inference settings (``workers`` DataLoader processes; None =
             ``min(4, CPU count)`` on CUDA, 0 on the CPU: see :meth:`loader_workers`).
-        precision: ``"fp32"``, or autocast of the backbone to ``"bf16"`` / ``"fp16"`` (GPU).
+        precision: ``"fp32"``, autocast of the backbone to ``"bf16"`` / ``"fp16"`` (GPU), or ``"int8"``
+            (an exported engine's int8 graph).
+        engine / int8 / int8_calibration: what computes the frozen features (``"torch"``,
+            ``"onnxruntime"``, ``"openvino"``), the int8 mode (``"weights"``, ``"full"``; None = the
+            recommended one) and the normal images ``full`` is calibrated on (``load_model``).
         limit: at most this many query images per class (balanced normal/abnormal), for a quick look.
         pixel_mode: ``"auto"`` / ``"exact"`` / ``"binned"`` pixel metrics (see ``adaptclip_med.metrics``).
         n_bins / map_range: bins (a power of two) and initial range of the binned pixel metrics' histogram
@@ -87,6 +92,9 @@ class EvalConfig:
     allow_random_backbone: bool = False
     device: str = "cpu"
     precision: str = "fp32"
+    engine: str = "torch"
+    int8: str | None = None
+    int8_calibration: str | None = None
     batch_size: int = 8
     workers: int | None = None
     limit: int | None = None

@@ -44,8 +44,9 @@ def feature_spec(model: torch.nn.Module) -> dict[str, Any]:
     size, feature layers, V-V start block, the backbone config's content hash, the architecture
     (activation, module structure), the device type, the precision (``fp32``/``bf16``/``fp16``
     autocast), the SHA-256 of the frozen vision weights' bytes, and the preprocessing (8-bit Pillow
-    bicubic squash to ``S×S``, CLIP mean/std; masks: Pillow bilinear, > 0.5). Not the batch size: the
-    stored features are shared by commands that batch differently (see docs/evaluation.md).
+    bicubic squash to ``S×S``, CLIP mean/std; masks: Pillow bilinear, > 0.5), and the engine with its int8
+    mode (:func:`engine_part`). Not the batch size: the stored features are shared by commands that batch
+    differently (see docs/evaluation.md).
     """
     cfg = model.config
     return reuse_key(
@@ -54,7 +55,15 @@ def feature_spec(model: torch.nn.Module) -> dict[str, Any]:
         **backbone_parts(model), weights=weights_fingerprint(model.backbone),
         preprocess={"resize": "pillow-bicubic-squash-8bit", "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
                     "mask": "pillow-bilinear>0.5"},
+        engine=engine_part(model),
     ).parts
+
+
+def engine_part(model: torch.nn.Module) -> dict[str, Any]:
+    """What computes the features: ``{"engine": "torch"}``, or the exported graph's engine, precision, int8
+    mode and graph key (``load_model(engine=...)``, :meth:`adaptclip_med.engines.session.EngineEncoder.identity`)."""
+    engine = getattr(model.backbone, "engine", None)
+    return {"engine": "torch"} if engine is None else engine.identity()
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

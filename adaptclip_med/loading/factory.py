@@ -14,6 +14,7 @@ import torch
 from open_clip.model import CLIP, CustomTextCLIP
 
 from adaptclip_med.data.transforms.pixels import ModelInput
+from adaptclip_med.engines.session import calibration_images, check_engine, open_engine
 from adaptclip_med.loading.checkpoint import load_adapter_state, read_checkpoint
 from adaptclip_med.loading.model_registry import (
     BACKBONES,
@@ -44,8 +45,9 @@ from adaptclip_med.runtime.errors import AdaptCLIPError, CheckpointMismatchError
 from adaptclip_med.runtime.io import sha256_file
 
 TEMPLATE_PROMPT_WORD = "X"
-#: Accepted ``precision`` values: fp32, or autocast of the backbone to bf16 / fp16.
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+#: Accepted ``precision`` values: fp32, autocast of the backbone to bf16 / fp16, or an int8 graph of an
+#: exported engine (``engine="onnxruntime"`` / ``"openvino"``).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 
 
 class ModelSettings(Protocol):
@@ -58,6 +60,9 @@ class ModelSettings(Protocol):
     device: str
     precision: str
     allow_random_backbone: bool
+    engine: str
+    int8: str | None
+    int8_calibration: str | None
 
 
 def _model_config(backbone: str) -> tuple[dict, BackboneSpec | None]:
@@ -174,6 +179,9 @@ def load_model(
     vv_start: int | None = None,
     precision: str = "fp32",
     seed: int = 0,
+    engine: str = "torch",
+    int8: str | None = None,
+    calibration: str | os.PathLike[str] | list | torch.Tensor | None = None,
 ) -> AdaptCLIP:
     """Build AdaptCLIP on a frozen open_clip backbone, in eval mode.
 
@@ -191,6 +199,13 @@ def load_model(
         vv_start: first V-V block (default: the first feature layer).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast for the backbone; fp16 is for GPUs).
         seed: seed of the random initialisation (backbone when random, fresh adapters).
+        engine: what computes the frozen features: ``"torch"``, or the exported graph run by
+            ``"onnxruntime"`` or ``"openvino"`` (CPU; built on first use and cached on disk,
+            :mod:`adaptclip_med.engines`). The adapters and scoring stay in torch.
+        int8: with ``precision="int8"``: ``"weights"`` (weight-only, the default) or ``"full"``
+            (weights and activations, calibrated on ``calibration``).
+        calibration: normal images for ``int8="full"``: a folder, image files, or a ``(C, 3, S, S)``
+            preprocessed tensor.
 
     Raises:
         WeightsNotFoundError: weights missing and not downloadable (offline); the message says where
@@ -200,6 +215,10 @@ def load_model(
     """
     if precision not in PRECISIONS:
         msg = f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}"
+        raise ValueError(msg)
+    int8 = check_engine(engine, precision, int8)
+    if engine != "torch" and _device(device).type != "cpu":
+        msg = f"engine {engine!r} runs on the CPU; got device {device!r} (use engine='torch' on accelerators)"
         raise ValueError(msg)
     cfg, spec = _model_config(backbone)
     backbone_name = spec.name if spec else backbone
@@ -260,6 +279,10 @@ def load_model(
     model.provenance = provenance
     model.precision = precision
     model.preprocessor = ModelInput(size)
+    if engine != "torch":
+        cal = calibration_images(calibration, size) if int8 == "full" else None
+        model.backbone.engine = open_engine(vision, size, engine, int8, calibration=cal, source=provenance)
+        provenance["engine"] = model.backbone.engine.identity()
     return model.to(_device(device)).eval()
 
 
@@ -294,7 +317,9 @@ def load_model_for(config: ModelSettings) -> AdaptCLIP:
     try:
         return load_model(backbone=config.backbone, pretrained=config.pretrained, checkpoint=config.checkpoint,
                           image_size=config.image_size, device=config.device, precision=config.precision,
-                          allow_random_backbone=config.allow_random_backbone)
+                          allow_random_backbone=config.allow_random_backbone,
+                          engine=getattr(config, "engine", "torch"), int8=getattr(config, "int8", None),
+                          calibration=getattr(config, "int8_calibration", None))
     except AdaptCLIPError:
         raise
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:

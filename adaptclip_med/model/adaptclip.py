@@ -125,9 +125,13 @@ class AdaptCLIP(nn.Module):
 
         On the CPU the backbone runs one image at a time: its matrix products are already large
         (``N`` tokens × width), and smaller activations stay in cache, so a batch of 8 costs no
-        more per image than a batch of 1 (``benchmarks/inference.py``). Accelerators get the batch.
+        more per image than a batch of 1 (``benchmarks/inference.py``). Accelerators get the batch, and so
+        does an exported engine (``backbone.engine``, attached by ``load_model(engine=...)``).
         """
         images = images.to(self.device)
+        engine = getattr(self.backbone, "engine", None)
+        if engine is not None:  # the exported graph of this backbone (load_model(engine=...)): the batch at once
+            return engine(images)
         step = 1 if self.device.type == "cpu" else images.shape[0]
         chunks = []
         with self._autocast():

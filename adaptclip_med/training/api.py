@@ -103,6 +103,10 @@ def train(
     export_authors: bool = True,
     strict: bool = False,
     ctx: Dist | None = None,
+    engine: str = "torch",
+    precision: str = "fp32",
+    int8: str | None = None,
+    int8_calibration: str | Path | None = None,
 ) -> TrainResult | None:
     """Train AdaptCLIP's adapters on an industrial data set (method spec §5).
 
@@ -126,6 +130,9 @@ def train(
             ``TrainResult.skipped``, in ``out/skipped.csv`` and in ``out/run.json``.
         ctx: under ``torchrun`` (``precompute`` only): every rank fills its share of the cache, then
             rank 0 trains from the full cache and the others return ``None``.
+        engine, precision, int8, int8_calibration: what computes the frozen features
+            (:func:`adaptclip_med.load_model`: ``"torch"``, or an exported ``"onnxruntime"`` /
+            ``"openvino"`` graph, fp32 or ``"int8"``); part of the feature cache's key.
 
     Raises:
         DataValidationError: missing test split; with ``strict``, the first unusable file.
@@ -147,7 +154,8 @@ def train(
     if "pqa" in config.branches:
         pool = check_prompt_pool(samples, pool, source=f"{dataset} at {root}")
     model = load_model(backbone=backbone, pretrained=pretrained, checkpoint=checkpoint, image_size=image_size,
-                       device=config.device, allow_random_backbone=allow_random_backbone, seed=config.seed)
+                       device=config.device, allow_random_backbone=allow_random_backbone, seed=config.seed,
+                       engine=engine, precision=precision, int8=int8, calibration=int8_calibration)
     cache_dir = Path(cache_dir) if cache_dir else Path(out) / "cache"
     ctx = ctx or Dist()
     if precompute and config.use_cache:

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
         "sys.exit(lint_imports_command())"]
 #: what may sit at the package root: the API (``__init__``) and thin command entry points
-ROOT_MODULES = {"__init__.py", "__main__.py", "evaluate.py", "score.py", "train.py", "datasets.py", "demo.py"}
+ROOT_MODULES = {"__init__.py", "__main__.py", "evaluate.py", "score.py", "train.py", "datasets.py", "demo.py",
+                "export.py"}
 
 
 def _lint(cwd: Path, config: Path) -> subprocess.CompletedProcess:

@@ -1,0 +1,121 @@
+"""Parity of the exported engines with torch: fp32 to the float, int8 by ranking and decisions.
+
+For each engine (ONNX Runtime, OpenVINO) and precision (fp32, int8 ``weights``, int8 ``full``) the same
+images go through ``load_model(engine=...)`` and through torch, zero-shot and 4-shot, and the script
+prints, per row: feature max-abs, anomaly-map max-abs and Pearson r, image-score max-abs and Spearman
+rho, and the share of decisions that agree at the threshold calibrated on the normal images (torch's
+score at ``--target-specificity`` on them). Tolerance tiers (docs/core.md, "Inference engines"): fp32
+features and maps <= 1e-4, image scores <= 1e-5; int8 maps r >= 0.99, scores rho >= 0.99, decisions
+>= 99 %. Examples::
+
+    python benchmarks/export_parity.py                                   # tiny random backbone, random images
+    python benchmarks/export_parity.py --conformance ../shared/conformance --image-size 224
+    python benchmarks/export_parity.py --backbone ViT-L-14-336 --pretrained openai --checkpoint adaptclip-mvtec \\
+        --images ../shared/datasets/br35h --normals ../shared/datasets/br35h/no --limit 64
+
+``--normals`` are the 4-shot prompts (the first 4), the int8 ``full`` calibration images and the
+threshold's normals; without them random images stand in (tiny fixture only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _files(folder: str, limit: int) -> list[Path]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in SUFFIXES and "mask" not in p.name)
+    step = max(1, len(files) // limit) if limit else 1
+    return files[::step][:limit] if limit else files
+
+
+def _images(model, files: list[Path]) -> torch.Tensor:
+    return torch.stack([model.preprocessor(str(f)) for f in files])
+
+
+def _row(name: str, ref, model, queries: torch.Tensor, prompts: torch.Tensor | None, normals_ref: np.ndarray,
+         target: float) -> str:
+    fw, fg = ref.encode(queries), model.encode(queries)
+    feat = max(float((a - b).abs().max()) for a, b in zip([fw.global_, *fw.patches], [fg.global_, *fg.patches],
+                                                          strict=True))
+    w, g = ref.predict(queries, prompts), model.predict(queries, prompts)
+    map_abs = float((w.anomaly_map - g.anomaly_map).abs().max())
+    score_abs = float((w.pred_score - g.pred_score).abs().max())
+    r = pearsonr(w.anomaly_map.flatten().numpy(), g.anomaly_map.flatten().numpy())[0]
+    rho = spearmanr(w.pred_score.numpy(), g.pred_score.numpy())[0] if len(queries) > 2 else float("nan")
+    threshold = float(np.quantile(normals_ref, target)) if len(normals_ref) else float(w.pred_score.median())
+    agree = float(((w.pred_score >= threshold) == (g.pred_score >= threshold)).float().mean())
+    return (f"{name:<34}{feat:>10.2e}{map_abs:>10.2e}{r:>9.5f}{score_abs:>10.2e}{rho:>9.5f}{agree * 100:>8.1f}%"
+            f"{threshold:>10.4f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="adaptclip-tiny")
+    p.add_argument("--pretrained", default=None)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--conformance", default=None, metavar="DIR",
+                   help="use the conformance fixture's CLIP and adapters (../shared/conformance) and its images")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--images", default=None, metavar="DIR", help="query images (default: random)")
+    p.add_argument("--normals", default=None, metavar="DIR", help="normal images: prompts, calibration, threshold")
+    p.add_argument("--limit", type=int, default=16, help="at most this many queries (and normals)")
+    p.add_argument("--engine", nargs="+", default=["onnxruntime", "openvino"])
+    p.add_argument("--int8", nargs="*", default=["weights", "full"])
+    p.add_argument("--target-specificity", type=float, default=0.95)
+    args = p.parse_args()
+    os.environ.setdefault("ADAPTCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="adaptclip-parity-"))
+    from adaptclip_med import load_model
+
+    kwargs = {"backbone": args.backbone, "pretrained": args.pretrained, "checkpoint": args.checkpoint,
+              "image_size": args.image_size, "allow_random_backbone": args.pretrained is None}
+    if args.conformance:
+        c = Path(args.conformance)
+        kwargs.update(backbone=str(c / "open_clip_config.json"), pretrained=str(c / "clip_openai_format.safetensors"),
+                      checkpoint=c / "adapters_official_format.pth", allow_random_backbone=False)
+    ref = load_model(**kwargs)
+    size = ref.image_size
+    gen = torch.Generator().manual_seed(0)
+    if args.conformance:
+        from safetensors.torch import load_file
+
+        from adaptclip_med.data.transforms.clip_input import ClipNormalize
+
+        inputs = load_file(str(Path(args.conformance) / "inputs.safetensors"))
+        norm = ClipNormalize()
+        full = torch.stack([norm(i.numpy()) for i in torch.cat([inputs["query.resized_u8"],
+                                                                 inputs["prompt.resized_u8"]])])
+        pics = torch.nn.functional.interpolate(full, size=size, mode="bilinear", antialias=True)
+        pics = torch.cat([pics, pics.flip(-1), pics.flip(-2)])
+        queries, normals = pics[:-4], pics[-4:]
+    else:
+        queries = (_images(ref, _files(args.images, args.limit)) if args.images else
+                   torch.nn.functional.interpolate(torch.randn(args.limit, 3, size // 8, size // 8, generator=gen),
+                                                   size=size, mode="bilinear"))
+        normals = (_images(ref, _files(args.normals, max(4, args.limit))) if args.normals else
+                   torch.nn.functional.interpolate(torch.randn(8, 3, size // 8, size // 8, generator=gen),
+                                                   size=size, mode="bilinear"))
+    prompts = normals[:4]
+    print(f"backbone={kwargs['backbone']} size={size} queries={len(queries)} normals={len(normals)}")
+    print(f"{'engine / precision / shots':<34}{'feat|d|':>10}{'map|d|':>10}{'map r':>9}{'score|d|':>10}"
+          f"{'rho':>9}{'agree':>9}{'thresh':>10}")
+    variants = [(e, None) for e in args.engine] + [(e, m) for e in args.engine for m in args.int8]
+    for engine, int8 in variants:
+        model = load_model(**kwargs, engine=engine, precision="int8" if int8 else "fp32", int8=int8,
+                           calibration=normals if int8 == "full" else None)
+        for shots, bank in ((0, None), (4, prompts)):
+            normal_scores = ref.predict(normals, bank).pred_score.numpy()
+            print(_row(f"{engine} {('int8-' + int8) if int8 else 'fp32'} {shots}-shot", ref, model, queries, bank,
+                       normal_scores, args.target_specificity), flush=True)
+
+
+if __name__ == "__main__":
+    main()

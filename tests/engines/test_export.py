@@ -1,0 +1,57 @@
+"""``python -m adaptclip_med.export``: ONNX and OpenVINO graphs of the tiny backbone, with their manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaptclip_med.export import main
+
+ARGS = ["--backbone", "adaptclip-tiny", "--pretrained", "none", "--allow-random-backbone", "--image-size", "112"]
+
+
+def _manifest(out: Path) -> dict:
+    info = json.loads((out / "manifest.json").read_text())
+    assert info["image_size"] == 112 and info["feature_layers"] == [2, 4, 6, 8] and info["vv_start"] == 2
+    assert info["opset"] >= 17 and len(info["code_fingerprint"]) == 64
+    assert info["source"]["weights_sha256"] and info["source"]["random_weights_seed"] == 0
+    assert info["preprocessing"]["mean"] and {"onnxruntime", "openvino", "torch"} <= set(info["versions"])
+    return info
+
+
+def test_onnx_export_has_a_dynamic_batch_and_matches_torch(tmp_path: Path, torch_model, images) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    assert main(["--format", "onnx", *ARGS, "--out", str(tmp_path)]) == 0
+    info = _manifest(tmp_path)
+    assert info["format"] == "onnx" and info["precision"] == "fp32" and info["int8"] is None
+    graph = onnx.load(str(tmp_path / "model.onnx"))
+    onnx.checker.check_model(graph)
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [o.name for o in graph.graph.output] == ["global", "layer_2", "layer_4", "layer_6", "layer_8"]
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    ref = torch_model.encode(images[:3])
+    for b in (1, 3):  # one graph, any batch
+        out = session.run(None, {"images": images[:b].numpy()})
+        for got, want in zip(out, [ref.global_, *ref.patches], strict=True):
+            assert np.abs(got - want[:b].numpy()).max() <= 1e-4
+
+
+def test_openvino_int8_weights_export(tmp_path: Path) -> None:
+    assert main(["--format", "openvino", "--int8", "weights", *ARGS, "--out", str(tmp_path)]) == 0
+    info = _manifest(tmp_path)
+    assert info["format"] == "openvino" and info["precision"] == "int8" and info["int8"] == "weights"
+    assert "compress_weights" in info["method"]
+    assert (tmp_path / "model.xml").is_file() and (tmp_path / "model.bin").is_file()
+    assert not (tmp_path / "fp32.onnx").exists()
+
+
+@pytest.mark.parametrize("extra", [["--int8", "full"], ["--calibration", "x"]])
+def test_export_refuses_full_without_calibration_and_calibration_without_full(tmp_path, capsys, extra) -> None:
+    assert main(["--format", "onnx", *extra, *ARGS, "--out", str(tmp_path)]) == 2
+    assert "calibrat" in capsys.readouterr().err
+
