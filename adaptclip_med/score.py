@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
+from adaptclip_med.demo import tiny_setup
 from adaptclip_med.evaluate import add_device_arguments, add_model_arguments, add_store_arguments, store_checks
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.runtime.argparsing import CLIParser, require_values
-from adaptclip_med.runtime.errors import AdaptCLIPError
+from adaptclip_med.runtime.errors import AdaptCLIPError, WeightsNotFoundError, exception_line
 
 DESCRIPTION = """\
 Score images, scans and folders that have no labels: one anomaly score per image, slice or frame (and
@@ -32,7 +34,14 @@ examples:
   python -m adaptclip_med.score scan_folder/ --out reports/scan
   python -m adaptclip_med.score ct_series/ --normals normal_ct/ --out reports/ct
   python -m adaptclip_med.score brain.nii.gz photos/ --threshold 0.6 --anonymize --key-file ~/keys/ct.json \\
-      --out reports/shared"""
+      --out reports/shared
+  python -m adaptclip_med.score scan_folder/ --demo-model --out reports/try   # no weights: pipeline demo
+
+exit codes:
+  0    scored (files that could not be read are listed in skipped.csv)
+  2    nothing was scored: a bad argument, a missing input path, an unusable or busy --out, missing
+       weights, a write that failed (e.g. a full disk); one "error:" line says which
+  130  interrupted (Ctrl-C); run the same command again to resume"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, DICOM/NIfTI files, or folders")
     p.add_argument("--out", required=True, help="output folder; re-use it to resume")
+    p.add_argument("--replace", action="store_true",
+                   help="--out holds results of other inputs or settings: replace them (only files an earlier "
+                        "run recorded in its manifest are deleted)")
+    p.add_argument("--demo-model", action="store_true",
+                   help="no weights needed: the random tiny backbone (pipeline demo only; every output is marked)")
     add_model_arguments(p.add_argument_group("model"))
     r = p.add_argument_group("running")
     add_device_arguments(r)
@@ -82,12 +96,22 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         ("--max-normals", args.max_normals, args.max_normals >= 1, ">= 1"),
         ("--topk", args.topk, args.topk >= 1, ">= 1"),
         ("--target-specificity", args.target_specificity, 0 < args.target_specificity <= 1, "in (0, 1]"),
+        *((flag, v, v is None or 0 <= v <= 1, "in [0, 1] (scores are in [0, 1])")
+          for flag, v in (("--threshold", args.threshold), ("--pixel-threshold", args.pixel_threshold))),
         *store_checks(args),
     )
     require_values(checks)
     if args.key_file and not args.anonymize:
         msg = "--key-file is the key of --anonymize's pseudonyms; pass --anonymize too (or drop --key-file)"
         raise AdaptCLIPError(msg)
+    for given in [*args.inputs, *([args.normals] if args.normals else [])]:
+        if not Path(given).exists():
+            msg = f"input {given}: no such file or folder; check the path"
+            raise AdaptCLIPError(msg)
+    if args.demo_model:  # what the notebooks fall back to (adaptclip_med.demo.tiny_setup)
+        tiny = tiny_setup("--demo-model")
+        args.backbone, args.pretrained, args.checkpoint = tiny.backbone, tiny.pretrained, tiny.checkpoint
+        args.image_size, args.allow_random_backbone = tiny.image_size, True
     roi, gate = gate_from_args(args)
     model = EvalConfig(datasets=(), roots=(), backbone=args.backbone, pretrained=args.pretrained,
                        checkpoint=args.checkpoint, image_size=args.image_size,
@@ -99,12 +123,12 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     return ScoreConfig(
         inputs=tuple(args.inputs), out=args.out, model=model, normals=args.normals, max_normals=args.max_normals,
         threshold=args.threshold, pixel_threshold=args.pixel_threshold, topk=args.topk, overlays=args.overlays,
-        dicom=not args.no_dicom, anonymize=args.anonymize, key_file=args.key_file,
+        dicom=not args.no_dicom, anonymize=args.anonymize, key_file=args.key_file, replace=args.replace,
         roi=roi, gate=gate, command_line=shlex.join([sys.executable, "-m", "adaptclip_med.score", *argv]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (0 ok, 2 bad input or weights)."""
+    """CLI entry point; returns the exit code (0 ok, 2 bad input, weights or --out, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
@@ -114,9 +138,22 @@ def main(argv: list[str] | None = None) -> int:
         if config.anonymize and not config.key_file:
             print("note: --anonymize without --key-file: the pseudonyms cannot be traced back to the files")
         res = run_scoring(config)
+    except WeightsNotFoundError as err:
+        print(f"error: {str(err).splitlines()[0]}; to run without weights pass --demo-model (random tiny "
+              "backbone, pipeline demo only, every output marked)", file=sys.stderr)
+        return 2
     except AdaptCLIPError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except OSError as err:  # a full disk or a folder made read-only mid-run
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: cannot write the outputs: {err.strerror or exception_line(err)}{where}", file=sys.stderr)
+        return 2
+    for note in res.notes:
+        print(note)
     if res.notice:
         print(f"NOTE: {res.notice}: these scores show the pipeline, not AdaptCLIP's performance")
     extra = [f"{len(res.nifti_files)} NIfTI map(s) in {res.out / 'volumes'}"] if res.nifti_files else []

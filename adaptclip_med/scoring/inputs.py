@@ -157,8 +157,11 @@ def _dicom_studies(dicoms: list[_Found], problems: list[Problem]) -> list[tuple[
     return studies
 
 
-def discover(inputs: Iterable[str | Path], axis: int = 2) -> tuple[list[Study], list[Problem]]:
+def discover(inputs: Iterable[str | Path], axis: int = 2,
+             exclude: Iterable[str | Path] = ()) -> tuple[list[Study], list[Problem]]:
     """Find every scorable object under ``inputs`` (files or folders, searched recursively).
+
+    Files under a folder of ``exclude`` (the run's own output folder) are not read.
 
     Returns:
         ``(studies, problems)``: studies in input order (names unique), and ``(name, reason)`` of
@@ -168,6 +171,7 @@ def discover(inputs: Iterable[str | Path], axis: int = 2) -> tuple[list[Study], 
     problems: list[Problem] = []
     dicoms: list[_Found] = []  # grouped into series after every input is read: files given one by one too
     read: set[Path] = set()  # a DICOM file given twice (alone and inside its folder) is read once
+    outs = [Path(e).resolve() for e in exclude]
     for index, item in enumerate(inputs):
         given = Path(item)
         if not given.exists():
@@ -175,6 +179,8 @@ def discover(inputs: Iterable[str | Path], axis: int = 2) -> tuple[list[Study], 
             continue
         root = given.parent  # names keep the input folder's own name: "ct/series-3", "scans/a.png"
         for path in _files(given) if given.is_dir() else [given]:
+            if any(path.resolve().is_relative_to(o) for o in outs):
+                continue
             name = _relative(path, root)
             try:
                 if path.stat().st_size == 0:

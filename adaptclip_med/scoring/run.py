@@ -18,6 +18,7 @@ Layout of ``--out``: docs/scoring.md.
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,9 @@ from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_path, atomic_write_json
 from adaptclip_med.runtime.keys import Key, reuse_key
+from adaptclip_med.runtime.locks import hold
 from adaptclip_med.scoring import applicability as A
+from adaptclip_med.scoring import folder as F
 from adaptclip_med.scoring import outputs as O
 from adaptclip_med.scoring.dicom_export import export_dicom
 from adaptclip_med.scoring.inputs import Study, discover
@@ -78,6 +81,7 @@ class ScoreConfig:
         dicom: write Parametric Map / Segmentation / Secondary Captures for DICOM sources.
         anonymize: pseudonyms instead of names in every output; ``key_file`` receives the key.
         command_line: recorded in ``run.json`` (not under ``anonymize``).
+        replace: ``out`` may hold another run's results (other inputs or settings): replace them.
     """
 
     inputs: tuple[str, ...]
@@ -93,6 +97,7 @@ class ScoreConfig:
     anonymize: bool = False
     key_file: str | None = None
     command_line: str = ""
+    replace: bool = False
     roi: str = "none"
     gate: GateConfig = field(default_factory=lambda: GateConfig(enabled=False))
 
@@ -117,6 +122,8 @@ class ScoreResult:
     nifti_files: list[str] = field(default_factory=list)
     notice: str | None = None
     why: str = ""
+    notes: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
 
 class _Namer:
@@ -214,6 +221,32 @@ def _study_rows(study: Study, sid: str, results: list[Any], thr: dict[str, Any],
 
 
 def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> ScoreResult:
+    """Check ``--out`` (before the model loads), hold its lock (and the feature store's) and score.
+
+    The run owns ``out`` through its manifest (:mod:`adaptclip_med.scoring.folder`): results of other
+    inputs or settings there are refused unless ``config.replace``; only files an earlier run recorded
+    are deleted.
+
+    Raises:
+        AdaptCLIPError: as :func:`_score`, ``out`` unusable, taken by another run, or holding other results.
+    """
+    out = Path(config.out)
+    F.check_out(out)
+    fields = ("max_normals", "threshold", "pixel_threshold", "topk", "overlays", "dicom", "anonymize")
+    model = config.model
+    sig = F.signature(config.inputs, config.normals, {
+        **{k: getattr(config, k) for k in fields}, "backbone": model.backbone,
+        "pretrained": model.pretrained, "checkpoint": model.checkpoint, "image_size": model.image_size,
+        "target_specificity": model.target_specificity})
+    with ExitStack() as stack:
+        stack.enter_context(hold(out))
+        if model.feature_cache:
+            stack.enter_context(hold(model.feature_cache))
+        old = F.claim(out, sig, config.replace)
+        return _score(config, store, old, sig)
+
+
+def _score(config: ScoreConfig, store: FeatureStore | None, old: dict | None, sig: dict) -> ScoreResult:
     """Score every input and write ``scores.csv``, ``skipped.csv``, overlays, NIfTI / DICOM maps, ``run.json``.
 
     Args:
@@ -230,7 +263,9 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
         msg = f"--overlays {config.overlays!r}: expected one of {', '.join(OVERLAY_MODES)}"
         raise AdaptCLIPError(msg)
     out, namer = Path(config.out), _Namer(config)
-    studies, problems = discover(config.inputs)
+    studies, problems = discover(config.inputs, exclude=[out])
+    notes_out = [f"note: --out lies inside the input {p}: its files are not read as input"
+                 for p in F.inside(out, [*config.inputs, *([config.normals] if config.normals else [])])]
     skipped = [(namer(name), scrub(reason)) for name, reason in problems]
     if not studies:
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
@@ -241,7 +276,7 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
     transform = build_transforms(model.image_size, with_mask=False)
     hasher = ContentHasher()
     store = store if store is not None else open_store(config.model, model, hasher)
-    result = ScoreResult(out, notice=notice)
+    result = ScoreResult(out, notice=notice, notes=notes_out)
     normals, manifest = _load_normals(config, namer, hasher)
     feats = None  # the normals, encoded once (the one encode path): prompt bank and calibration
     if normals:
@@ -249,6 +284,9 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
                                  stats=result.encodes)
         feats = [encoded[r.key] for r in normals]
     thr = _threshold(config, model, feats)
+    if config.normals and thr["image_threshold"] is None:
+        result.notes.append(f"note: no threshold calibrated on --normals: {thr['source'].removeprefix('none (')[:-1]};"
+                            " above_threshold stays empty")
     key = _fingerprint(config, model, manifest, hasher)
     settings, fingerprint = key.parts, key.digest
     bank = None if feats is None else model.bank_from_features(feats)
@@ -258,7 +296,7 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
     gated = A.active(config.roi, config.gate)  # --roi / the gate: decided per unit before encoding
     scorer.details = gated
     normal_g = A.normal_globals(feats) if gated else (None, None)
-    rows, notes, warned = [], {}, {}
+    rows, notes, warned, index = [], {}, {}, {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:
             series = study.kind == "series"
@@ -278,19 +316,22 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
             refs = slice_refs(study, namer.pseudo)  # named and shown as a viewer does
             tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"],
                              *([A.settings(config.roi, config.gate)] if gated else []))
-            overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice, refs)
+            overlay_of = _overlays(study, results, scorer, thr, config, out, tag, notice, refs, sid)
             result.overlays += len(overlay_of)
+            made = _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes,
+                                namer.pseudo)
             study_rows = _study_rows(study, sid, results, thr, config, overlay_of, notice, skipped, refs)
-            rows += study_rows if plan is None else A.study_rows(plan, study, sid, study_rows, skipped, notice)
-            _study_files(study, results, sid, tag, fingerprint, thr, config, out, notice, result, notes, namer.pseudo)
+            index[sid] = {"overlays": sorted(set(overlay_of.values())), **made}
+            rows += _point_back(study_rows, made) if plan is None else A.study_rows(
+                plan, study, sid, _point_back(study_rows, made), skipped, notice)
     result.scored, result.reused, result.skipped = scorer.scored, scorer.reused, len(skipped)
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     if not rows:
         _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["id", "reason"]))
         raise AdaptCLIPError(_nothing_msg(config, skipped, out))
     columns = ["id", "level", "slice", "score", "topk_mean", "peak_slice", *REF_COLUMNS, "above_threshold", "overlay",
-               "notice", *(["applicability", "applicability_reasons"] if config.gate.enabled else [])]
-    _drop_stale_overlays(out, {r.get("overlay") for r in rows})
+               "nifti_map", "dicom", "notice",
+               *(["applicability", "applicability_reasons"] if config.gate.enabled else [])]
     table = pd.DataFrame(rows, columns=columns)
     ints = ["slice", "peak_slice", "InstanceNumber", "voxel_index"]
     table[ints] = table[ints].astype("Int64")
@@ -306,8 +347,11 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
            "command_line": "" if config.anonymize else config.command_line, "inputs": len(config.inputs),
            "counts": {"scored": result.scored, "reused": result.reused, "skipped": result.skipped},
            "device_batch": device_batch(model).effective(config.model.batch_size),
-           "dicom_notes": notes, "warnings": warned, "versions": P.package_versions()}
+           "dicom_notes": notes, "warnings": warned, "outputs": index, "versions": P.package_versions()}
     atomic_write_json(out / "run.json", run)
+    written = ["scores.csv", "skipped.csv", "run.json", *(["prompts.json"] if manifest else []),
+               *(f for entry in index.values() for f in [*entry["overlays"], *entry["dicom"], entry["nifti"]] if f)]
+    result.dropped = F.finish(out, old, sig, written)  # before the audit: an earlier run's files are gone
     if namer.pseudo is not None:
         if namer.key_file is not None:
             PV.write_key_file(namer.key_file, namer.pseudo, out)
@@ -321,17 +365,22 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
 
 def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerprint: str, thr: dict[str, Any],
                  config: ScoreConfig, out: Path, notice: str | None, result: ScoreResult,
-                 notes: dict[str, list[str]], pseudo: PV.Pseudonymiser | None = None) -> None:
-    """The NIfTI map (NIfTI input) or the DICOM objects (DICOM input) of one study; adds to ``result``."""
+                 notes: dict[str, list[str]], pseudo: PV.Pseudonymiser | None = None) -> dict[str, Any]:
+    """The NIfTI map (NIfTI input) or the DICOM objects (DICOM input) of one study; adds to ``result``.
+
+    Returns ``{"nifti": path or "", "dicom": [paths]}``, relative to ``out``.
+    """
+    made: dict[str, Any] = {"nifti": "", "dicom": []}
     good = [(u, r) for u, r in zip(study.units, results, strict=True) if isinstance(r, dict)]
     if not good:
-        return
+        return made
     if study.kind == "nifti":
         path = out / "volumes" / f"{tag}.nii.gz"
         O.write_nifti_map(study.units[0].path, {u.slice_index: r["map"] for u, r in good}, path, notice=notice)
-        result.nifti_files.append(str(path.relative_to(out)))
+        made["nifti"] = path.relative_to(out).as_posix()
+        result.nifti_files.append(made["nifti"])
     if not (study.dicom_files and config.dicom):
-        return
+        return made
     files = study.dicom_files if study.kind == "multiframe" else [Path(u.path) for u, _ in good]
     try:
         done = export_dicom(files, [r["map"] for _, r in good], [r["image"] for _, r in good], out / "dicom" / tag,
@@ -342,13 +391,32 @@ def _study_files(study: Study, results: list[Any], sid: str, tag: str, fingerpri
         reason = scrub(f"{type(err).__name__}: {str(err).splitlines()[0]}")
         done = {"files": [], "notes": [f"no DICOM outputs: {reason}"]}
         tqdm.write(f"warning: {sid}: no DICOM outputs ({reason})", file=sys.stderr)
-    result.dicom_files += [f"dicom/{f}" for f in done["files"]]
+    made["dicom"] = [Path("dicom", f).as_posix() for f in done["files"]]
+    result.dicom_files += made["dicom"]
     if done["notes"]:
         notes[sid] = done["notes"]
+    return made
+
+
+def _point_back(rows: list[dict], made: dict[str, Any]) -> list[dict]:
+    """Add each row's output files (relative to ``--out``): ``nifti_map`` and ``dicom`` (``;``-separated).
+
+    A study's row (image, volume, series) lists all its DICOM objects; a slice / frame row the objects
+    holding every slice (Parametric Map, Segmentation) and its own Secondary Capture.
+    """
+    shared = [f for f in made["dicom"] if "/overlay/" not in f]
+    captures = sorted(f for f in made["dicom"] if "/overlay/" in f)
+    sliced = [r for r in rows if r["level"] in ("slice", "frame")]
+    for j, row in enumerate(sliced):
+        row["dicom"] = ";".join(shared + ([captures[j]] if len(captures) == len(sliced) else []))
+    for row in rows:
+        row["nifti_map"] = made["nifti"]
+        row.setdefault("dicom", ";".join(made["dicom"]))
+    return rows
 
 
 def _overlays(study: Study, results: list[Any], scorer: Scorer, thr: dict[str, Any], config: ScoreConfig,
-              out: Path, tag: str, notice: str | None, refs: list[SliceRef]) -> dict[int, str]:
+              out: Path, tag: str, notice: str | None, refs: list[SliceRef], sid: str = "") -> dict[int, str]:
     """Write the overlay PNGs of one study, radiological convention (``refs``); ``{unit index: path relative
     to out}``."""
     good = [k for k, r in enumerate(results) if isinstance(r, dict)]
@@ -366,7 +434,8 @@ def _overlays(study: Study, results: list[Any], scorer: Scorer, thr: dict[str, A
         image = item["image"] if item["image"] is not None else scorer.picture(study.units[k])
         shown, amap = refs[k].show(A.decorate(np.asarray(image), item.get("roi")), np.asarray(item["map"]))
         write_overlay(out / rel, shown, amap, score=item["score"], threshold=thr["pixel_threshold"],
-                      label=A.title_label(refs[k].label, item), notice=notice, image_threshold=thr["image_threshold"],
+                      label=A.title_label(f"{sid if study.kind == 'image' else f'{sid}#{k}'}: {refs[k].label}", item),
+                      notice=notice, image_threshold=thr["image_threshold"],
                       letters=refs[k].letters)
     return written
 
@@ -381,13 +450,6 @@ def _vocabulary(tree: Any) -> set[str]:
         for value in tree:
             words |= _vocabulary(value)
     return words
-
-
-def _drop_stale_overlays(out: Path, kept: set[str | None]) -> None:
-    """Remove overlay PNGs of an earlier run in this folder that this run's table does not name."""
-    for png in sorted((out / "overlays").glob("*.png")):
-        if f"overlays/{png.name}" not in kept:
-            png.unlink()
 
 
 def _nothing_msg(config: ScoreConfig, skipped: list[tuple[str, str]], out: Path) -> str:

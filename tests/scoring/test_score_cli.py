@@ -190,7 +190,10 @@ def test_rerun_reuses_and_a_changed_file_is_rescored(score_inputs: dict[str, Pat
     assert main([str(folder), "--out", str(out), "--threshold", "0.5", "--overlays", "none", *TINY]) == 0
     assert "1 image(s) scored, 1 reused" in capsys.readouterr().out
     other_size = [*TINY[:-3], "--image-size", "252", "--allow-random-backbone"]  # nothing reused
-    assert main([str(folder), "--out", str(out), "--threshold", "0.5", "--overlays", "none", *other_size]) == 0
+    assert main([str(folder), "--out", str(out), "--threshold", "0.5", "--overlays", "none", *other_size]) == 2
+    assert "settings (image_size 224 -> 252); pass --replace" in capsys.readouterr().err  # other settings
+    assert main([str(folder), "--out", str(out), "--threshold", "0.5", "--overlays", "none", *other_size,
+                 "--replace"]) == 0
     assert "2 image(s) scored, 0 reused" in capsys.readouterr().out
 
 

@@ -57,12 +57,12 @@ def test_bad_files_are_listed_and_nothing_to_score_is_one_line(tmp_path: Path,
     (bad / "empty.dcm").write_bytes(b"")
     (bad / "truncated.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
     (bad / "scan.nii.gz").write_bytes(b"not gzip")
-    code = main([str(bad), str(tmp_path / "missing.png"), "--out", str(tmp_path / "run"), *TINY])
+    code = main([str(bad), "--out", str(tmp_path / "run"), *TINY])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: nothing to score") and len(err.splitlines()) == 1
     skipped = pd.read_csv(tmp_path / "run" / "skipped.csv").set_index("id")["reason"]
-    assert set(skipped.index) == {"bad/empty.dcm", "bad/truncated.dcm", "bad/scan.nii.gz", "missing.png"}
-    assert "empty" in skipped["bad/empty.dcm"] and "no such file" in skipped["missing.png"]
+    assert set(skipped.index) == {"bad/empty.dcm", "bad/truncated.dcm", "bad/scan.nii.gz"}
+    assert "empty" in skipped["bad/empty.dcm"]
     assert not skipped.str.contains(str(tmp_path)).any()  # reasons name no absolute path
 
 
