@@ -237,7 +237,8 @@ def run_scoring(config: ScoreConfig, store: FeatureStore | None = None) -> Score
     sig = F.signature(config.inputs, config.normals, {
         **{k: getattr(config, k) for k in fields}, "backbone": model.backbone,
         "pretrained": model.pretrained, "checkpoint": model.checkpoint, "image_size": model.image_size,
-        "target_specificity": model.target_specificity})
+        "target_specificity": model.target_specificity,
+        **({"applicability": A.settings(config.roi, config.gate)} if A.active(config.roi, config.gate) else {})})
     with ExitStack() as stack:
         stack.enter_context(hold(out))
         if model.feature_cache:

@@ -201,3 +201,13 @@ def test_missing_weights_name_the_demo_flag(score_inputs: dict[str, Path], tmp_p
     notices = pd.read_csv(out / "scores.csv")["notice"]
     assert notices.str.contains("untrained backbone").all()
     assert "untrained backbone" in json.loads((out / "run.json").read_text())["notice"]
+
+
+def test_other_roi_or_gate_settings_in_the_same_out_are_refused(score_inputs: dict[str, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main([str(score_inputs["png"]), "--out", str(out), "--overlays", "none", *FAST]) == 0
+    capsys.readouterr()
+    assert main([str(score_inputs["png"]), "--out", str(out), "--overlays", "none", "--roi", "auto", *FAST]) == 2
+    err = _errors(capsys)
+    assert len(err) == 1 and "settings (applicability" in err[0] and "--replace" in err[0]
