@@ -265,7 +265,8 @@ def _score(config: ScoreConfig, store: FeatureStore | None, old: dict | None, si
         raise AdaptCLIPError(msg)
     out, namer = Path(config.out), _Namer(config)
     studies, problems = discover(config.inputs, exclude=[out])
-    notes_out = [f"note: --out lies inside the input {p}: its files are not read as input"
+    notes_out = [f"note: --out lies inside the input {'(name withheld: --anonymize)' if config.anonymize else p}: "
+                 "its files are not read as input"
                  for p in F.inside(out, [*config.inputs, *([config.normals] if config.normals else [])])]
     skipped = [(namer(name), scrub(reason)) for name, reason in problems]
     if not studies:
