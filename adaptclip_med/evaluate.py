@@ -12,7 +12,7 @@ import shlex
 import sys
 from dataclasses import replace
 
-from adaptclip_med.evaluation.config import EvalConfig, resolve_prompt_folders, resolve_roots
+from adaptclip_med.evaluation.config import EvalConfig, resolve_prompt_folders, resolve_roi, resolve_roots
 from adaptclip_med.runtime.argparsing import CLIParser, require_values
 from adaptclip_med.runtime.errors import AdaptCLIPError
 
@@ -164,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one colour scale for the whole run (default) or per image")
     o.add_argument("--no-figures", action="store_true", help="skip the ROC/PR, qualitative and bar figures")
     o.add_argument("--protocol", default="", help="protocol text recorded with the results")
+    g = p.add_argument_group("anatomy ROI and applicability gate (docs/roi.md)")
+    g.add_argument("--roi", nargs="+", default=["none"], metavar="auto|none|FOLDER",
+                   help="image score inside the anatomy ROI and pixel metrics again on its pixels only (@roi "
+                        "columns): auto (found per modality), none (default), a folder of masks named by the "
+                        "images' file stems (one data set), or NAME=auto|none|PATH pairs")
+    from adaptclip_med.roi.gate import add_gate_arguments
+
+    add_gate_arguments(g)
     a = p.add_argument_group("patient data")
     a.add_argument("--anonymize", action="store_true",
                    help="no output file carries a path, file or folder name or DICOM identifier of the input: "
@@ -245,6 +253,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         feature_cache=args.feature_cache, feature_cache_max_gb=args.feature_cache_max_gb,
         command_line=shlex.join([sys.executable, "-m", "adaptclip_med.evaluate", *argv]),
         anonymize=args.anonymize, key_file=args.key_file,
+        roi=resolve_roi(labels, args.roi), gate=args.gate == "on",
+        gate_off=tuple(sorted({n.strip() for n in args.gate_off.split(",") if n.strip()})),
+        expect_modality=args.expect_modality, expect_body_part=args.expect_body_part, force=args.force,
     )
 
 

@@ -74,6 +74,11 @@ class EvalConfig:
         anonymize: no output file carries an input path, file/folder name or DICOM identifier: images
             and patient groups are named by salted pseudonyms (:mod:`adaptclip_med.runtime.privacy`).
         key_file: where ``anonymize`` writes the pseudonym key (and keeps the salt); outside ``out``.
+        roi: ``((label, "auto" | mask folder), ...)``: ``--roi`` per data set (absent: none; see
+            :func:`resolve_roi` and :mod:`adaptclip_med.evaluation.roi`).
+        gate / gate_off / expect_modality / expect_body_part / force: the applicability gate
+            (:func:`adaptclip_med.roi.gate.gate_config`): on, the rules switched off, the DICOM values
+            expected, and whether rejected images are scored anyway.
     """
 
     datasets: tuple[str, ...]
@@ -114,6 +119,23 @@ class EvalConfig:
     command_line: str = ""
     anonymize: bool = False
     key_file: str | None = None
+    roi: tuple[tuple[str, str], ...] = ()
+    gate: bool = False
+    gate_off: tuple[str, ...] = ()
+    expect_modality: str | None = None
+    expect_body_part: str | None = None
+    force: bool = False
+
+    def roi_for(self, dataset: str) -> str:
+        """``--roi`` of one data set: ``"none"``, ``"auto"`` or a folder of masks."""
+        return dict(self.roi).get(dataset, "none")
+
+    def gate_config(self) -> object:
+        """The :class:`~adaptclip_med.roi.gate.GateConfig` of the run."""
+        from adaptclip_med.roi.gate import gate_config
+
+        return gate_config(self.gate, ",".join(self.gate_off), expect_modality=self.expect_modality,
+                           expect_body_part=self.expect_body_part, force=self.force)
 
     def root_for(self, dataset: str) -> Path:
         """The folder of one data set."""
@@ -142,6 +164,10 @@ class EvalConfig:
         fields["layout"] = self.layout_for(dataset)
         fields["normal_prompts"] = self.prompt_folder_for(dataset) is not None
         fields["features"] = "float16 store" if self.feature_cache else "fp32"  # the store rounds them
+        if self.roi_for(dataset) != "none":  # absent without --roi: today's keys unchanged
+            fields["roi"] = _roi_setting(self.roi_for(dataset))
+        if self.gate:
+            fields["gate"] = self.gate_config().to_dict()
         return fields
 
     def key(self, dataset: str, content: Mapping[str, object], **more: object) -> Key:
@@ -218,6 +244,49 @@ def resolve_roots(datasets: tuple[str, ...] | list[str], root_args: list[str]) -
             raise DataValidationError(msg)
         out.append((name, str(path)))
     return tuple(out)
+
+
+def _roi_setting(mode: str) -> str:
+    """``auto``, or a mask folder by its content listing (names, sizes, times; never its path)."""
+    if mode == "auto":
+        return mode
+    import hashlib
+
+    files = sorted(p for p in Path(mode).iterdir() if p.is_file())
+    listing = "\n".join(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files)
+    return f"folder {hashlib.sha256(listing.encode()).hexdigest()[:16]}"
+
+
+def resolve_roi(datasets: tuple[str, ...] | list[str], args: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--roi`` values → ``((label, "auto" | folder), ...)`` (data sets at ``none`` left out).
+
+    Accepted: ``none``; ``auto`` (every data set); one folder for one data set; ``NAME=auto|none|PATH``
+    pairs (as ``--root``).
+
+    Raises:
+        DataValidationError: a pair names an unknown set, a plain folder with several sets, a missing folder.
+    """
+    pairs = dict(a.split("=", 1) for a in args if "=" in a)
+    plain = [a for a in args if "=" not in a]
+    if plain and (len(plain) > 1 or pairs):
+        msg = f"--roi {' '.join(args)}: expected none, auto, one FOLDER, or NAME=auto|none|PATH pairs"
+        raise DataValidationError(msg)
+    if plain and plain[0] in ("none", "auto"):
+        pairs = dict.fromkeys(datasets, plain[0])
+    elif plain:
+        if len(datasets) > 1:
+            msg = f"--roi {plain[0]}: one mask folder for several data sets; give NAME=PATH pairs"
+            raise DataValidationError(msg)
+        pairs = {datasets[0]: plain[0]}
+    for name, value in pairs.items():
+        if name not in datasets:
+            msg = f"--roi {name}=...: {name!r} is not among --datasets {list(datasets)}"
+            raise DataValidationError(msg)
+        if value not in ("none", "auto") and not Path(value).is_dir():
+            msg = (f"--roi: mask folder {value} for {name!r} does not exist; expected a folder of masks named "
+                   "by the images' file stems, or auto / none")
+            raise DataValidationError(msg)
+    return tuple((d, pairs[d]) for d in datasets if pairs.get(d, "none") != "none")
 
 
 def resolve_prompt_folders(datasets: tuple[str, ...] | list[str], args: list[str]) -> tuple[tuple[str, str], ...]:

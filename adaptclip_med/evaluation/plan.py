@@ -16,6 +16,7 @@ from adaptclip_med import data as D
 from adaptclip_med.data.prompts import PromptDraw
 from adaptclip_med.data.records import Record
 from adaptclip_med.evaluation.config import EvalConfig
+from adaptclip_med.evaluation.roi import screen_group
 from adaptclip_med.reporting.provenance import slug
 from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError, PromptError
 from adaptclip_med.runtime.privacy import Pseudonymiser, relative_path, scrub
@@ -61,6 +62,7 @@ class ClassGroup:
         has_masks: at least one abnormal query has a pixel mask.
         parts: every (shots, seed) of this class.
         pseudonymiser: with ``--anonymize``, names every path and patient group in the outputs.
+        applicability: ``{record key: {"applicability", "applicability_reasons"}}`` with ``--gate on``.
     """
 
     dataset: str
@@ -72,6 +74,7 @@ class ClassGroup:
     parts: list[Part] = field(default_factory=list)
     pseudonymiser: Pseudonymiser | None = None
     method: str = DEFAULT_METHOD
+    applicability: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def stem(self) -> str:
@@ -163,6 +166,7 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
     """
     groups: list[ClassGroup] = []
     skipped: list[Skip] = []
+    gate = config.gate_config()
     for name in config.datasets:
         folder = config.prompt_folder_for(name)
         options: dict[str, object] = {"label": name, **({"normal_prompts": folder} if folder else {})}
@@ -184,7 +188,9 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
             if not queries:
                 continue
             group = ClassGroup(name, cls, root, prompt_root, queries, index.has_masks, pseudonymiser=pseudonymiser)
-            skipped += _draw_parts(group, index, config)
+            skipped += screen_group(group, config.roi_for(name), gate)  # --roi / --gate: before any encode
+            if group.queries:
+                skipped += _draw_parts(group, index, config)
             if group.queries:
                 groups += [group if m == DEFAULT_METHOD else group.for_method(m) for m in config.methods]
     if not groups:

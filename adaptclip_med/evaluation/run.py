@@ -34,6 +34,7 @@ from adaptclip_med import data as D
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.keys import ContentHasher, groups_key, model_content
 from adaptclip_med.evaluation.plan import DEFAULT_METHOD, ClassGroup, Part, Plan, Skip, plan_run
+from adaptclip_med.evaluation.roi import batch_rois, confine
 from adaptclip_med.evaluation.score import BatchResult, PartScorer
 from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, shard_matches, shard_path, write_shard
 from adaptclip_med.evaluation.write import write_outputs
@@ -137,17 +138,24 @@ def _group_parts(group: ClassGroup, config: EvalConfig, out: Path, content: dict
 
 
 def _score_batch(recs: list[Any], feats: Any, scorers: dict[str, PartScorer], prompts: Any,
-                 model: Any) -> dict[str, BatchResult]:
+                 model: Any, roi: str = "none") -> dict[str, BatchResult]:
     """Every pending part's :class:`BatchResult` of one encoded batch (volume maps streamed to disk).
 
     ``prompts`` is the class's :class:`~adaptclip_med.model.PromptSet`, one bank per scorer in order:
     the VA/TA branches and the distances to each distinct prompt image are computed once per batch.
+    With ``--roi`` (``roi`` not ``"none"``) the batch's ROIs are found once and every part's scores and
+    shown maps confined to them (:mod:`.roi`).
     """
     results = {}
+    rois = None
     for (stem, scorer), res in zip(scorers.items(), model.predict_parts(feats, prompts), strict=True):
         scores, maps = res.pred_score.numpy().astype(np.float64), res.anomaly_map.numpy()
-        scorer.stream_volumes(recs, maps)
-        results[stem] = scorer.extract(recs, scores, maps)
+        shown = maps
+        if roi != "none":
+            rois = batch_rois(recs, roi, maps.shape[-1]) if rois is None else rois
+            scores, shown = confine(res.scores, scores, maps, rois)
+        scorer.stream_volumes(recs, shown)
+        results[stem] = scorer.extract(recs, scores, maps, rois, None if rois is None else shown)
     return results
 
 
@@ -219,7 +227,7 @@ def _live_shards(group: ClassGroup, work: _GroupWork, model: Any, config: EvalCo
                           workers=config.loader_workers(), store=store, stats=result.encodes, strict=config.strict)
     for i, batch in zip(batches, live, strict=True):
         results = {} if batch.feats is None else _score_batch(batch.records, batch.feats, work.scorers,
-                                                              work.prompts, model)
+                                                              work.prompts, model, config.roi_for(group.dataset))
         shard = Shard(work.batch_keys[i], work.part_keys, [position[r.key] for r in batch.records],
                       [(position[r.key], why) for r, why in batch.skipped], batch.masks, results)
         write_shard(work.paths[i], shard)

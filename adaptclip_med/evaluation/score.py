@@ -51,6 +51,8 @@ class BatchResult:
         maps: ``(B, S, S)`` float32 maps when the part has pixel metrics, else None.
         candidates: ``(C,)`` batch positions whose maps may enter a gallery (the batch's own top per role).
         candidate_maps: ``(C, S, S)`` float16 maps of ``candidates``.
+        roi: ``(B, S, S)`` bool ROIs with ``--roi`` (``maps`` stay the model's; ``scores``, ``lo`` / ``hi``
+            and ``candidate_maps`` are the ROI-confined ones), else None.
     """
 
     scores: np.ndarray
@@ -59,6 +61,7 @@ class BatchResult:
     maps: np.ndarray | None
     candidates: np.ndarray
     candidate_maps: np.ndarray
+    roi: np.ndarray | None = None
 
 
 def _keys(role: str, score: float, image_id: int) -> tuple[float, int]:
@@ -99,7 +102,8 @@ class PartScorer:
     @classmethod
     def create(cls, part: Part, group: ClassGroup, config: EvalConfig, out: Path) -> PartScorer:
         """A scorer for ``part``; NIfTI slice maps of the first seed stream to ``out/parts/<stem>.volumes``."""
-        ev = Evaluator(part.has_masks, config.pixel_mode, config.n_bins, config.map_range)
+        ev = Evaluator(part.has_masks, config.pixel_mode, config.n_bins, config.map_range,
+                       roi=config.roi_for(part.dataset) != "none")
         first_seed = part.seed == config.seeds[0]
         sink = (VolumeSink.for_part(out / "parts" / f"{part.stem}.volumes", part.queries, group.pseudonymiser)
                 if first_seed else None)
@@ -110,8 +114,11 @@ class PartScorer:
         """Maps kept per role (``--overlays``)."""
         return self.config.overlays
 
-    def extract(self, recs: list[Record], scores: np.ndarray, maps: np.ndarray) -> BatchResult:
-        """The part's :class:`BatchResult` of one batch: ``scores (B,)``, ``maps (B, S, S)``."""
+    def extract(self, recs: list[Record], scores: np.ndarray, maps: np.ndarray, roi: np.ndarray | None = None,
+                shown: np.ndarray | None = None) -> BatchResult:
+        """The part's :class:`BatchResult` of one batch: ``scores (B,)``, ``maps (B, S, S)``; with ``--roi``
+        the ROIs and the ROI-confined maps ``shown`` (kept for the galleries)."""
+        model_maps, maps = maps, maps if shown is None else shown
         labels = [int(r.label) for r in recs]
         picked: set[int] = set()
         for role in ROLES:
@@ -121,8 +128,9 @@ class PartScorer:
         cand = np.array(sorted(picked), dtype=np.int64)
         side = maps.shape[-1]
         cand_maps = maps[cand].astype(np.float16) if cand.size else np.zeros((0, side, side), np.float16)
-        full = maps.astype(np.float32) if self.evaluator.pixel is not None else None
-        return BatchResult(scores.astype(np.float64), float(maps.min()), float(maps.max()), full, cand, cand_maps)
+        full = model_maps.astype(np.float32) if self.evaluator.pixel is not None else None
+        return BatchResult(scores.astype(np.float64), float(maps.min()), float(maps.max()), full, cand, cand_maps,
+                           roi)
 
     def stream_volumes(self, recs: list[Record], maps: np.ndarray) -> None:
         """Write the batch's NIfTI slice maps to their volume files on disk (nothing stays in memory)."""
@@ -134,16 +142,19 @@ class PartScorer:
         start = len(self.rows)
         labels = np.array([r.label for r in recs])
         self.evaluator.update(res.scores, labels)
-        pixel = self.evaluator.pixel
+        pixel, pixel_roi = self.evaluator.pixel, self.evaluator.pixel_roi
         for j, (rec, m) in enumerate(zip(recs, masks, strict=True)):
             if pixel is not None and (m is not None or rec.label == 0):
                 amap = res.maps[j:j + 1]
-                pixel.update(amap, np.zeros(amap.shape, dtype=bool) if m is None else m[None])
+                truth = np.zeros(amap.shape, dtype=bool) if m is None else m[None]
+                pixel.update(amap, truth)
+                if pixel_roi is not None:
+                    pixel_roi.update(amap, truth, None if res.roi is None else res.roi[j:j + 1])
             elif pixel is not None:
                 self.pixel_skipped += 1  # an abnormal image without its mask: left out of pixel metrics
             self.rows.append({"image_id": start + j, "path": self.group.relative_key(rec),
                               "group": self.group.group_id(rec), "label": int(rec.label),
-                              "score": float(res.scores[j])})
+                              "score": float(res.scores[j]), **self.group.applicability.get(rec.key, {})})
         for pos, amap in zip(res.candidates.tolist(), res.candidate_maps, strict=True):
             for role in ROLES:
                 if _eligible(role, int(labels[pos])):

@@ -64,6 +64,8 @@ def write_shard(path: Path, shard: Shard) -> None:
         arrays[f"p{i}_cand_maps"] = r.candidate_maps
         if r.maps is not None:
             arrays[f"p{i}_maps"] = r.maps
+        if r.roi is not None:
+            arrays[f"p{i}_roi"] = r.roi.astype(np.uint8)
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, **arrays)
 
@@ -101,8 +103,9 @@ def read_shard(path: Path, batch_key: str, part_keys: dict[str, str]) -> Shard |
                     continue
                 lo, hi = (float(v) for v in npz[f"p{i}_range"])
                 maps = np.array(npz[f"p{i}_maps"]) if f"p{i}_maps" in npz.files else None
+                roi = np.array(npz[f"p{i}_roi"]).astype(bool) if f"p{i}_roi" in npz.files else None
                 results[stem] = BatchResult(np.array(npz[f"p{i}_scores"]), lo, hi, maps,
-                                            np.array(npz[f"p{i}_cand"]), np.array(npz[f"p{i}_cand_maps"]))
+                                            np.array(npz[f"p{i}_cand"]), np.array(npz[f"p{i}_cand_maps"]), roi)
     except (OSError, ValueError, KeyError, StopIteration):  # a damaged shard is recomputed, not trusted
         return None
     return Shard(batch_key, dict(part_keys), list(header["scored"]),

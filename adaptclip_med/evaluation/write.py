@@ -12,6 +12,7 @@ from typing import Any
 
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.plan import DEFAULT_METHOD, Plan, method_suffix
+from adaptclip_med.evaluation.roi import roi_picture
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.reporting.comparison import write_method_comparison
 from adaptclip_med.reporting.figures import render_run_figures
@@ -59,7 +60,7 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     grid: dict[str, list] = {}
     if config.overlays != 0:
         grid = render_run_overlays(out, records, parts, model.image_size, per_image=config.overlay_norm == "image",
-                                   top=config.overlays, notice=notice)
+                                   top=config.overlays, notice=notice, picture=roi_picture(config))
     if config.figures:
         render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records), notice=notice)
     if len(config.methods) > 1:

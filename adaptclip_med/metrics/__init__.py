@@ -5,7 +5,7 @@ Canonical names: I-AUROC, I-AUPR, I-F1max, P-AUROC, P-AUPR, P-F1max, AUPRO (pape
 
 from __future__ import annotations
 
-from adaptclip_med.metrics.accumulators import Evaluator, ImageAccumulator, PixelAccumulator
+from adaptclip_med.metrics.accumulators import ROI_METRICS, Evaluator, ImageAccumulator, PixelAccumulator
 from adaptclip_med.metrics.binned import BinnedPixelHistogram
 from adaptclip_med.metrics.clinical import (
     BootstrapResult,
@@ -59,6 +59,7 @@ __all__ = [
     "IMAGE_METRICS",
     "PAPER_METRICS",
     "PIXEL_METRICS",
+    "ROI_METRICS",
     "BinnedPixelHistogram",
     "BootstrapResult",
     "ConformalThreshold",

@@ -218,14 +218,16 @@ def panel_title(dataset: str, cls: str, shots: int, image_id: int, label: int, s
 
 
 def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[Any], image_size: int,
-                        per_image: bool = False, grid_rows: int = 4, top: int = -1, notice: str | None = None
-                        ) -> dict[str, list[dict[str, Any]]]:
+                        per_image: bool = False, grid_rows: int = 4, top: int = -1, notice: str | None = None,
+                        picture: Any = None) -> dict[str, list[dict[str, Any]]]:
     """Overlays of the maps kept in ``parts/*.npz`` (first seed of each shot count).
 
     Writes ``overlays/<dataset>/<class>/k<shots>/<rank>_<hash>.png`` and ``overlays/index.csv`` (file →
     data set, class, shots, seed, image id, path as in ``per_image.csv``, label, score, ``gallery`` tags),
     for the ``top`` first of each gallery (:func:`gallery_tags`; -1: every kept map). ``notice`` is burned
     into every PNG and fills the index's last column, ``notice`` (empty for a trained model).
+    ``picture(dataset, record, image_u8)``, when given, returns the picture drawn under the map (``--roi``:
+    dimmed outside the ROI, its outline drawn).
 
     Returns:
         ``{dataset: rows}``: the top ``grid_rows`` overlays of the highest shot count per data set, each a
@@ -266,7 +268,10 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
             mask = sample.get("mask")
             title = panel_title(r["dataset"], r["cls"], r["shots"], image_id, int(row["label"]), float(row["score"]),
                                 image_threshold)
-            fig = overlay_figure(np.asarray(sample["image_u8"]), amap, vmin=None if per_image else vmin,
+            shown = np.asarray(sample["image_u8"])
+            if picture is not None:
+                shown = picture(r["dataset"], part.queries[image_id], shown)
+            fig = overlay_figure(shown, amap, vmin=None if per_image else vmin,
                                  vmax=None if per_image else vmax, threshold=threshold,
                                  gt_mask=None if mask is None else np.asarray(mask), title=title)
             rel = Path("overlays") / slug(r["dataset"]) / slug(r["cls"]) / f"k{r['shots']}" / overlay_name(

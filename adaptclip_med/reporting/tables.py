@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaptclip_med.metrics import ALL_METRICS, PAPER_METRICS
+from adaptclip_med.metrics import ALL_METRICS, PAPER_METRICS, ROI_METRICS
 from adaptclip_med.reporting.labels import notice_of, with_notice
 from adaptclip_med.reporting.provenance import RunSettings
 from adaptclip_med.runtime.io import atomic_path, atomic_write_text
@@ -69,8 +69,9 @@ def per_image_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Every scored image of every part."""
     rows = [{"dataset": r["dataset"], "class": r["cls"], "shots": r["shots"], "seed": r["seed"], **row}
             for r in records for row in r["rows"]]
+    gate = ["applicability", "applicability_reasons"] if any("applicability" in row for row in rows) else []
     return pd.DataFrame(rows, columns=["dataset", "class", "shots", "seed", "image_id", "path", "group",
-                                       "label", "score"])
+                                       "label", "score", *gate])
 
 
 def metrics_long_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -107,7 +108,7 @@ def summary_frame(long: pd.DataFrame) -> pd.DataFrame:
     mean, std = stats["mean"].unstack("metric"), stats["std"].unstack("metric")
     bound = full.groupby([*KEYS, "metric"], sort=False)["bound"].mean().unstack("metric")
     out = pd.DataFrame(index=mean.index)
-    for m in ALL_METRICS:
+    for m in ALL_METRICS + tuple(m for m in ROI_METRICS if m in mean):  # @roi: only with --roi
         out[m] = mean[m] if m in mean else np.nan
         out[f"{m}_std"] = std[m] if m in std else np.nan
         out[f"{m}_bound"] = bound[m] if m in bound else np.nan
@@ -387,7 +388,8 @@ def write_tables(out: Path, records: list[dict[str, Any]], config: RunSettings,
     clin, ops = (by_method(lambda recs, i=i: clinical_frames(recs)[i], records, "seed") for i in (0, 1))
     write_csv(out / "clinical.csv", with_notice_column(clin, notice))
     write_csv(out / "operating_points.csv", with_notice_column(ops, notice))
-    disp = display_frame(summary)
+    disp = display_frame(summary, PAPER_METRICS + tuple(m for m in ROI_METRICS if m in summary
+                                                        and m.split("@")[0] in PAPER_METRICS))
     notes = na_notes(_summary_na(summary)) + [f"- {n}" for n in (_pixel_skipped_note(counts), SKIPPED_NOTE) if n]
     notes.append(f"- Protocol: {config.protocol_string()}.")
     shown = " and ".join(METHOD_NAMES.get(m, m) for m in methods_of(records))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from skimage.filters import threshold_otsu
@@ -26,6 +27,7 @@ from skimage.measure import label, regionprops
 
 from adaptclip_med.metrics.operating_point import conformal_p_value
 from adaptclip_med.roi.morphology import grey, to_working_grid
+from adaptclip_med.runtime.errors import AdaptCLIPError
 
 RULES: tuple[str, ...] = ("modality", "body-part", "localizer", "derived", "burned-in", "blank", "saturated",
                           "roi-small", "text", "feature")
@@ -267,3 +269,36 @@ def feature_verdict(distance: float, normal_distances: np.ndarray, config: GateC
         verdict.add(level, "feature", f"embedding unlike the normals: cosine distance {distance:.3f} to the nearest, "
                                       f"conformal p = {p:.3f} over {len(normal_distances)} normals")
     return verdict
+
+
+class GateSettingError(AdaptCLIPError, ValueError):
+    """A gate rule name or level the command line got wrong."""
+
+
+def add_gate_arguments(group: Any) -> None:
+    """``--gate``, ``--gate-off``, ``--expect-modality``, ``--expect-body-part``, ``--force``: shared by
+    ``python -m adaptclip_med.score`` and ``python -m adaptclip_med.evaluate`` (docs/roi.md)."""
+    group.add_argument("--gate", choices=("on", "off"), default="off",
+                       help="applicability gate: pass / warn / reject per image before a score is issued "
+                            "(default: off)")
+    group.add_argument("--gate-off", default="", metavar="RULES",
+                       help=f"comma-separated gate rules to switch off: {','.join(RULES)}")
+    group.add_argument("--expect-modality", default=None, metavar="MOD",
+                       help="gate: DICOM Modality expected (MR, CT, CR, ...); others are rejected")
+    group.add_argument("--expect-body-part", default=None, metavar="PART",
+                       help="gate: DICOM BodyPartExamined expected (HEAD, CHEST, ...); others are rejected")
+    group.add_argument("--force", action="store_true",
+                       help="score images the gate rejects (their rows say so) instead of leaving them out")
+
+
+def gate_config(enabled: bool, off: str | None, **kwargs: Any) -> GateConfig:
+    """A :class:`GateConfig` from the command line's ``--gate`` / ``--gate-off`` (comma-separated names).
+
+    Raises:
+        ValueError: unknown rule names or levels out of order (an ``AdaptCLIPError``).
+    """
+    names = tuple(sorted({n.strip() for n in (off or "").split(",") if n.strip()}))
+    try:
+        return GateConfig(enabled=enabled, off=names, **kwargs)
+    except ValueError as err:
+        raise GateSettingError(str(err)) from err

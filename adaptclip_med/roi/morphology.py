@@ -10,6 +10,8 @@ from scipy.spatial import ConvexHull, QhullError
 from skimage.filters import threshold_otsu
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+#: ROI outline colour on an overlay's picture, and the brightness kept outside the ROI.
+OUTLINE, DIM = (255, 220, 0), 0.35
 
 
 def to_working_grid(picture: np.ndarray, long_side: int) -> np.ndarray:
@@ -133,3 +135,19 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
     last = np.clip(np.floor(hi[ok]), -1, w - 1)
     out[ok] = (cols[None, :] >= first[:, None]) & (cols[None, :] <= last[:, None])
     return out | mask
+
+
+def decorate(image: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+    """The overlay's picture with the outside of ``roi`` dimmed and its outline drawn (source grid)."""
+    if roi is None:
+        return image
+    from skimage.segmentation import find_boundaries
+
+    pic = np.asarray(image)
+    pic = np.repeat(pic[..., None], 3, axis=-1) if pic.ndim == 2 else pic[..., :3].copy()
+    if roi.shape != pic.shape[:2]:
+        roi = to_source_grid(roi, pic.shape[:2])
+    pic[~roi] = (pic[~roi] * DIM).astype(np.uint8)
+    edge = find_boundaries(roi, mode="inner")
+    pic[edge] = OUTLINE
+    return pic

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -62,3 +63,30 @@ def _as_picture(array: np.ndarray, source: str) -> np.ndarray:
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 2:
         raise ImageReadError(source, f"not a 2-D picture (shape {array.shape})")
     return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def mask_stem(path: str) -> str:
+    """A file name without its image suffix (``.nii.gz``, ``.nii``, ``.dcm`` or the last one): masks match by it."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def user_mask(folder: str, path: str, slice_index: int | None, shape: tuple[int, int]) -> np.ndarray:
+    """The user's ROI of ``path``: ``folder/<stem>.*`` (the same slice for a volume), non-zero = inside.
+
+    Raises:
+        ImageReadError: no mask of that stem, or one of another size.
+    """
+    stem = mask_stem(path)
+    found = sorted(p for p in Path(folder).iterdir() if p.is_file() and mask_stem(str(p)) == stem)
+    if not found:
+        raise ImageReadError(path, f"no ROI mask named {stem}.* in the --roi folder")
+    mask = display_image(found[0], slice_index)[0]
+    mask = (mask.max(axis=-1) if mask.ndim == 3 else mask) > 0
+    if mask.shape != tuple(shape):
+        raise ImageReadError(path, f"ROI mask {found[0].name} is {mask.shape[1]}x{mask.shape[0]}, the image "
+                                   f"{shape[1]}x{shape[0]}")
+    return mask

@@ -24,19 +24,20 @@ from adaptclip_med.roi import anatomy_mask, detect_modality
 from adaptclip_med.roi.gate import (
     GateConfig,
     Verdict,
+    add_gate_arguments,
     feature_verdict,
+    gate_config,
     metadata_verdict,
     nearest_distances,
     pixel_verdict,
 )
+from adaptclip_med.roi.morphology import decorate as decorate  # re-exported: scoring.run draws overlays with it
 from adaptclip_med.roi.morphology import to_source_grid
-from adaptclip_med.roi.source import display_image
+from adaptclip_med.roi.source import display_image, user_mask
 from adaptclip_med.runtime.errors import AdaptCLIPError, ImageReadError
 from adaptclip_med.scoring.inputs import Study
 
 ROI_MODES = ("none", "auto")
-#: ROI outline colour on the overlay's image panel, and the brightness kept outside the ROI.
-OUTLINE, DIM = (255, 220, 0), 0.35
 
 
 class Rejected(str):
@@ -54,32 +55,6 @@ def check_roi(roi: str) -> None:
     if roi not in ROI_MODES and not Path(roi).is_dir():
         msg = f"--roi {roi!r}: expected none, auto or a folder of masks (named by the images' file stems)"
         raise AdaptCLIPError(msg)
-
-
-def _stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
-def user_mask(folder: str, path: str, slice_index: int | None, shape: tuple[int, int]) -> np.ndarray:
-    """The user's ROI of ``path``: ``folder/<stem>.*`` (the same slice for a volume), non-zero = inside.
-
-    Raises:
-        ImageReadError: no mask of that stem, or one of another size.
-    """
-    stem = _stem(path)
-    found = sorted(p for p in Path(folder).iterdir() if p.is_file() and _stem(str(p)) == stem)
-    if not found:
-        raise ImageReadError(path, f"no ROI mask named {stem}.* in the --roi folder")
-    mask = display_image(found[0], slice_index)[0]
-    mask = (mask.max(axis=-1) if mask.ndim == 3 else mask) > 0
-    if mask.shape != tuple(shape):
-        raise ImageReadError(path, f"ROI mask {found[0].name} is {mask.shape[1]}x{mask.shape[0]}, the image "
-                                   f"{shape[1]}x{shape[0]}")
-    return mask
 
 
 @dataclass
@@ -199,22 +174,6 @@ def apply_roi(item: dict[str, Any], roi: np.ndarray) -> str:
     return ""
 
 
-def decorate(image: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
-    """The overlay's picture with the outside of ``roi`` dimmed and its outline drawn (source grid)."""
-    if roi is None:
-        return image
-    from skimage.segmentation import find_boundaries
-
-    pic = np.asarray(image)
-    pic = np.repeat(pic[..., None], 3, axis=-1) if pic.ndim == 2 else pic[..., :3].copy()
-    if roi.shape != pic.shape[:2]:
-        roi = to_source_grid(roi, pic.shape[:2])
-    pic[~roi] = (pic[~roi] * DIM).astype(np.uint8)
-    edge = find_boundaries(roi, mode="inner")
-    pic[edge] = OUTLINE
-    return pic
-
-
 def title_label(label: str, item: dict[str, Any]) -> str:
     """The overlay label with the result's applicability verdict (unchanged with the gate off)."""
     cells = item.get("applicability") or {}
@@ -233,19 +192,6 @@ def normal_globals(feats: list[Any] | None) -> tuple[np.ndarray | None, np.ndarr
         return None, None
     g = np.stack([np.asarray(f.global_, dtype=np.float32).reshape(-1) for f in feats])
     return g, leave_one_out_distances(g)
-
-
-def gate_config(enabled: bool, off: str | None, **kwargs: Any) -> GateConfig:
-    """A :class:`GateConfig` from the command line's ``--gate`` / ``--gate-off`` (comma-separated names).
-
-    Raises:
-        AdaptCLIPError: unknown rule names or levels out of order.
-    """
-    names = tuple(sorted({n.strip() for n in (off or "").split(",") if n.strip()}))
-    try:
-        return GateConfig(enabled=enabled, off=names, **kwargs)
-    except ValueError as err:
-        raise AdaptCLIPError(str(err)) from err
 
 
 def active(roi: str, gate: GateConfig) -> bool:
@@ -288,20 +234,10 @@ def study_rows(plan: StudyPlan, study: Study, sid: str, rows: list[dict], skippe
 def add_arguments(group: Any) -> None:
     """``--roi``, ``--gate``, ``--gate-off``, ``--expect-modality``, ``--expect-body-part``, ``--gate-warn``,
     ``--gate-reject``, ``--roi-floor``, ``--force`` (docs/scoring.md)."""
-    from adaptclip_med.roi.gate import RULES
-
     group.add_argument("--roi", default="none", metavar="auto|none|FOLDER",
                        help="score inside the anatomy ROI: auto (found per modality), none (default: the whole "
                             "image), or a folder of masks named by the images' file stems")
-    group.add_argument("--gate", choices=("on", "off"), default="off",
-                       help="applicability gate: pass / warn / reject per image before a score is issued "
-                            "(default: off)")
-    group.add_argument("--gate-off", default="", metavar="RULES",
-                       help=f"comma-separated gate rules to switch off: {','.join(RULES)}")
-    group.add_argument("--expect-modality", default=None, metavar="MOD",
-                       help="gate: DICOM Modality expected (MR, CT, CR, ...); others are rejected")
-    group.add_argument("--expect-body-part", default=None, metavar="PART",
-                       help="gate: DICOM BodyPartExamined expected (HEAD, CHEST, ...); others are rejected")
+    add_gate_arguments(group)
     group.add_argument("--gate-warn", type=float, default=0.05,
                        help="gate: conformal p-value (embedding vs --normals) below which to warn (default: 0.05)")
     group.add_argument("--gate-reject", type=float, default=0.01,
@@ -309,7 +245,6 @@ def add_arguments(group: Any) -> None:
     group.add_argument("--roi-floor", type=float, default=0.02,
                        help="smallest ROI share of an image that is scored; volume slices below are skipped "
                             "(default: 0.02)")
-    group.add_argument("--force", action="store_true", help="score images the gate rejects (their rows say so)")
 
 
 def from_args(args: Any) -> tuple[str, GateConfig]:
