@@ -107,7 +107,7 @@ class MapViewer:
         parts = [f"{self.names[index]} ({index + 1}/{len(self)})"]
         if self.scores is not None:
             parts.append(f"anomaly score {self.scores[index]:.3f}")
-        parts.append(f"{100 * float(self.mask(index, threshold).mean()):.1f} % of pixels ≥ {threshold:.3f}")
+        parts.append(f"{100 * float(self.mask(index, threshold).mean()):.1f} % of pixels > {threshold:.3f}")
         text = " · ".join(parts)
         return f"{text} ({self.notice})" if self.notice else text
 

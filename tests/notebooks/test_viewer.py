@@ -43,16 +43,17 @@ def test_alpha_zero_keeps_the_picture_and_one_shows_the_colour() -> None:
 def test_threshold_moves_the_mask_and_its_outline() -> None:
     v = _viewer()
     counts = [int(v.mask(1, t).sum()) for t in (0.0, 0.3, 0.6, 0.71)]
-    assert counts == [64, 40, 16, 0]  # ramp columns 0, .1, ..., .7: 8, 5, 2, 0 columns at or above
+    # ramp columns 0, .1, ..., .7: 7, 4, 1, 0 columns strictly above (the one rule: a tie is normal)
+    assert counts == [56, 32, 8, 0]
     low, high = v.render(1, 0.3, 0.5), v.render(1, 0.6, 0.5)
     white = [(f == 255).all(axis=-1) for f in (low, high)]
-    assert white[0][:, 3].all() and not white[1][:, 3].any() and white[1][:, 6].all()
+    assert white[0][:, 4].all() and not white[1][:, 4].any() and white[1][:, 7].all()
     assert (v.render(1, 0.71, 0.5) == GREY).all()  # nothing above: the bare picture
 
 
 def test_caption_says_score_share_and_notice() -> None:
     text = _viewer("untrained backbone — pipeline demo only").caption(0, 0.5)
-    assert text == "a (1/2) · anomaly score 0.900 · 50.0 % of pixels ≥ 0.500 (untrained backbone — pipeline demo only)"
+    assert text == "a (1/2) · anomaly score 0.900 · 50.0 % of pixels > 0.500 (untrained backbone — pipeline demo only)"
 
 
 def test_maps_are_resized_to_the_picture() -> None:
