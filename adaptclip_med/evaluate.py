@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image score inside the anatomy ROI and pixel metrics again on its pixels only (@roi "
                         "columns): auto (found per modality), none (default), a folder of masks named by the "
                         "images' file stems (one data set), or NAME=auto|none|PATH pairs")
-    from adaptclip_med.roi.gate import add_gate_arguments
+    from adaptclip_med.roi.options import add_gate_arguments
 
     add_gate_arguments(g)
     a = p.add_argument_group("patient data")

@@ -70,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map threshold of contours and the DICOM Segmentation (default: calibrated, else --threshold)")
     d.add_argument("--target-specificity", type=float, default=0.95,
                    help="specificity the calibrated image threshold aims at on the normals (default: 0.95)")
-    from adaptclip_med.scoring.applicability import add_arguments as add_gate_arguments
+    from adaptclip_med.roi.options import add_score_arguments
 
-    add_gate_arguments(p.add_argument_group("anatomy ROI and applicability gate (docs/roi.md)"))
+    add_score_arguments(p.add_argument_group("anatomy ROI and applicability gate (docs/roi.md)"))
     o = p.add_argument_group("outputs")
     o.add_argument("--overlays", choices=("peak", "all", "none"), default="peak",
                    help="overlay PNGs: each image and each volume's peak slice (default), every slice, or none")

@@ -27,10 +27,9 @@ from skimage.measure import label, regionprops
 
 from adaptclip_med.metrics.operating_point import conformal_p_value
 from adaptclip_med.roi.morphology import grey, to_working_grid
+from adaptclip_med.roi.options import RULES
 from adaptclip_med.runtime.errors import AdaptCLIPError
 
-RULES: tuple[str, ...] = ("modality", "body-part", "localizer", "derived", "burned-in", "blank", "saturated",
-                          "roi-small", "text", "feature")
 LEVELS: tuple[str, ...] = ("pass", "warn", "reject")
 #: Secondary Capture SOP classes (single-frame and the four multi-frame ones).
 SECONDARY_CAPTURE = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2",
@@ -273,22 +272,6 @@ def feature_verdict(distance: float, normal_distances: np.ndarray, config: GateC
 
 class GateSettingError(AdaptCLIPError, ValueError):
     """A gate rule name or level the command line got wrong."""
-
-
-def add_gate_arguments(group: Any) -> None:
-    """``--gate``, ``--gate-off``, ``--expect-modality``, ``--expect-body-part``, ``--force``: shared by
-    ``python -m adaptclip_med.score`` and ``python -m adaptclip_med.evaluate`` (docs/roi.md)."""
-    group.add_argument("--gate", choices=("on", "off"), default="off",
-                       help="applicability gate: pass / warn / reject per image before a score is issued "
-                            "(default: off)")
-    group.add_argument("--gate-off", default="", metavar="RULES",
-                       help=f"comma-separated gate rules to switch off: {','.join(RULES)}")
-    group.add_argument("--expect-modality", default=None, metavar="MOD",
-                       help="gate: DICOM Modality expected (MR, CT, CR, ...); others are rejected")
-    group.add_argument("--expect-body-part", default=None, metavar="PART",
-                       help="gate: DICOM BodyPartExamined expected (HEAD, CHEST, ...); others are rejected")
-    group.add_argument("--force", action="store_true",
-                       help="score images the gate rejects (their rows say so) instead of leaving them out")
 
 
 def gate_config(enabled: bool, off: str | None, **kwargs: Any) -> GateConfig:

@@ -24,7 +24,6 @@ from adaptclip_med.roi import anatomy_mask, detect_modality
 from adaptclip_med.roi.gate import (
     GateConfig,
     Verdict,
-    add_gate_arguments,
     feature_verdict,
     gate_config,
     metadata_verdict,
@@ -229,22 +228,6 @@ def study_rows(plan: StudyPlan, study: Study, sid: str, rows: list[dict], skippe
                      "applicability": "reject", "applicability_reasons": str(reason)})
     skipped[:] = kept
     return rows
-
-
-def add_arguments(group: Any) -> None:
-    """``--roi``, ``--gate``, ``--gate-off``, ``--expect-modality``, ``--expect-body-part``, ``--gate-warn``,
-    ``--gate-reject``, ``--roi-floor``, ``--force`` (docs/scoring.md)."""
-    group.add_argument("--roi", default="none", metavar="auto|none|FOLDER",
-                       help="score inside the anatomy ROI: auto (found per modality), none (default: the whole "
-                            "image), or a folder of masks named by the images' file stems")
-    add_gate_arguments(group)
-    group.add_argument("--gate-warn", type=float, default=0.05,
-                       help="gate: conformal p-value (embedding vs --normals) below which to warn (default: 0.05)")
-    group.add_argument("--gate-reject", type=float, default=0.01,
-                       help="gate: conformal p-value below which to reject (default: 0.01)")
-    group.add_argument("--roi-floor", type=float, default=0.02,
-                       help="smallest ROI share of an image that is scored; volume slices below are skipped "
-                            "(default: 0.02)")
 
 
 def from_args(args: Any) -> tuple[str, GateConfig]:
