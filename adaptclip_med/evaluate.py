@@ -276,6 +276,7 @@ def report_lines(result: object) -> list[str]:
                     f"; {result.batches_reused} batch(es) resumed from an interrupted run" if result.batches_reused
                     else ""))
     lines += screen_lines(result.skipped, result.out / 'skipped.csv')
+    lines += screen_lines(getattr(result, "warnings", []), result.out / "warnings.csv", "kept with a warning")
     if result.store_note:
         lines.append(result.store_note)
     lines.append(f"tables: {result.out / 'tables' / 'main.md'}  summary: {result.out / 'summary.csv'}")

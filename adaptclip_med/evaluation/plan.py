@@ -129,10 +129,12 @@ class ClassGroup:
 
 @dataclass
 class Plan:
-    """What a run will do: the class groups (with their parts) and the files the loaders skipped."""
+    """What a run will do: the class groups (with their parts), the files the loaders skipped and the files
+    they kept with a warning (e.g. an abnormal image whose mask is empty: image-level abnormal, pixels normal)."""
 
     groups: list[ClassGroup]
     skipped: list[Skip]
+    warnings: list[Skip] = field(default_factory=list)
 
     @property
     def parts(self) -> list[Part]:
@@ -155,6 +157,18 @@ def select_queries(records: list[Record], limit: int | None) -> list[Record]:
     return sorted(picked, key=lambda r: r.key)
 
 
+def _listed(name: str, problems: list[tuple[str, str]], root: Path, prompt_root: Path | None,
+            pseudonymiser: Pseudonymiser | None) -> list[Skip]:
+    """A loader's ``(path, reason)`` list as rows of ``skipped.csv`` / ``warnings.csv``: root-relative (or
+    pseudonymous) paths, one-line reasons through the one scrubber."""
+    folders = [f for f in (root, prompt_root) if f is not None]
+    if pseudonymiser:
+        return [Skip(name, pseudonymiser.path_of(path),
+                     scrub(one_line(why), folders=folders, pseudonymiser=pseudonymiser)) for path, why in problems]
+    return [Skip(name, relative_path(path, root, prompt_root), scrub(one_line(why), folders=folders))
+            for path, why in problems]
+
+
 def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> Plan:
     """Load every data set and draw every prompt set (all bad input surfaces here).
 
@@ -166,6 +180,7 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
     """
     groups: list[ClassGroup] = []
     skipped: list[Skip] = []
+    warnings: list[Skip] = []
     gate = config.gate_config()
     for name in config.datasets:
         folder = config.prompt_folder_for(name)
@@ -177,12 +192,8 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
         prompt_root = Path(folder) if folder else None
         if config.strict and index.problems:
             raise strict_error(*index.problems[0])
-        folders = [f for f in (root, prompt_root) if f is not None]
-        skipped += [Skip(name, pseudonymiser.path_of(path), scrub(one_line(problem), folders=folders,
-                                                                  pseudonymiser=pseudonymiser))
-                    if pseudonymiser else Skip(name, relative_path(path, root, prompt_root),
-                                               scrub(one_line(problem), folders=folders))
-                    for path, problem in index.problems]
+        skipped += _listed(name, index.problems, root, prompt_root, pseudonymiser)
+        warnings += _listed(name, index.warnings, root, prompt_root, pseudonymiser)
         for cls in index.classes:
             queries = select_queries([r for r in index.records if r.cls == cls], config.limit)
             if not queries:
@@ -196,7 +207,7 @@ def plan_run(config: EvalConfig, pseudonymiser: Pseudonymiser | None = None) -> 
     if not groups:
         msg = f"data sets {list(config.datasets)}: no test images found; check --root and --limit"
         raise AdaptCLIPError(msg)
-    return Plan(groups, skipped)
+    return Plan(groups, skipped, warnings)
 
 
 def _draw_parts(group: ClassGroup, index: D.DatasetIndex, config: EvalConfig) -> list[Skip]:

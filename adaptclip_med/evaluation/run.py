@@ -62,6 +62,7 @@ class RunResult:
         batches_reused: batches replayed from shards of an interrupted run.
         encodes: images encoded by the backbone (and taken from a feature store).
         skipped: files left out (all of ``skipped.csv``).
+        warnings: files kept with a warning (all of ``warnings.csv``).
         store_note: what the ``--feature-cache`` store reused, stored and evicted ("" without one).
         share_batches: under torchrun, the query batches this rank encoded in its share.
         processes: torchrun ranks of the run (1 without torchrun); ``encodes`` then counts all of them.
@@ -76,6 +77,7 @@ class RunResult:
     batches_reused: int = 0
     encodes: EncodeStats = field(default_factory=EncodeStats)
     skipped: list[Skip] = field(default_factory=list)
+    warnings: list[Skip] = field(default_factory=list)
     store_note: str = ""
     share_batches: int = 0
     processes: int = 1
@@ -366,6 +368,7 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
             "timings_s": {**clock.laps, "note": "wall seconds of rank 0 before writing the outputs"}}
     result.store_note = store.note() if isinstance(store, DiskStore) else ""
     result.skipped = write_outputs(out, config, model, plan, records, info)
+    result.warnings = plan.warnings
     clock.lap("write")
     if pseud is not None:
         result.key_file = _write_key(config, pseud)

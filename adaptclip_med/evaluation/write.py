@@ -19,7 +19,7 @@ from adaptclip_med.reporting.figures import render_run_figures
 from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
 from adaptclip_med.reporting.tables import by_method, per_image_frame, write_tables
-from adaptclip_med.runtime.skips import Skip, skipped_summary, write_skipped
+from adaptclip_med.runtime.skips import WARNINGS_CSV, Skip, skipped_summary, write_skipped
 
 
 def all_skips(plan: Plan, records: list[dict[str, Any]]) -> list[Skip]:
@@ -50,6 +50,7 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     """Every run-level output, from the part records; returns the skipped files."""
     skips = all_skips(plan, records)
     write_skipped(out, skips)
+    write_skipped(out, plan.warnings, WARNINGS_CSV)
     summary = write_tables(out, records, config)
     notice = notice_of(config)
     P.write_prompt_manifests(out, records, notice)
@@ -66,7 +67,8 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     if len(config.methods) > 1:
         write_method_comparison(out, by_method(per_image_frame, all_records, "seed"), notice, figures=config.figures)
     P.write_run_json(out, config, model, parts, status="complete",
-                     extra={**run_info, "skipped": skipped_summary(skips)})
+                     extra={**run_info, "skipped": skipped_summary(skips),
+                            "warnings": skipped_summary(plan.warnings, WARNINGS_CSV)})
     from adaptclip_med.reporting.html import write_html_report
 
     write_html_report(out)

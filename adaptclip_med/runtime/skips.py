@@ -8,6 +8,9 @@ a file that cannot be read or used is skipped, and each skipped file is listed w
   set's folder (:func:`write_skipped`, written atomically);
 * in the run's ``run.json`` under ``"skipped"``: count, file and the first few (:func:`skipped_summary`).
 
+Files that are kept but worth a word (an abnormal image whose mask is empty, a distorted aspect ratio)
+are listed the same way, in ``warnings.csv`` and under ``"warnings"`` (``evaluate``).
+
 ``--strict`` stops at the first such file instead, with one line naming it (:func:`strict_error`).
 """
 
@@ -27,6 +30,8 @@ from adaptclip_med.runtime.io import atomic_write_text
 SHOWN_SKIPS = 5
 
 SKIPPED_CSV = "skipped.csv"
+#: Files kept with a warning (same columns as ``skipped.csv``).
+WARNINGS_CSV = "warnings.csv"
 
 #: Exceptions a reader or transform raises for a file it cannot use: the file is skipped with the reason.
 READ_ERRORS: tuple[type[BaseException], ...] = (ImageReadError, AdaptCLIPError, OSError, ValueError, RuntimeError,
@@ -70,28 +75,30 @@ def strict_error(path: str | Path, reason: str) -> DataValidationError:
     return DataValidationError(f"{path}: {reason} (--strict stops at the first unusable file)")
 
 
-def write_skipped(out: Path, skips: Sequence[Skip]) -> Path:
-    """``skipped.csv``: ``path,reason,dataset,class`` (root-relative paths; header only when none skipped)."""
+def write_skipped(out: Path, skips: Sequence[Skip], name: str = SKIPPED_CSV) -> Path:
+    """``skipped.csv`` (or ``name``, e.g. :data:`WARNINGS_CSV`): ``path,reason,dataset,class`` (root-relative
+    paths; header only when the list is empty)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "reason", "dataset", "class"])
     writer.writerows([s.path, s.reason, s.dataset, s.cls] for s in skips)
-    atomic_write_text(Path(out) / SKIPPED_CSV, buf.getvalue())
-    return Path(out) / SKIPPED_CSV
+    atomic_write_text(Path(out) / name, buf.getvalue())
+    return Path(out) / name
 
 
-def skipped_summary(skips: Sequence[Skip]) -> dict[str, Any]:
-    """What ``run.json`` says about skipped files: count, file, the first few."""
-    return {"count": len(skips), "file": SKIPPED_CSV,
+def skipped_summary(skips: Sequence[Skip], name: str = SKIPPED_CSV) -> dict[str, Any]:
+    """What ``run.json`` says about skipped files (or those of ``name``): count, file, the first few."""
+    return {"count": len(skips), "file": name,
             "first": [{"dataset": s.dataset, "class": s.cls, "path": s.path, "reason": s.reason}
                       for s in skips[:SHOWN_SKIPS]]}
 
 
-def screen_lines(skips: Sequence[Skip], csv_path: Path) -> list[str]:
-    """What a CLI prints about skipped files: the count, the first few, how many more (none: no line)."""
+def screen_lines(skips: Sequence[Skip], csv_path: Path, what: str = "skipped") -> list[str]:
+    """What a CLI prints about skipped files (``what``: "kept with a warning" for warnings): the count, the
+    first few, how many more (none: no line)."""
     if not skips:
         return []
-    lines = [f"{len(skips)} file(s) skipped — see {csv_path}:"]
+    lines = [f"{len(skips)} file(s) {what} — see {csv_path}:"]
     lines += [f"  {s.dataset}: {s.path}: {s.reason}" for s in skips[:SHOWN_SKIPS]]
     if len(skips) > SHOWN_SKIPS:
         lines.append(f"  ... and {len(skips) - SHOWN_SKIPS} more")

@@ -47,6 +47,12 @@ def test_corpus_through_evaluate(bad_corpus: object, tmp_path: Path, tiny_args: 
     assert scored | held_out == good and not scored & held_out  # every good normal scored or a prompt
     assert json.loads((out / "run.json").read_text())["skipped"]["count"] == len(bad)
     assert f"{len(bad)} file(s) skipped" in captured.out
+    # abnormal images whose mask is empty: scored (publisher's label), and listed as warnings, not skips
+    warned = pd.read_csv(out / "warnings.csv", dtype=str, keep_default_na=False)
+    assert {"abnormal/empty_mask.png", "abnormal/faint_jpeg_mask.jpg"} <= set(warned["path"]) <= scored
+    assert all(re.search("empty", r, re.IGNORECASE) for r in warned["reason"])
+    assert json.loads((out / "run.json").read_text())["warnings"]["count"] == len(warned)
+    assert f"{len(warned)} file(s) kept with a warning" in captured.out
 
     assert main([*args, "--strict", "--out", str(tmp_path / "strict")]) == 2
     err = capsys.readouterr().err
