@@ -97,3 +97,11 @@ class FrozenTextEncoder(nn.Module):
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(T, C)`` token ids → ``(T, D)`` features (EOT = the largest id, as in CLIP)."""
         return self.encode_embeddings(self.embed_tokens(tokens), tokens.argmax(dim=-1))
+
+    @torch.no_grad()
+    def zero_shot_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(T, C)`` token ids of free prompts → ``(T, D)`` unit-norm float32 features on the CPU (the
+        applicability gate's ``prompts`` rule compares them with images' global embeddings)."""
+        device = self.token_embedding.weight.device
+        feats = self.encode_tokens(tokens.to(device)).float()
+        return torch.nn.functional.normalize(feats, dim=-1).cpu()

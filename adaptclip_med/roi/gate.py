@@ -10,7 +10,9 @@ Three layers of named rules (docs/roi.md, "Applicability gate"); each finding is
    share of pixels at the top value), ``roi-small`` (the anatomy ROI below ``roi_floor`` of the image),
    ``text`` (a screenshot or a scanned document: many small high-contrast glyph components in rows);
 3. features: ``feature`` (the cosine distance of the image's global embedding to the nearest normal, as a
-   conformal p-value among the normals' leave-one-out distances; below ``warn`` / ``reject``).
+   conformal p-value among the normals' leave-one-out distances; below ``warn`` / ``reject``), or without
+   normals ``prompts`` (zero-shot: the global embedding against CLIP text embeddings of the expected
+   modality and of negatives such as a screenshot; meaningful only with real backbone weights).
 
 Any rule can be switched off by name (``GateConfig.off``); ``GateConfig.enabled=False`` turns the gate off.
 """
@@ -42,6 +44,17 @@ SATURATED_WARN, SATURATED_REJECT = 0.15, 0.40
 #: glyph-like components lying in rows: warn / reject at this many.
 TEXT_WARN, TEXT_REJECT = 15, 40
 TEXT_SIDE = 1024
+#: ``prompts`` rule: the zero-shot prompt of each modality (keys: :func:`modality_key`), the negatives, the
+#: CLIP softmax temperature and the negative probability above which the rule rejects (else it warns when
+#: a negative's probability exceeds the expected prompt's).
+MODALITY_PROMPTS = {"mri": "an MRI scan", "ct": "a CT scan", "xray": "an X-ray image",
+                    "endoscopy": "an endoscopy image", "us": "an ultrasound image", "mg": "a mammogram",
+                    "pt": "a PET scan", "nm": "a nuclear medicine scan"}
+NEGATIVE_PROMPTS = ("a screenshot of a computer screen", "a photo of a printed document", "a photograph of a scene")
+PROMPT_TEMPERATURE = 100.0
+PROMPT_REJECT = 0.8
+_MODALITY_KEYS = {"MR": "mri", "CT": "ct", "CR": "xray", "ES": "endoscopy", "US": "us", "MG": "mg", "PT": "pt",
+                  "NM": "nm"}
 
 
 @dataclass(frozen=True)
@@ -267,6 +280,54 @@ def feature_verdict(distance: float, normal_distances: np.ndarray, config: GateC
         level = "reject" if p < config.reject else "warn"
         verdict.add(level, "feature", f"embedding unlike the normals: cosine distance {distance:.3f} to the nearest, "
                                       f"conformal p = {p:.3f} over {len(normal_distances)} normals")
+    return verdict
+
+
+def modality_key(modality: str) -> str:
+    """A :data:`MODALITY_PROMPTS` key from ``--expect-modality`` (``MR``, ``MRI``, ``CT``, ``CR``, ...) or a
+    detected modality (``mri``, ``ct``, ``xray``, ``endoscopy``); an unknown one is kept in lower case."""
+    v = modality.strip()
+    if v.lower() in MODALITY_PROMPTS:
+        return v.lower()
+    return _MODALITY_KEYS.get(_modality(v), v.lower())
+
+
+def modality_prompt(modality: str) -> str:
+    """The zero-shot prompt of ``modality`` (:func:`modality_key`); unknown: ``"a <modality> medical image"``."""
+    key = modality_key(modality)
+    return MODALITY_PROMPTS.get(key, f"a {modality.strip()} medical image")
+
+
+def prompt_verdict(embedding: np.ndarray, expected: np.ndarray, negatives: np.ndarray, expected_prompt: str,
+                   negative_prompts: tuple[str, ...] | list[str], config: GateConfig, random_weights: bool = False,
+                   ) -> Verdict:
+    """Layer 3 without normals, the ``prompts`` rule: CLIP zero-shot of the ``(D,)`` global ``embedding``
+    over the ``(D,)`` text embedding of the ``expected_prompt`` and the ``(N, D)`` ``negatives``.
+
+    Cosine similarities × :data:`PROMPT_TEMPERATURE`, softmax over the ``1 + N`` prompts: ``warn`` when the
+    most probable negative is more probable than the expected prompt, ``reject`` when its probability also
+    exceeds :data:`PROMPT_REJECT`. The reason names the winning prompt. ``random_weights``: the backbone is
+    random, the verdict is noise: the reason says so and the rule only warns (it never drops an image).
+    """
+    verdict = Verdict()
+    if not config.on("prompts") or len(negatives) == 0:
+        return verdict
+    texts = np.vstack([np.asarray(expected, dtype=np.float64).reshape(1, -1),
+                       np.asarray(negatives, dtype=np.float64)])
+    texts = texts / np.maximum(np.linalg.norm(texts, axis=1, keepdims=True), 1e-12)
+    q = np.asarray(embedding, dtype=np.float64).reshape(-1)
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    logits = PROMPT_TEMPERATURE * (texts @ q)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    best = int(np.argmax(p[1:]))
+    p_neg, p_exp = float(p[1 + best]), float(p[0])
+    if p_neg <= p_exp:
+        return verdict
+    level = "reject" if p_neg > PROMPT_REJECT and not random_weights else "warn"
+    note = " (random backbone weights: meaningless, never rejects)" if random_weights else ""
+    verdict.add(level, "prompts", f"zero-shot prefers {negative_prompts[best]!r} (p = {p_neg:.2f}) over "
+                                  f"{expected_prompt!r} (p = {p_exp:.2f}){note}")
     return verdict
 
 

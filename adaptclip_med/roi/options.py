@@ -9,7 +9,7 @@ from typing import Any
 
 #: The gate's rules, each switchable by name (``--gate-off burned-in,text``).
 RULES: tuple[str, ...] = ("modality", "body-part", "localizer", "derived", "burned-in", "blank", "saturated",
-                          "roi-small", "text", "feature")
+                          "roi-small", "text", "feature", "prompts")
 
 
 def add_gate_arguments(group: Any) -> None:

@@ -7,7 +7,9 @@ Units that are rejected (without ``--force``) or, in a volume, whose ROI is belo
 given to the scorer, so they cost no backbone time. :meth:`StudyPlan.merge` puts the scorer's results
 back in unit order, applies the ROI to the map (outside: the map's minimum) and the score (the fused
 score with the map's peak taken inside the ROI, :func:`adaptclip_med.model.fusion.score_with_peak`),
-and adds the feature rule (the image's global embedding against the normals').
+and adds the feature rule (the image's global embedding against the normals') or, without normals, the
+``prompts`` rule (the global embedding against CLIP text embeddings of the expected modality and of
+negatives, computed once per run by :func:`prompt_texts`; meaningful only with real backbone weights).
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ import torch
 from adaptclip_med.model.fusion import score_with_peak
 from adaptclip_med.roi import anatomy_mask, detect_modality
 from adaptclip_med.roi.gate import (
+    MODALITY_PROMPTS,
+    NEGATIVE_PROMPTS,
     GateConfig,
     Verdict,
     feature_verdict,
     gate_config,
     metadata_verdict,
+    modality_prompt,
     nearest_distances,
     pixel_verdict,
+    prompt_verdict,
 )
 from adaptclip_med.roi.morphology import decorate as decorate  # re-exported: scoring.run draws overlays with it
 from adaptclip_med.roi.morphology import to_source_grid
@@ -56,6 +62,45 @@ def check_roi(roi: str) -> None:
         raise AdaptCLIPError(msg)
 
 
+@dataclass(frozen=True)
+class PromptTexts:
+    """The ``prompts`` rule's text side, encoded once per run: prompt → ``(D,)`` unit-norm embedding.
+
+    Attributes:
+        features: every modality prompt (and ``--expect-modality``'s), and the negatives.
+        random_weights: the backbone has random weights (the verdict is noise; it only warns).
+    """
+
+    features: dict[str, np.ndarray]
+    random_weights: bool = False
+
+    def verdict(self, embedding: np.ndarray, modality: str, gate: GateConfig) -> Verdict:
+        """The ``prompts`` verdict of one global ``embedding`` for the expected ``modality``."""
+        expected = modality_prompt(modality)
+        if expected not in self.features:
+            return Verdict()
+        negatives = np.stack([self.features[n] for n in NEGATIVE_PROMPTS])
+        return prompt_verdict(embedding, self.features[expected], negatives, expected, NEGATIVE_PROMPTS, gate,
+                              random_weights=self.random_weights)
+
+
+def prompt_texts(model: Any, gate: GateConfig, random_weights: bool) -> PromptTexts | None:
+    """Encode the modality prompts and the negatives once with the model's frozen text encoder (None when
+    the ``prompts`` rule is off, or the text and image embeddings differ in width)."""
+    if not gate.on("prompts"):
+        return None
+    import open_clip
+
+    prompts = list(dict.fromkeys([*MODALITY_PROMPTS.values(), *NEGATIVE_PROMPTS,
+                                  *([modality_prompt(gate.expect_modality)] if gate.expect_modality else [])]))
+    encoder = model.text_encoder
+    tokens = open_clip.tokenize(prompts, context_length=int(encoder.positional_embedding.shape[0]))
+    feats = encoder.zero_shot_features(tokens).numpy()
+    if feats.shape[1] != int(getattr(model.backbone, "embed_dim", feats.shape[1])):
+        return None
+    return PromptTexts(dict(zip(prompts, feats, strict=True)), random_weights)
+
+
 @dataclass
 class StudyPlan:
     """What happens to each unit of one study: scored, skipped (a reason) or rejected (a verdict).
@@ -65,6 +110,8 @@ class StudyPlan:
         rois: per unit, the source-grid ROI (``None`` without ``--roi``).
         skip: unit index → reason (unreadable, ROI below the floor in a volume).
         score: indices handed to the scorer.
+        modalities: per unit, the modality the ``prompts`` rule expects (``--expect-modality``, else the
+            detected one; ``None`` when the rule is off).
     """
 
     gate: GateConfig
@@ -72,10 +119,12 @@ class StudyPlan:
     rois: list[np.ndarray | None] = field(default_factory=list)
     skip: dict[int, str] = field(default_factory=dict)
     score: list[int] = field(default_factory=list)
+    modalities: list[str | None] = field(default_factory=list)
 
     def merge(self, study: Study, scored: list[Any], normals: np.ndarray | None,
-              normal_distances: np.ndarray | None) -> list[Any]:
-        """The results in unit order: the scorer's (ROI and feature rule applied), skip reasons, rejections."""
+              normal_distances: np.ndarray | None, prompts: PromptTexts | None = None) -> list[Any]:
+        """The results in unit order: the scorer's (ROI and the feature rule, or without normals the
+        ``prompts`` rule, applied), skip reasons, rejections."""
         results: list[Any] = [None] * len(study.units)
         for k, item in zip(self.score, scored, strict=True):
             results[k] = item
@@ -85,6 +134,10 @@ class StudyPlan:
             if verdict is not None and normals is not None and normal_distances is not None and "global" in item:
                 d = float(nearest_distances(np.asarray(item["global"])[None], normals)[0])
                 verdict.extend(feature_verdict(d, normal_distances, self.gate))
+            elif verdict is not None and normals is None and prompts is not None and "global" in item:
+                modality = self.modalities[k] if k < len(self.modalities) else None
+                if modality:
+                    verdict.extend(prompts.verdict(np.asarray(item["global"]), modality, self.gate))
             if self.rois[k] is not None:
                 reason = apply_roi(item, self.rois[k])
                 if reason:
@@ -128,12 +181,15 @@ def plan_study(study: Study, roi: str, gate: GateConfig) -> StudyPlan:
     volume = study.kind != "image"
     for k, unit in enumerate(study.units):
         verdict = metadata_verdict(unit.path, gate) if gate.enabled else None
-        mask = None
+        mask, modality = None, None
         try:
             picture, dicom_modality, _ = display_image(unit.path, unit.slice_index)
+            if gate.on("prompts"):
+                modality = gate.expect_modality or detect_modality(picture, dicom_modality)
             if roi != "none" and picture.max() > picture.min():
                 if roi == "auto":
-                    mask = anatomy_mask(picture, detect_modality(picture, dicom_modality))
+                    mask = anatomy_mask(picture, modality if modality and not gate.expect_modality
+                                        else detect_modality(picture, dicom_modality))
                 else:
                     mask = user_mask(roi, unit.path, unit.slice_index, picture.shape[:2])
             if verdict is not None:
@@ -141,10 +197,12 @@ def plan_study(study: Study, roi: str, gate: GateConfig) -> StudyPlan:
         except (ImageReadError, OSError) as err:
             plan.verdicts.append(verdict)
             plan.rois.append(None)
+            plan.modalities.append(None)
             plan.skip[k] = str(err)
             continue
         plan.verdicts.append(verdict)
         plan.rois.append(mask)
+        plan.modalities.append(modality)
         if mask is not None and volume and mask.mean() < gate.roi_floor:
             plan.skip[k] = f"ROI below the floor: anatomy {mask.mean():.1%} of the slice < {gate.roi_floor:.0%}"
         elif mask is not None and not mask.any():

@@ -298,6 +298,9 @@ def _score(config: ScoreConfig, store: FeatureStore | None, old: dict | None, si
     gated = A.active(config.roi, config.gate)  # --roi / the gate: decided per unit before encoding
     scorer.details = gated
     normal_g = A.normal_globals(feats) if gated else (None, None)
+    # without normals: the zero-shot prompts rule (text encoded once; noise with a random backbone)
+    prompts = A.prompt_texts(model, config.gate, config.model.pretrained is None) if gated and feats is None \
+        else None
     rows, notes, warned, index = [], {}, {}, {}
     with tqdm(total=sum(len(s.units) for s in studies), desc="scoring", unit="img", disable=None) as bar:
         for study in studies:
@@ -314,7 +317,7 @@ def _score(config: ScoreConfig, store: FeatureStore | None, old: dict | None, si
                                    keep_pictures=keep, bar=bar)
             if plan is not None:
                 bar.update(len(study.units) - len(plan.score))
-                results = plan.merge(study, results, *normal_g)
+                results = plan.merge(study, results, *normal_g, prompts=prompts)
             refs = slice_refs(study, namer.pseudo)  # named and shown as a viewer does
             tag = O.file_tag(sid, fingerprint, thr["pixel_threshold"],
                              *([A.settings(config.roi, config.gate)] if gated else []))

@@ -1,6 +1,7 @@
 """The applicability gate and ``--roi`` in ``score`` (issue 20): a corpus of inapplicable images built here
 (real pydicom files and PIL-rendered text), each rejected with its named reason; ``--force``; ``--gate-off``;
-no shared medical image rejected; ``--roi auto`` confines the map and draws the outline."""
+no shared medical image rejected; ``--roi auto`` confines the map and draws the outline. The runs switch
+the zero-shot ``prompts`` rule off (noise on the random test backbone; tests/scoring/test_score_prompts.py)."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def test_score_rejects_without_a_score_and_force_marks_the_row(corpus: dict[str,
     inputs = [str(p) for p in corpus.values()]
     out = tmp_path / "gated"
     assert main([*inputs, "--out", str(out), "--gate", "on", "--expect-modality", "MR", "--overlays", "none",
-                 "--no-dicom", *TINY]) == 0
+                 "--no-dicom", "--gate-off", "prompts", *TINY]) == 0
     table = pd.read_csv(out / "scores.csv").set_index("id")
     for name, rule in EXPECTED.items():
         row = table.loc[corpus[name].name]
@@ -137,7 +138,7 @@ def test_score_rejects_without_a_score_and_force_marks_the_row(corpus: dict[str,
     assert row["applicability_reasons"].startswith("scored under --force; text:")
 
     off = tmp_path / "off"
-    assert main([str(corpus["document"]), "--out", str(off), "--gate", "on", "--gate-off", "text",
+    assert main([str(corpus["document"]), "--out", str(off), "--gate", "on", "--gate-off", "text,prompts",
                  "--overlays", "none", *TINY]) == 0
     assert pd.read_csv(off / "scores.csv")["applicability"].tolist() == ["pass"]
 
@@ -153,7 +154,8 @@ def test_roi_auto_confines_the_map_and_outlines_it(shared_datasets: Path, tmp_pa
     src = sorted((shared_datasets / "brain_mri" / "yes").glob("*.jpg"))[:2]
     plain, roi = tmp_path / "plain", tmp_path / "roi"
     assert main([*map(str, src), "--out", str(plain), "--overlays", "none", *TINY]) == 0
-    assert main([*map(str, src), "--out", str(roi), "--roi", "auto", "--gate", "on", *TINY]) == 0
+    assert main([*map(str, src), "--out", str(roi), "--roi", "auto", "--gate", "on", "--gate-off", "prompts",
+                 *TINY]) == 0
     a, b = (pd.read_csv(d / "scores.csv").set_index("id") for d in (plain, roi))
     assert (b["score"] <= a["score"] + 1e-6).all()  # the peak inside the ROI is at most the whole map's
     assert (b["applicability"] == "pass").all()
