@@ -45,6 +45,7 @@ from adaptclip_med.features.store import open_feature_store, store_spec
 from adaptclip_med.loading.factory import load_model_for, load_winclip
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.runtime import privacy as PV
+from adaptclip_med.runtime.audit import audit_run
 from adaptclip_med.runtime.distributed import Dist, owner, together
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_write_json
@@ -425,4 +426,4 @@ def _audit(out: Path, plan: Plan, config: EvalConfig) -> None:
     roots = {**{f"{d}": config.root_for(d) for d in config.datasets},
              **{f"{d} prompts": f for d, f in config.normal_prompts}}
     allowed = [*config.datasets, *(g.cls for g in plan.groups)]
-    PV.audit_run(out, inputs, roots, allowed)
+    audit_run(out, inputs, roots, allowed)

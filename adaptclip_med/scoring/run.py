@@ -40,6 +40,7 @@ from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlay_file import write_overlay
 from adaptclip_med.roi.gate import GateConfig
 from adaptclip_med.runtime import privacy as PV
+from adaptclip_med.runtime.audit import audit_run
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_path, atomic_write_json
 from adaptclip_med.runtime.keys import Key, reuse_key
@@ -363,8 +364,8 @@ def _score(config: ScoreConfig, store: FeatureStore | None, old: dict | None, si
         given = [*config.inputs, *([config.normals] if config.normals else [])]
         roots = {f"input {i}": str(Path(p).resolve().parent) for i, p in enumerate(given)}
         vocabulary = _vocabulary(run) | set(columns) | set(OUTPUT_WORDS)  # our own words, not patient data
-        PV.audit_run(out, [u.path for s in studies for u in s.units] + list(namer.pseudo.key.values()), roots,
-                     allowed=vocabulary)
+        audit_run(out, [u.path for s in studies for u in s.units] + list(namer.pseudo.key.values()), roots,
+                  allowed=vocabulary)
     return result
 
 

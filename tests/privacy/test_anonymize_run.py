@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaptclip_med.runtime.privacy import collect_identifiers, find_identifiers
+from adaptclip_med.runtime.audit import collect_identifiers, find_identifiers
 
 TINY = ["--backbone", "adaptclip-tiny", "--pretrained", "none", "--checkpoint", "none", "--allow-random-backbone",
         "--image-size", "224", "--bootstrap", "20", "--shots", "0", "2", "--seeds", "1", "--overlays", "3"]

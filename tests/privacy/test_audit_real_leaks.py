@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 from pydicom.data import get_testdata_file
 
-from adaptclip_med.runtime.privacy import collect_identifiers, find_identifiers
+from adaptclip_med.runtime.audit import collect_identifiers, find_identifiers
 
 from .test_anonymize_run import TINY, _evaluate
 

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from adaptclip_med.runtime.audit import (
+    audit_run,
+    collect_identifiers,
+    dicom_identifiers,
+    find_identifiers,
+)
 from adaptclip_med.runtime.errors import AdaptCLIPError, DataValidationError
 from adaptclip_med.runtime.privacy import (
     PATH_PLACEHOLDER,
     Pseudonymiser,
-    audit_run,
     check_key_file,
-    collect_identifiers,
-    dicom_identifiers,
-    find_identifiers,
     read_key_file,
     relative_path,
     sanitize_command,

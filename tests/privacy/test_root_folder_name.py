@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from adaptclip_med.data import load_dataset, make_synthetic_folder
-from adaptclip_med.runtime.privacy import find_identifiers
+from adaptclip_med.runtime.audit import find_identifiers
 
 TINY = ["--backbone", "adaptclip-tiny", "--pretrained", "none", "--checkpoint", "none", "--allow-random-backbone",
         "--image-size", "224", "--bootstrap", "20", "--shots", "0", "--seeds", "1", "--overlays", "2"]
