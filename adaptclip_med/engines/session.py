@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata as md
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adaptclip_med.data.records import SUPPORTED_SUFFIXES, has_suffix
 from adaptclip_med.data.transforms.clip_input import CLIP_MEAN, CLIP_STD
 from adaptclip_med.data.transforms.pixels import ModelInput
 from adaptclip_med.engines import DEFAULT_INT8, ENGINES, INT8_MODES
@@ -42,7 +42,14 @@ from adaptclip_med.engines.graph import INPUT, METHODS, MODEL_FILES, OPSET, buil
 from adaptclip_med.model.backbone import FrozenCLIPVision, ImageFeatures
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_write_json, sha256_file, weights_fingerprint
-from adaptclip_med.runtime.keys import Key, code_fingerprint, library_versions, module_structure, reuse_key
+from adaptclip_med.runtime.keys import (
+    Key,
+    code_fingerprint,
+    installed_versions,
+    library_versions,
+    module_structure,
+    reuse_key,
+)
 from adaptclip_med.runtime.privacy import CACHE_OFF, user_cache_dir
 
 #: Bumped when the cached folder's layout or the exported graph's interface changes.
@@ -52,14 +59,12 @@ ENGINE_LIBRARIES = ("onnx", "onnxruntime", "openvino", "nncf")
 #: The preprocessing the graph expects (the caller's ``build_transforms`` / ``ModelInput``).
 PREPROCESS = {"pipeline": "adaptclip_med.data.build_transforms / ModelInput", "resize": "pillow-bicubic-squash-8bit",
               "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "layout": "NCHW float32"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
 
 
 @functools.cache
 def engine_versions() -> dict[str, str]:
-    """``{library: version}`` of :data:`ENGINE_LIBRARIES` (``"absent"`` when not installed)."""
-    installed = {str(d.metadata["Name"]).lower(): d.version for d in md.distributions()}
-    return {name: installed.get(name, "absent") for name in ENGINE_LIBRARIES}
+    """``{library: version}`` of :data:`ENGINE_LIBRARIES` (``"not installed"`` when absent)."""
+    return installed_versions(ENGINE_LIBRARIES)
 
 
 def check_engine(engine: str, precision: str, int8: str | None) -> str | None:
@@ -102,7 +107,7 @@ def calibration_images(source: str | os.PathLike[str] | Sequence[Any] | torch.Te
     for item in items:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(IMAGE_SUFFIXES))
+            files += sorted(f for f in p.rglob("*") if f.is_file() and has_suffix(f.name, SUPPORTED_SUFFIXES))
         elif p.is_file():
             files.append(p)
         else:
