@@ -35,7 +35,7 @@ from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.keys import ContentHasher, groups_key, model_content
 from adaptclip_med.evaluation.plan import DEFAULT_METHOD, ClassGroup, Part, Plan, Skip, plan_run
 from adaptclip_med.evaluation.roi import batch_rois, confine
-from adaptclip_med.evaluation.score import BatchResult, PartScorer
+from adaptclip_med.evaluation.score import BatchResult, PartScorer, keeps_pixel_counts
 from adaptclip_med.evaluation.shards import Shard, read_shard, remove_shards, shard_matches, shard_path, write_shard
 from adaptclip_med.evaluation.write import write_outputs
 from adaptclip_med.features.encode import EncodeStats, FeatureStore, batch_ranges, encode_batches, encode_prompts
@@ -43,6 +43,7 @@ from adaptclip_med.features.memory import device_batch
 from adaptclip_med.features.store import FeatureStore as DiskStore
 from adaptclip_med.features.store import open_feature_store, store_spec
 from adaptclip_med.loading.factory import load_model_for, load_winclip
+from adaptclip_med.metrics.binned import PER_IMAGE_BINS
 from adaptclip_med.reporting import provenance as P
 from adaptclip_med.runtime import privacy as PV
 from adaptclip_med.runtime.audit import audit_run
@@ -104,7 +105,9 @@ def _part_key(part: Part, config: EvalConfig, content: dict[str, Any], hasher: C
               queries_key: str, groups: str) -> _PartKey:
     prompts = hasher.records(part.prompts.records) if part.prompts is not None else "zero-shot"
     method = {} if part.method == DEFAULT_METHOD else {"method": part.method}
-    return _PartKey(config.key(part.dataset, content, images=f"{queries_key}+{prompts}", groups=groups, **method))
+    pixels = {"pixel_counts": PER_IMAGE_BINS} if keeps_pixel_counts(part, config) else {}
+    return _PartKey(config.key(part.dataset, content, images=f"{queries_key}+{prompts}", groups=groups, **method,
+                               **pixels))
 
 
 def _load_part(path: Path, key: _PartKey) -> tuple[dict[str, Any] | None, str | None]:

@@ -25,6 +25,7 @@ from adaptclip_med.metrics import (
     Evaluator,
     MetricUndefinedError,
     OperatingPoint,
+    PerImagePixelCounts,
     bootstrap_ci,
     calibrate_threshold,
     conformal_threshold,
@@ -98,6 +99,8 @@ class PartScorer:
     low: float = np.inf
     high: float = -np.inf
     pixel_skipped: int = 0
+    #: with several methods: each image's pixel histograms, for the paired pixel comparison
+    pixel_counts: PerImagePixelCounts | None = None
 
     @classmethod
     def create(cls, part: Part, group: ClassGroup, config: EvalConfig, out: Path) -> PartScorer:
@@ -107,7 +110,8 @@ class PartScorer:
         first_seed = part.seed == config.seeds[0]
         sink = (VolumeSink.for_part(out / "parts" / f"{part.stem}.volumes", part.queries, group.pseudonymiser)
                 if first_seed else None)
-        return cls(part, group, config, ev, sink)
+        counts = PerImagePixelCounts(value_range=config.map_range) if keeps_pixel_counts(part, config) else None
+        return cls(part, group, config, ev, sink, pixel_counts=counts)
 
     @property
     def n_keep(self) -> int:
@@ -150,6 +154,8 @@ class PartScorer:
                 pixel.update(amap, truth)
                 if pixel_roi is not None:
                     pixel_roi.update(amap, truth, None if res.roi is None else res.roi[j:j + 1])
+                if self.pixel_counts is not None:
+                    self.pixel_counts.add(start + j, amap[0], truth[0])
             elif pixel is not None:
                 self.pixel_skipped += 1  # an abnormal image without its mask: left out of pixel metrics
             self.rows.append({"image_id": start + j, "path": self.group.relative_key(rec),
@@ -190,8 +196,16 @@ class PartScorer:
             "decision": decision_metrics(s, y, op.image_threshold) if op else None,
             "prompts": self.group.relative_manifest(part.prompts) if part.prompts is not None else None,
             "map_stats": {"min": self.low, "max": self.high}, "maps_file": maps_file, "gallery": gallery,
-            "volumes": volumes,
+            "volumes": volumes, **self._save_pixel_counts(out / "parts" / f"{part.stem}.pixels.npz"),
         }
+
+    def _save_pixel_counts(self, path: Path) -> dict[str, str]:
+        """``{"pixel_counts_file": name}`` after writing :attr:`pixel_counts` (nothing without them)."""
+        if self.pixel_counts is None:
+            return {}
+        with atomic_path(path) as tmp, tmp.open("wb") as fh:
+            self.pixel_counts.save(fh)
+        return {"pixel_counts_file": path.name}
 
     def _save_maps(self, path: Path) -> tuple[str | None, list[dict[str, Any]]]:
         """``ids``/``maps``: every kept map (the union of the galleries), highest score first.
@@ -214,6 +228,12 @@ class PartScorer:
         with atomic_path(path) as tmp, tmp.open("wb") as fh:
             np.savez_compressed(fh, ids=np.array(ids, dtype=np.int64), maps=np.stack([kept[i] for i in ids]))
         return path.name, gallery
+
+
+def keeps_pixel_counts(part: Part, config: EvalConfig) -> bool:
+    """A part keeps per-image pixel histograms (``parts/<stem>.pixels.npz``) when the run compares methods
+    and the part has pixel metrics."""
+    return len(config.methods) > 1 and part.has_masks
 
 
 def leave_one_out(model: Any, feats: list[ImageFeatures] | None, config: EvalConfig

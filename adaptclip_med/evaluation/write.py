@@ -13,8 +13,9 @@ from typing import Any
 from adaptclip_med.evaluation.config import EvalConfig
 from adaptclip_med.evaluation.plan import DEFAULT_METHOD, Plan, method_suffix
 from adaptclip_med.evaluation.roi import roi_picture
+from adaptclip_med.metrics import PerImagePixelCounts
 from adaptclip_med.reporting import provenance as P
-from adaptclip_med.reporting.comparison import write_method_comparison
+from adaptclip_med.reporting.comparison import PartPixels, write_method_comparison
 from adaptclip_med.reporting.figures import render_run_figures
 from adaptclip_med.reporting.labels import notice_of
 from adaptclip_med.reporting.overlays import render_run_overlays, run_colour_limits
@@ -45,6 +46,19 @@ def scored_parts(plan: Plan, records: list[dict[str, Any]]) -> list[Any]:
     return parts
 
 
+def part_pixels(out: Path, records: list[dict[str, Any]]) -> dict[tuple[Any, ...], PartPixels]:
+    """``(dataset, class, k, seed, method)`` → the part's per-image pixel histograms and pixel metric values,
+    for the parts that kept them (``parts/<stem>.pixels.npz``, runs with several methods)."""
+    found = {}
+    for r in records:
+        if r.get("pixel_counts_file"):
+            counts = PerImagePixelCounts.load(out / "parts" / r["pixel_counts_file"])
+            values = {k: v.get("value") for k, v in r["metrics"].items()}
+            key = (r["dataset"], r["cls"], r["shots"], r["seed"], r.get("method", DEFAULT_METHOD))
+            found[key] = PartPixels(counts, values)
+    return found
+
+
 def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records: list[dict[str, Any]],
                   run_info: dict[str, Any]) -> list[Skip]:
     """Every run-level output, from the part records; returns the skipped files."""
@@ -65,7 +79,8 @@ def write_outputs(out: Path, config: EvalConfig, model: Any, plan: Plan, records
     if config.figures:
         render_run_figures(out, per_image_frame(records), summary, grid, run_colour_limits(records), notice=notice)
     if len(config.methods) > 1:
-        write_method_comparison(out, by_method(per_image_frame, all_records, "seed"), notice, figures=config.figures)
+        write_method_comparison(out, by_method(per_image_frame, all_records, "seed"), notice, figures=config.figures,
+                                pixels=part_pixels(out, all_records), n_boot=config.n_boot or 2000)
     P.write_run_json(out, config, model, parts, status="complete",
                      extra={**run_info, "skipped": skipped_summary(skips),
                             "warnings": skipped_summary(plan.warnings, WARNINGS_CSV)})

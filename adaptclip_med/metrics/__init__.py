@@ -6,7 +6,7 @@ Canonical names: I-AUROC, I-AUPR, I-F1max, P-AUROC, P-AUPR, P-F1max, AUPRO (pape
 from __future__ import annotations
 
 from adaptclip_med.metrics.accumulators import ROI_METRICS, Evaluator, ImageAccumulator, PixelAccumulator
-from adaptclip_med.metrics.binned import BinnedPixelHistogram
+from adaptclip_med.metrics.binned import BinnedPixelHistogram, PerImagePixelCounts
 from adaptclip_med.metrics.clinical import (
     BootstrapResult,
     bootstrap_ci,
@@ -20,6 +20,7 @@ from adaptclip_med.metrics.compare import (
     friedman_nemenyi,
     holm,
     paired_bootstrap,
+    paired_bootstrap_pixels,
     placements,
     pooled_pixels,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "MetricValue",
     "OperatingPoint",
     "PairedComparison",
+    "PerImagePixelCounts",
     "PixelAccumulator",
     "aupr",
     "aupro",
@@ -86,6 +88,7 @@ __all__ = [
     "holm",
     "is_anomalous",
     "paired_bootstrap",
+    "paired_bootstrap_pixels",
     "placements",
     "pooled_pixels",
     "positive_region_weights",

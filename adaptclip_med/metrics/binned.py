@@ -17,11 +17,16 @@ bound computed from the same histograms (every pixel is in its true-order bin, s
 
 With the default 2^16 bins the bounds are typically < 1e-4 on 518×518 maps in [0, 1] (each doubling of
 the range halves the resolution); they are reported next to each value (``MetricValue.bound``).
+
+:class:`PerImagePixelCounts` keeps the same counts *per image* on one shared grid (2^12 bins by default),
+so that any draw of images — a bootstrap replicate — pools into a :class:`BinnedPixelHistogram` by a
+weighted sum of rows (:meth:`PerImagePixelCounts.pooled`, :meth:`PerImagePixelCounts.pooled_many`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +37,12 @@ from adaptclip_med.metrics.curves import (
     pro_auc_from_counts,
     roc_auc_from_counts,
 )
+from adaptclip_med.metrics.functional import region_weights
 from adaptclip_med.metrics.result import MetricValue
 
 DEFAULT_BINS = 1 << 16
+#: Bins of :class:`PerImagePixelCounts` (one row of ``3 × (n_bins + 1)`` numbers per image).
+PER_IMAGE_BINS = 1 << 12
 
 
 def _dyadic_range(low: float, high: float, n_bins: int) -> tuple[float, float]:
@@ -79,6 +87,16 @@ class BinnedPixelHistogram:
         self.seen: tuple[float, float] | None = None
         self.doublings = 0
 
+    @classmethod
+    def from_counts(cls, low: float, width: float, pos: np.ndarray, neg: np.ndarray, pro: np.ndarray,
+                    n_regions: int) -> BinnedPixelHistogram:
+        """A histogram on the dyadic grid ``[low, low + width]`` holding the given ``(n_bins + 1,)`` counts."""
+        hist = cls(pos.size - 1, (low, low + width))
+        hist.low, hist.width = low, width
+        hist.pos, hist.neg, hist.pro = (np.asarray(x, dtype=np.float64) for x in (pos, neg, pro))
+        hist.n_regions = int(n_regions)
+        return hist
+
     @property
     def high(self) -> float:
         """Upper end (inclusive: its own slot) of the current range."""
@@ -89,16 +107,8 @@ class BinnedPixelHistogram:
 
         Growing upwards, the scores that sat exactly at the old upper end open the first new bin.
         """
-        half = self.n_bins // 2
         for name in ("pos", "neg", "pro"):
-            counts = getattr(self, name)
-            merged, at_high = counts[:-1].reshape(half, 2).sum(1), counts[-1:]
-            empty = np.zeros(half, dtype=np.float64)
-            if downward:
-                grown = np.concatenate([empty, merged, at_high])
-            else:
-                grown = np.concatenate([merged, at_high, empty[1:], [0.0]])
-            setattr(self, name, grown)
+            setattr(self, name, _doubled(getattr(self, name), downward))
         if downward:
             self.low -= self.width
         self.width *= 2.0
@@ -175,6 +185,126 @@ class BinnedPixelHistogram:
             value = pro_auc_from_counts(fpr[1:], pro_rate[1:], fpr_limit)
             out["AUPRO"] = MetricValue(value, bound=float(box))
         return out
+
+
+class PerImagePixelCounts:
+    """Each image's positive / negative pixel counts and PRO weights on one shared dyadic bin grid.
+
+    The grid starts at ``value_range`` and doubles (folding every stored row) whenever an image holds a
+    score outside it, as :class:`BinnedPixelHistogram`'s does. Summing the rows of any multiset of images
+    gives exactly the histogram of those images' pooled pixels, so a bootstrap replicate costs one
+    weighted sum, and its metrics carry the binning bound of :meth:`BinnedPixelHistogram.compute`.
+
+    Args:
+        n_bins: bins of the grid (a power of two).
+        value_range: initial score range.
+
+    Attributes:
+        ids: the images' ids, in the order added.
+        n_bins, low, width: the grid.
+    """
+
+    def __init__(self, n_bins: int = PER_IMAGE_BINS, value_range: tuple[float, float] = (0.0, 1.0)) -> None:
+        grid = BinnedPixelHistogram(n_bins, value_range)  # validates the arguments
+        self.n_bins, self.low, self.width = grid.n_bins, grid.low, grid.width
+        self.ids: list[int] = []
+        self._rows: list[np.ndarray] = []  # per image (3, n_bins + 1): positives, negatives, PRO weights
+        self._regions: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, image_id: int, amap: np.ndarray, mask: np.ndarray) -> None:
+        """Count one image's map ``(H, W)`` against its binary mask ``(H, W)`` (all False for a normal image).
+
+        Raises:
+            ValueError: NaN or infinite scores.
+        """
+        a = np.asarray(amap, dtype=np.float64).ravel()
+        m = np.asarray(mask).astype(bool)
+        weights, n_regions = region_weights(m)
+        vmin, vmax = float(a.min()), float(a.max())
+        if not (math.isfinite(vmin) and math.isfinite(vmax)):
+            raise ValueError("pixel metrics: anomaly maps contain NaN or inf; expected finite values")
+        while vmax > self.low + self.width:
+            self._double(downward=False)
+        while vmin < self.low:
+            self._double(downward=True)
+        idx = np.clip(np.floor((a - self.low) * (self.n_bins / self.width)).astype(np.int64), 0, self.n_bins)
+        flat = m.ravel()
+        size = self.n_bins + 1
+        self._rows.append(np.stack([np.bincount(idx[flat], minlength=size), np.bincount(idx[~flat], minlength=size),
+                                    np.bincount(idx, weights=weights.ravel(), minlength=size)]).astype(np.float64))
+        self._regions.append(int(n_regions))
+        self.ids.append(int(image_id))
+
+    def _double(self, downward: bool) -> None:
+        self._rows = [_doubled(r, downward) for r in self._rows]
+        if downward:
+            self.low -= self.width
+        self.width *= 2.0
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(counts (M, 3, n_bins + 1), regions (M,))``: positives, negatives, PRO weights; region counts."""
+        counts = np.stack(self._rows) if self._rows else np.zeros((0, 3, self.n_bins + 1))
+        return counts, np.asarray(self._regions, dtype=np.int64)
+
+    def pooled(self, times: np.ndarray | None = None) -> BinnedPixelHistogram:
+        """The histogram of every image taken ``times[i]`` times ``(M,)`` (each once: None)."""
+        return self.pooled_many(np.ones((1, len(self))) if times is None else np.asarray(times)[None])[0]
+
+    def pooled_many(self, times: np.ndarray) -> list[BinnedPixelHistogram]:
+        """One pooled histogram per row of ``times (R, M)`` (one matrix product for all ``R`` draws)."""
+        counts, regions = self.rows()
+        w = np.asarray(times, dtype=np.float64)
+        sums = (w @ counts.reshape(len(self), -1)).reshape(len(w), 3, -1)
+        n_regions = w @ regions.astype(np.float64)
+        return [BinnedPixelHistogram.from_counts(self.low, self.width, *c, round(n)) for c, n in zip(sums, n_regions,
+                                                                                                    strict=True)]
+
+    def save(self, path: Any) -> None:
+        """Write ``ids``, ``counts``, ``regions`` and the grid to an ``.npz`` (compressed) at ``path``."""
+        counts, regions = self.rows()
+        np.savez_compressed(path, ids=np.asarray(self.ids, dtype=np.int64), counts=counts, regions=regions,
+                            grid=np.array([self.low, self.width, self.n_bins], dtype=np.float64))
+
+    @classmethod
+    def load(cls, path: Any) -> PerImagePixelCounts:
+        """Read what :meth:`save` wrote."""
+        with np.load(path) as z:
+            low, width, n_bins = (float(x) for x in z["grid"])
+            out = cls(int(n_bins))
+            out.low, out.width = low, width
+            out.ids = z["ids"].tolist()
+            out._rows = list(z["counts"])
+            out._regions = z["regions"].tolist()
+        return out
+
+    def select(self, ids: list[int]) -> PerImagePixelCounts:
+        """The images with these ids, in this order (same grid).
+
+        Raises:
+            KeyError: an id that was not added.
+        """
+        at = {i: j for j, i in enumerate(self.ids)}
+        out = PerImagePixelCounts(self.n_bins)
+        out.low, out.width = self.low, self.width
+        out.ids = list(ids)
+        out._rows = [self._rows[at[i]] for i in ids]
+        out._regions = [self._regions[at[i]] for i in ids]
+        return out
+
+
+def _doubled(counts: np.ndarray, downward: bool) -> np.ndarray:
+    """Counts ``(..., n_bins + 1)`` on a range twice as wide: bin pairs merged, ``n_bins / 2`` empty bins added
+    below (``downward``) or above; growing upwards, the old upper-end slot opens the first new bin."""
+    half = (counts.shape[-1] - 1) // 2
+    merged = counts[..., :-1].reshape(*counts.shape[:-1], half, 2).sum(-1)
+    at_high = counts[..., -1:]
+    empty = np.zeros((*counts.shape[:-1], half), dtype=counts.dtype)
+    if downward:
+        return np.concatenate([empty, merged, at_high], axis=-1)
+    return np.concatenate([merged, at_high, empty], axis=-1)
 
 
 def _pr_bound(tp0: np.ndarray, fp0: np.ndarray) -> float:

@@ -6,6 +6,8 @@
 * :func:`paired_bootstrap`: any metric (AUPR, pixel metrics): the images (or, with ``groups``, the
   patients) are resampled with replacement, the same draw for both methods; percentile CI of the
   difference and the p-value of the test that inverts it.
+* :func:`paired_bootstrap_pixels`: the same draws for pixel metrics from per-image histograms
+  (:class:`~adaptclip_med.metrics.binned.PerImagePixelCounts`), the CI widened by the binning bound.
 * :func:`holm`: Holm–Bonferroni step-down adjustment of a family of p-values.
 * :func:`friedman_nemenyi`: several methods (or settings) over several data sets (Demšar 2006): the
   Friedman test on the per-data-set ranks, the average ranks, the Nemenyi critical difference and the
@@ -18,13 +20,14 @@ critical-difference figure are in :mod:`adaptclip_med.reporting.comparison`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from adaptclip_med.metrics.binned import PerImagePixelCounts
 from adaptclip_med.metrics.result import MetricUndefinedError
 
 
@@ -242,30 +245,102 @@ def paired_bootstrap(
                "expected the same images for both methods")
         raise ValueError(msg)
     value_a, value_b = float(metric_fn(a, y)), float(metric_fn(b, y))
-    flags = image_labels(y)
-    delta = value_a - value_b
     members, unit = _group_members(n_units, groups)
-    rng = np.random.default_rng(seed)
     reps: list[float] = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        idx = np.concatenate([members[g] for g in pick])
+    for idx in _draws(members, n_boot, seed):
         ys = _take(y, idx)
         try:
             reps.append(float(metric_fn(_take(a, idx), ys)) - float(metric_fn(_take(b, idx), ys)))
         except MetricUndefinedError:
             continue
-    if not reps:
+    return _percentile_result(value_a, value_b, reps, image_labels(y), level, unit)
+
+
+def _draws(members: list[np.ndarray], n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` bootstrap draws: the image indices of ``len(members)`` groups drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        yield np.concatenate([members[g] for g in pick])
+
+
+def _percentile_result(value_a: float, value_b: float, reps: Sequence[float], flags: np.ndarray, level: float,
+                       unit: str, widen: float = 0.0) -> PairedComparison:
+    """The percentile CI of the replicate differences (widened by ``widen`` each side) and the p-value of the
+    test that inverts it: replicates within ``widen`` of 0 count on both sides, so ``p < 1 - level`` goes
+    with a widened interval that excludes 0.
+
+    Raises:
+        MetricUndefinedError: no replicate.
+    """
+    if not len(reps):
         raise MetricUndefinedError("paired bootstrap: the metric was undefined on every replicate")
-    d = np.asarray(reps)
+    d = np.asarray(reps, dtype=np.float64)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(d, [alpha, 1.0 - alpha])
-    tail = min(1 + int(np.sum(d <= 0.0)), 1 + int(np.sum(d >= 0.0)))
+    tail = min(1 + int(np.sum(d <= widen)), 1 + int(np.sum(d >= -widen)))
     p = min(1.0, 2.0 * tail / (d.size + 1))
     n_abnormal = int(flags.sum())
-    return PairedComparison(value_a, value_b, delta, float(low), float(high), p, level, "paired-bootstrap",
-                            int(flags.size - n_abnormal), n_abnormal, float(d.std(ddof=1)) if d.size > 1 else 0.0,
-                            int(d.size), unit)
+    return PairedComparison(value_a, value_b, value_a - value_b, float(low) - widen, float(high) + widen, p, level,
+                            "paired-bootstrap", int(flags.size - n_abnormal), n_abnormal,
+                            float(d.std(ddof=1)) if d.size > 1 else 0.0, int(d.size), unit)
+
+
+#: The pixel metrics :func:`paired_bootstrap_pixels` compares (standard names, as the tables).
+COMPARED_PIXEL_METRICS = ("P-AUROC", "P-AUPR", "AUPRO")
+
+
+def paired_bootstrap_pixels(
+    counts_a: PerImagePixelCounts, counts_b: PerImagePixelCounts, groups: Sequence[Any] | np.ndarray | None = None,
+    n_boot: int = 2000, seed: int = 0, level: float = 0.95, metrics: Sequence[str] = COMPARED_PIXEL_METRICS,
+    fpr_limit: float = 0.3, chunk: int = 256,
+) -> dict[str, PairedComparison | None]:
+    """Paired bootstrap of pixel metrics over images (or patients): the draws of :func:`paired_bootstrap`
+    with the same ``seed``, each replicate pooling the drawn images' per-image histograms.
+
+    Every metric of a replicate is the binned one (:class:`~adaptclip_med.metrics.binned.PerImagePixelCounts`
+    grid); the CI is the percentile interval of the binned differences widened on each side by the largest
+    binning bound of ``a`` plus that of ``b`` over the replicates, so it covers the exact differences'
+    interval. ``value_a`` / ``value_b`` are the binned values on all images (callers with exact values
+    replace them). The images of ``counts_a`` and ``counts_b`` must be the same, in the same order.
+
+    Args:
+        counts_a / counts_b: per-image counts of the two methods ``(M images)``.
+        groups: ``(M,)`` patient ids, or None (images are the units).
+        metrics: names from :data:`COMPARED_PIXEL_METRICS` (any of ``P-AUROC, P-AUPR, P-AP, P-F1max, AUPRO``).
+        chunk: replicates pooled per matrix product.
+
+    Returns:
+        ``{metric: PairedComparison, or None where the metric is undefined (no anomalous or no normal pixel)}``.
+
+    Raises:
+        ValueError: the two counts hold different images.
+    """
+    if counts_a.ids != counts_b.ids:
+        msg = (f"paired bootstrap: method a counted {len(counts_a)} images and method b {len(counts_b)} "
+               "(or in another order); expected the same images")
+        raise ValueError(msg)
+    n = len(counts_a)
+    full = {name: c.pooled().compute(fpr_limit) for name, c in (("a", counts_a), ("b", counts_b))}
+    members, unit = _group_members(n, groups)
+    reps: dict[str, list[float]] = {m: [] for m in metrics}
+    widen = dict.fromkeys(metrics, 0.0)
+    draws = list(_draws(members, n_boot, seed))
+    for start in range(0, len(draws), chunk):
+        times = np.stack([np.bincount(idx, minlength=n) for idx in draws[start:start + chunk]]).astype(np.float64)
+        for ha, hb in zip(counts_a.pooled_many(times), counts_b.pooled_many(times), strict=True):
+            va, vb = ha.compute(fpr_limit), hb.compute(fpr_limit)
+            for m in metrics:
+                if va[m].value is not None and vb[m].value is not None:
+                    reps[m].append(va[m].value - vb[m].value)
+                    widen[m] = max(widen[m], va[m].bound + vb[m].bound)
+    flags = counts_a.rows()[0][:, 0, :].sum(axis=1) > 0
+    out: dict[str, PairedComparison | None] = {}
+    for m in metrics:
+        a, b = full["a"][m].value, full["b"][m].value
+        out[m] = (None if a is None or b is None or not reps[m]
+                  else _percentile_result(a, b, reps[m], flags, level, unit, widen[m]))
+    return out
 
 
 def holm(p_values: Any) -> np.ndarray:

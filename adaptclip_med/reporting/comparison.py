@@ -4,8 +4,10 @@
   ``seed, method, image_id, label, score`` [, ``group``]) → one row per data set × class × shots ×
   seed × metric with :data:`COMPARISON_COLUMNS`: I-AUROC by DeLong's test
   (:func:`adaptclip_med.metrics.delong_test`), I-AUPR by a paired bootstrap
-  (:func:`adaptclip_med.metrics.paired_bootstrap`, over patients when ``group`` ids are known), the
-  p-values Holm-adjusted across the data sets (and classes) of each shots × seed × metric;
+  (:func:`adaptclip_med.metrics.paired_bootstrap`, over patients when ``group`` ids are known) and, for
+  parts whose per-image pixel histograms are given (:class:`PartPixels`), P-AUROC, P-AUPR and AUPRO by
+  the paired bootstrap of :func:`adaptclip_med.metrics.paired_bootstrap_pixels`; the p-values
+  Holm-adjusted across the data sets (and classes) of each shots × seed × metric;
 * :func:`write_comparison`: ``comparison.csv`` (the rows, then ``notice`` as every CSV of a run) and
   ``tables/comparison.md`` / ``.tex`` (in %, Δ and its CI in percentage points);
 * :func:`critical_difference_figure` / :func:`save_critical_difference`: Demšar's diagram of a
@@ -16,7 +18,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +31,15 @@ from adaptclip_med.metrics import (
     FriedmanNemenyi,
     MetricUndefinedError,
     PairedComparison,
+    PerImagePixelCounts,
     aupr,
     auroc,
     delong_test,
     holm,
     paired_bootstrap,
+    paired_bootstrap_pixels,
 )
+from adaptclip_med.metrics.compare import COMPARED_PIXEL_METRICS
 from adaptclip_med.reporting.figures import paper_style, save_figure
 from adaptclip_med.reporting.labels import with_notice
 from adaptclip_med.reporting.tables import _latex, with_notice_column, write_csv
@@ -42,11 +48,30 @@ from adaptclip_med.runtime.io import atomic_write_text
 #: The columns of :func:`comparison_frame`, in order.
 COMPARISON_COLUMNS = ["dataset", "class", "k", "seed", "method_a", "method_b", "metric", "value_a", "value_b",
                       "delta", "ci_low", "ci_high", "p_value", "p_holm", "test", "n_normal", "n_abnormal"]
-#: The metrics of each part's rows (I-AUROC: DeLong; I-AUPR: paired bootstrap).
-COMPARED_METRICS = ("I-AUROC", "I-AUPR")
+#: The metrics of each part's rows (I-AUROC: DeLong; the others: paired bootstrap; pixel metrics where
+#: the part's per-image pixel histograms are given).
+COMPARED_METRICS = ("I-AUROC", "I-AUPR", *COMPARED_PIXEL_METRICS)
 #: Default Holm family: every data set and class of one shots × seed × metric.
 HOLM_FAMILY = ("k", "seed", "metric")
 _KEYS = ["dataset", "class", "k", "seed"]
+
+
+@dataclass(frozen=True)
+class PartPixels:
+    """One method's pixel data of one part, for the pixel rows of :func:`comparison_frame`.
+
+    Attributes:
+        counts: per-image histograms of the images in the part's pixel metrics (ids: ``image_id``).
+        values: the part's own pixel metric values by name (exact, or binned finer than ``counts``); the
+            rows report these, the bootstrap gives the CI and p-value.
+    """
+
+    counts: PerImagePixelCounts
+    values: Mapping[str, float | None]
+
+
+#: ``(dataset, class, k, seed, method)`` → that part's :class:`PartPixels`.
+PixelsByPart = Mapping[tuple[Any, ...], PartPixels]
 
 
 def _normalise(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -118,7 +143,7 @@ def _safe(fn: Any, s: np.ndarray, y: np.ndarray) -> float:
 
 def comparison_frame(per_image: pd.DataFrame, method_a: str | None = None, method_b: str | None = None, *,
                      n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                     family: Sequence[str] = HOLM_FAMILY) -> pd.DataFrame:
+                     family: Sequence[str] = HOLM_FAMILY, pixels: PixelsByPart | None = None) -> pd.DataFrame:
     """Paired comparison of two methods per data set × class × shots × seed: :data:`COMPARISON_COLUMNS`.
 
     ``delta = value_a - value_b``. I-AUROC: DeLong's test (``test`` = ``"delong"``; images independent).
@@ -126,7 +151,8 @@ def comparison_frame(per_image: pd.DataFrame, method_a: str | None = None, metho
     ``"paired-bootstrap (image)"``, or ``"(patient)"`` when the part has ``group`` ids). A part where a test
     is undefined (fewer than 2 images of a label for DeLong, one label only) keeps its row with the
     metric values that exist and NaN for the rest. ``p_holm``: Holm's adjustment within each ``family``
-    (default: all data sets and classes of one shots × seed × metric).
+    (default: all data sets and classes of one shots × seed × metric). With ``pixels`` for both methods
+    of a part, its P-AUROC, P-AUPR and AUPRO rows follow (:func:`_pixel_rows`).
 
     Args:
         per_image: one row per method × image: ``dataset, class, k`` (or ``shots``), ``seed, method,
@@ -135,6 +161,7 @@ def comparison_frame(per_image: pd.DataFrame, method_a: str | None = None, metho
         n_boot / seed: bootstrap replicates and RNG seed (the same seed for every part: deterministic).
         level: confidence level of the intervals.
         family: columns whose equal values form one Holm family.
+        pixels: per part and method, the per-image pixel histograms and the part's pixel metrics.
 
     Raises:
         ValueError: a missing column, an unknown method, a part scored by one method only, or the two
@@ -169,12 +196,47 @@ def comparison_frame(per_image: pd.DataFrame, method_a: str | None = None, metho
             pr = None
         test = f"paired-bootstrap ({'patient' if groups else 'image'})"
         rows.append(base | _row("I-AUPR", pr, (_safe(aupr, sa, y), _safe(aupr, sb, y)), test, n_norm, n_abn))
+        pa, pb = (pixels or {}).get((*key, method_a)), (pixels or {}).get((*key, method_b))
+        if pa is not None and pb is not None:
+            rows += [base | r for r in _pixel_rows(key, merged, pa, pb, n_boot, seed, level)]
     out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c != "p_holm"])
     out["p_holm"] = np.nan
     if not out.empty:
         for _, fam in out.groupby(list(family), sort=False):
             out.loc[fam.index, "p_holm"] = holm(fam["p_value"].to_numpy(dtype=float))
     return out[COMPARISON_COLUMNS].reset_index(drop=True)
+
+
+def _pixel_rows(key: tuple[Any, ...], merged: pd.DataFrame, pa: PartPixels, pb: PartPixels, n_boot: int,
+                seed: int, level: float) -> list[dict[str, Any]]:
+    """P-AUROC, P-AUPR and AUPRO rows of one part: the paired bootstrap over the images in the part's pixel
+    metrics (patients when known), values from the part records.
+
+    Raises:
+        ValueError: the two methods' pixel metrics cover different images.
+    """
+    if pa.counts.ids != pb.counts.ids:
+        where = ", ".join(f"{k}={v}" for k, v in zip(_KEYS, key, strict=True))
+        msg = f"comparison ({where}): the two methods' pixel metrics cover different images"
+        raise ValueError(msg)
+    by_id = merged.set_index("image_id")
+    ids = pa.counts.ids
+    groups = _groups(by_id.loc[ids].reset_index()) if ids else None
+    labels = by_id.loc[ids, "label_a"].astype(int).to_numpy() if ids else np.zeros(0, dtype=int)
+    n_abn = int(labels.sum())
+    try:
+        results = paired_bootstrap_pixels(pa.counts, pb.counts, groups, n_boot=n_boot, seed=seed, level=level)
+    except MetricUndefinedError:
+        results = dict.fromkeys(COMPARED_PIXEL_METRICS)
+    test = f"paired-bootstrap ({'patient' if groups else 'image'})"
+    rows = []
+    for metric in COMPARED_PIXEL_METRICS:
+        va, vb = (math.nan if p.values.get(metric) is None else float(p.values[metric]) for p in (pa, pb))
+        res = results.get(metric)
+        row = _row(metric, res, (va, vb), test, len(labels) - n_abn, n_abn)
+        row |= {"value_a": va, "value_b": vb, "delta": va - vb}
+        rows.append(row)
+    return rows
 
 
 def _pct(value: float) -> str:
@@ -211,8 +273,9 @@ def comparison_caption(rows: pd.DataFrame, notice: str | None = None, level: flo
     pairs = rows[["method_a", "method_b"]].drop_duplicates()
     names = "; ".join(f"{a} vs {b}" for a, b in pairs.itertuples(index=False)) or "no methods"
     caption = (f"Paired comparison ({names}; Δ = A − B, in percentage points): I-AUROC by DeLong's test, "
-               f"I-AUPR by a paired bootstrap (percentile {100 * level:g} % CI; patients resampled when known); p "
-               "two-sided, Holm-adjusted across data sets and classes per shots × seed × metric.")
+               f"I-AUPR and the pixel metrics by a paired bootstrap (percentile {100 * level:g} % CI; patients "
+               "resampled when known); p two-sided, Holm-adjusted across data sets and classes per shots × seed × "
+               "metric.")
     return with_notice(caption, notice)
 
 
@@ -231,7 +294,11 @@ def write_comparison(out: str | Path, rows: pd.DataFrame, notice: str | None = N
     disp = comparison_display(rows)
     notes = ["- DeLong's test treats the images as independent; with several images per patient the paired "
              "bootstrap over patients (I-AUPR rows marked \"patient\") is the patient-level test.",
-             "- N/A: the test is undefined for the part (DeLong needs at least 2 normal and 2 abnormal images)."]
+             "- Pixel rows (P-AUROC, P-AUPR, AUPRO): every replicate pools the drawn images' per-image histograms "
+             "(4096 bins); the CI is widened each side by the largest binning bound of the two methods over the "
+             "replicates, so it also holds for the exact values. n counts the images in the pixel metrics.",
+             "- N/A: the test is undefined for the part (DeLong needs at least 2 normal and 2 abnormal images; "
+             "a pixel metric needs anomalous and normal pixels)."]
     table = disp.to_markdown(index=False, disable_numparse=True) if not disp.empty else "(no parts)"
     md = root / "tables" / "comparison.md"
     tex = root / "tables" / "comparison.tex"
@@ -311,12 +378,14 @@ def dataset_metric_table(per_image: pd.DataFrame, metric: str = "I-AUROC") -> pd
 
 
 def write_method_comparison(out: str | Path, per_image: pd.DataFrame, notice: str | None = None, *,
-                            figures: bool = True, metric: str = "I-AUROC") -> dict[str, Any]:
+                            figures: bool = True, metric: str = "I-AUROC", pixels: PixelsByPart | None = None,
+                            n_boot: int = 2000) -> dict[str, Any]:
     """The comparison outputs of a run that scored several methods on the same images.
 
     Writes :func:`write_comparison` (the first method against each other one) and, with at least 3 data
     sets, the Friedman test over the data sets' ``metric`` (:func:`dataset_metric_table`) under the
     Markdown table and its critical-difference figure (``figures/critical_difference.png`` / ``.pdf``).
+    ``pixels`` / ``n_boot``: as :func:`comparison_frame`'s.
 
     Returns:
         ``{"rows": the comparison rows, "friedman": the FriedmanNemenyi result or None, "why": reason if None}``.
@@ -324,7 +393,8 @@ def write_method_comparison(out: str | Path, per_image: pd.DataFrame, notice: st
     from adaptclip_med.metrics import friedman_nemenyi
 
     methods = list(dict.fromkeys(_normalise(per_image)["method"].astype(str)))
-    rows = pd.concat([comparison_frame(per_image, methods[0], other) for other in methods[1:]], ignore_index=True)
+    rows = pd.concat([comparison_frame(per_image, methods[0], other, n_boot=n_boot, pixels=pixels)
+                      for other in methods[1:]], ignore_index=True)
     write_comparison(out, rows, notice)
     table = dataset_metric_table(per_image, metric)
     result, why = None, f"the Friedman test needs at least 3 data sets; this run has {len(table)}"
@@ -346,6 +416,6 @@ def write_method_comparison(out: str | Path, per_image: pd.DataFrame, notice: st
     return {"rows": rows, "friedman": result, "why": why}
 
 
-__all__ = ["COMPARED_METRICS", "COMPARISON_COLUMNS", "HOLM_FAMILY", "comparison_caption", "comparison_display",
-           "comparison_frame", "critical_difference_figure", "dataset_metric_table", "save_critical_difference",
-           "write_comparison", "write_method_comparison"]
+__all__ = ["COMPARED_METRICS", "COMPARISON_COLUMNS", "HOLM_FAMILY", "PartPixels", "PixelsByPart",
+           "comparison_caption", "comparison_display", "comparison_frame", "critical_difference_figure",
+           "dataset_metric_table", "save_critical_difference", "write_comparison", "write_method_comparison"]

@@ -46,7 +46,8 @@ def test_no_friedman_below_three_data_sets(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_two_methods(synthetic_root: Path, tmp_path: Path, tiny_args: list[str]) -> None:
+def test_evaluate_two_methods(synthetic_root: Path, tmp_path: Path, tiny_args: list[str],
+                              capsys: pytest.CaptureFixture[str]) -> None:
     from adaptclip_med.evaluate import main
 
     out = tmp_path / "run"
@@ -63,6 +64,22 @@ def test_evaluate_two_methods(synthetic_root: Path, tmp_path: Path, tiny_args: l
     assert "| WinCLIP" in (out / "tables" / "main.md").read_text()
     comparison = pd.read_csv(out / "comparison.csv")
     assert set(comparison["k"]) == {0, 2} and set(comparison["method_b"]) == {"winclip"}
+    assert sorted(set(comparison["metric"])) == sorted(["I-AUROC", "I-AUPR", "P-AUROC", "P-AUPR", "AUPRO"])
+    pixel = comparison[comparison["metric"] == "P-AUROC"].set_index("k")
+    for k in (0, 2):  # the rows carry the parts' own P-AUROC; the CI and p from the per-image histograms
+        own = summary[(summary["shots"] == k) & (summary["method"] == "adaptclip")]["P-AUROC"].iloc[0]
+        assert pixel.loc[k, "value_a"] == pytest.approx(own)
+        assert pixel.loc[k, "ci_low"] < pixel.loc[k, "ci_high"] and 0 < pixel.loc[k, "p_value"] <= 1
+        assert pixel.loc[k, "test"] == "paired-bootstrap (image)" and pixel.loc[k, "n_abnormal"] == 4
+    assert sorted(p.name for p in (out / "parts").glob("*.pixels.npz")) == [
+        "folder__folder__k0__s1.pixels.npz", "folder__folder__k0__s1__winclip.pixels.npz",
+        "folder__folder__k2__s1.pixels.npz", "folder__folder__k2__s1__winclip.pixels.npz"]
+    # a second run reuses every part, pixel histograms included, and writes the same comparison
+    before = (out / "comparison.csv").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 part(s) computed, 4 reused" in capsys.readouterr().out
+    assert (out / "comparison.csv").read_bytes() == before
     assert (out / "tables" / "comparison.md").is_file() and (out / "tables" / "comparison.tex").is_file()
     assert sorted(p.name for p in (out / "parts").glob("*winclip.json")) == [
         "folder__folder__k0__s1__winclip.json", "folder__folder__k2__s1__winclip.json"]
