@@ -203,9 +203,22 @@ def gallery_tags(rows: list[dict[str, Any]], kept: list[int], n: int) -> dict[in
     return tags
 
 
+def applicability_note(cells: dict[str, Any] | None) -> str:
+    """``"[applicability warn: reasons]"`` from a row's gate cells (``applicability``,
+    ``applicability_reasons``; reasons cut at 90 characters); ``""`` without a verdict (gate off)."""
+    if not cells or not cells.get("applicability"):
+        return ""
+    reasons = str(cells.get("applicability_reasons") or "")
+    if reasons in ("nan", "None"):
+        reasons = ""
+    short = reasons if len(reasons) <= 90 else reasons[:87] + "..."
+    return f"[applicability {cells['applicability']}{': ' + short if short else ''}]"
+
+
 def panel_title(dataset: str, cls: str, shots: int, image_id: int, label: int, score: float,
-                threshold: float | None) -> str:
-    """Two readable lines: truth, score and the decision at the threshold; then where the image is from."""
+                threshold: float | None, applicability: dict[str, Any] | None = None) -> str:
+    """Two readable lines: truth, score and the decision at the threshold; then where the image is from,
+    with the gate's verdict (:func:`applicability_note`) when the run had ``--gate on``."""
     truth = "Abnormal image" if label else "Normal image"
     if threshold is None:
         decision = "no calibrated threshold"
@@ -214,7 +227,8 @@ def panel_title(dataset: str, cls: str, shots: int, image_id: int, label: int, s
     else:
         decision = f"below the threshold {threshold:.3g}: " + ("missed (false negative)" if label else "passed")
     where = f"{dataset} / {cls} · k = {shots} · image {image_id}"
-    return f"{truth} (ground truth) · score {score:.3f} · {decision}\n{where}"
+    note = applicability_note(applicability)
+    return f"{truth} (ground truth) · score {score:.3f} · {decision}\n{where}{' ' + note if note else ''}"
 
 
 def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[Any], image_size: int,
@@ -223,7 +237,8 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
     """Overlays of the maps kept in ``parts/*.npz`` (first seed of each shot count).
 
     Writes ``overlays/<dataset>/<class>/k<shots>/<rank>_<hash>.png`` and ``overlays/index.csv`` (file →
-    data set, class, shots, seed, image id, path as in ``per_image.csv``, label, score, ``gallery`` tags),
+    data set, class, shots, seed, image id, path as in ``per_image.csv``, label, score, ``gallery`` tags,
+    with ``--gate on`` the verdict and its reasons, which the title also shows),
     for the ``top`` first of each gallery (:func:`gallery_tags`; -1: every kept map). ``notice`` is burned
     into every PNG and fills the index's last column, ``notice`` (empty for a trained model).
     ``picture(dataset, record, image_u8)``, when given, returns the picture drawn under the map (``--roi``:
@@ -267,7 +282,7 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
             sample = transform(part.queries[image_id].as_dict())
             mask = sample.get("mask")
             title = panel_title(r["dataset"], r["cls"], r["shots"], image_id, int(row["label"]), float(row["score"]),
-                                image_threshold)
+                                image_threshold, row)
             shown = np.asarray(sample["image_u8"])
             if picture is not None:
                 shown = picture(r["dataset"], part.queries[image_id], shown)
@@ -286,7 +301,8 @@ def render_run_overlays(out: Path, records: list[dict[str, Any]], parts: list[An
             index.append({"file": rel.as_posix(), "dataset": r["dataset"], "class": r["cls"], "shots": r["shots"],
                           "seed": r["seed"], "image_id": image_id, "path": row["path"], "label": row["label"],
                           "score": row["score"], "gallery": ";".join(tags[image_id]), "vmin": vmin, "vmax": vmax,
-                          "threshold": threshold, "image_threshold": image_threshold})
+                          "threshold": threshold, "image_threshold": image_threshold,
+                          **{k: row[k] for k in ("applicability", "applicability_reasons") if k in row}})
     if index:
         frame = pd.DataFrame(index).sort_values(["dataset", "class", "shots", "file"])
         write_csv(out / "overlays" / "index.csv", with_notice_column(frame, notice))

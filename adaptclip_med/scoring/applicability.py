@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from adaptclip_med.model.fusion import score_with_peak
+from adaptclip_med.reporting.overlays import applicability_note
 from adaptclip_med.roi import anatomy_mask, detect_modality
 from adaptclip_med.roi.gate import (
     MODALITY_PROMPTS,
@@ -233,12 +234,8 @@ def apply_roi(item: dict[str, Any], roi: np.ndarray) -> str:
 
 def title_label(label: str, item: dict[str, Any]) -> str:
     """The overlay label with the result's applicability verdict (unchanged with the gate off)."""
-    cells = item.get("applicability") or {}
-    if not cells:
-        return label
-    reasons = cells["applicability_reasons"]
-    short = reasons if len(reasons) <= 90 else reasons[:87] + "..."
-    return f"{label} [applicability {cells['applicability']}{': ' + short if short else ''}]"
+    note = applicability_note(item.get("applicability"))
+    return f"{label} {note}" if note else label
 
 
 def normal_globals(feats: list[Any] | None) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -117,11 +117,14 @@ def test_gate_lists_a_blank_image_as_rejected(synthetic_root: Path, tmp_path: Pa
     per_image = pd.read_csv(tmp_path / "out" / "per_image.csv")
     assert {"applicability", "applicability_reasons"} <= set(per_image.columns)
     assert not per_image["path"].str.contains("blank").any()
-    _run(root, tmp_path / "forced", "--gate", "on", "--force", "--overlays", "0")
+    _run(root, tmp_path / "forced", "--gate", "on", "--force", "--overlays", "-1")
     forced = pd.read_csv(tmp_path / "forced" / "per_image.csv")
     blank = forced[forced["path"].str.contains("blank")]
     assert (blank["applicability"] == "reject").all()
     assert blank["applicability_reasons"].str.startswith("scored under --force").all()
+    drawn = pd.read_csv(tmp_path / "forced" / "overlays" / "index.csv")  # the verdict goes with each overlay
+    assert set(drawn["applicability"]) >= {"reject"} and drawn["applicability"].notna().all()
+    assert drawn[drawn["path"].str.contains("blank")]["applicability_reasons"].str.contains("blank").all()
 
 
 def test_roi_setting_changes_the_key(synthetic_root: Path, roi_folder: Path) -> None:

@@ -149,6 +149,11 @@ def test_galleries_rank_false_alarms_and_misses_and_titles_read_plainly() -> Non
     assert title == ("Abnormal image (ground truth) · score 0.100 · below the threshold 0.42: missed (false "
                      "negative)\nchest_ct / lung · k = 4 · image 3")
     assert "false alarm" in panel_title("ct", "lung", 4, 0, 0, 0.9, 0.42)
+    gated = panel_title("ct", "lung", 4, 0, 0, 0.9, 0.42, {"applicability": "warn",
+                                                         "applicability_reasons": "saturated: 19 % at the maximum"})
+    assert gated.endswith("ct / lung · k = 4 · image 0 [applicability warn: saturated: 19 % at the maximum]")
+    assert panel_title("ct", "lung", 4, 0, 0, 0.9, 0.42, {"applicability": "pass", "applicability_reasons": ""}
+                       ).endswith("image 0 [applicability pass]")
 
 
 def test_roc_figure_draws_every_seed_and_says_what_the_legend_is() -> None:
