@@ -13,7 +13,10 @@ the set's own modality (Br35H / BrainMRI: ``mri``; COVID-19: ``xray``; Kvasir-SE
 - ``ms @518``: ``anatomy_regions`` on the display picture squashed to 518 × 518 (median and 95th
   percentile over the images; one thread, after one warm-up call): the CPU time of the calling thread
   (what the method costs, whatever else runs on the machine) and the wall time (what a caller waits for
-  on this machine at the time of the run).
+  on this machine at the time of the run);
+- ``gate``: the applicability gate's metadata and pixel rules at their defaults (``--gate on``, no expected
+  modality; the ROI above) — images that pass / warn / are rejected, and the rules that fired with their
+  counts (no image of these medical sets should be rejected).
 
 Usage::
 
@@ -37,6 +40,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from adaptclip_med.roi import anatomy_regions, detect_modality
+from adaptclip_med.roi.gate import gate_config, metadata_verdict, pixel_verdict
 from adaptclip_med.roi.morphology import border_connected
 from adaptclip_med.roi.source import display_image
 from adaptclip_med.runtime.errors import ImageReadError
@@ -94,6 +98,10 @@ def measure(name: str, paths: list[Path], mask_for: MaskFor | None, known: str, 
     modalities: Counter[str] = Counter()
     lesion = inside = bg = bg_out = roi_px = holes = 0
     worst_holes, under, times, skipped, shown = 0.0, 0, [], [], 0
+    gate = gate_config(True, None)
+    verdicts: Counter[str] = Counter()
+    fired: Counter[str] = Counter()
+    rejected: list[str] = []
     for path in paths:
         try:
             picture, dicom_modality, _ = display_image(path)
@@ -103,6 +111,12 @@ def measure(name: str, paths: list[Path], mask_for: MaskFor | None, known: str, 
             continue
         modality = detect_modality(picture, dicom_modality)
         modalities[modality] += 1
+        verdict = metadata_verdict(path, gate)
+        verdict.extend(pixel_verdict(picture, roi, gate))
+        verdicts[verdict.status] += 1
+        fired.update(f"{level} {rule}" for level, rule, _ in verdict.findings)
+        if verdict.rejected:
+            rejected.append(f"{path.name}: {verdict.reasons}")
         used = modality if known == "auto" else known
         assert roi.shape == picture.shape[:2] and roi.dtype == bool
         back = background(picture)
@@ -132,7 +146,7 @@ def measure(name: str, paths: list[Path], mask_for: MaskFor | None, known: str, 
             "coverage": inside / lesion if lesion else None, "under": under if lesion else None,
             "exclusion": bg_out / bg if bg else None, "holes": holes / roi_px if roi_px else None,
             "worst_holes": worst_holes, "ms": np.percentile(np.array(times), [50, 95], axis=0) if times else None,
-            "skipped": skipped}
+            "skipped": skipped, "gate": dict(verdicts), "fired": dict(fired), "rejected": rejected}
 
 
 def _slug(name: str) -> str:
@@ -167,14 +181,17 @@ def _pct(value: float | None, digits: int = 2) -> str:
 def table(rows: list[dict[str, object]]) -> str:
     """The Markdown table of :func:`measure` rows."""
     head = ("| data set | images | auto would choose | lesion coverage (images < 99.9 %) | background exclusion "
-            "| enclosed holes (worst image) | CPU ms @518 median / p95 | wall ms @518 median / p95 |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+            "| enclosed holes (worst image) | CPU ms @518 median / p95 | wall ms @518 median / p95 "
+            "| gate pass / warn / reject | gate rules fired |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mods = ", ".join(f"{k} {v}" for k, v in sorted(r["modality"].items()))
         cov = "–" if r["coverage"] is None else f"{_pct(r['coverage'], 3)} ({r['under']})"
         ms = "– | –" if r["ms"] is None else " | ".join(f"{r['ms'][0][k]:.1f} / {r['ms'][1][k]:.1f}" for k in (0, 1))
+        gate = " / ".join(str(r["gate"].get(k, 0)) for k in ("pass", "warn", "reject"))
+        fired = ", ".join(f"{k} {v}" for k, v in sorted(r["fired"].items())) or "–"
         lines.append(f"| {r['set']} | {r['n']} | {mods} | {cov} | {_pct(r['exclusion'])} "
-                     f"| {_pct(r['holes'], 3)} ({_pct(r['worst_holes'], 3)}) | {ms} |")
+                     f"| {_pct(r['holes'], 3)} ({_pct(r['worst_holes'], 3)}) | {ms} | {gate} | {fired} |")
     return "\n".join(lines)
 
 
@@ -203,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         for line in r["skipped"]:
             print(f"skipped ({r['set']}): {line}")
+        for line in r["rejected"]:
+            print(f"gate rejected ({r['set']}): {line}")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ _MODALITY_ALIASES = {"MRI": "MR", "XRAY": "CR", "X-RAY": "CR", "DX": "CR", "ENDO
 BLANK_STD = 2.0
 #: share of pixels at the picture's top value (255): warn / reject.
 SATURATED_WARN, SATURATED_REJECT = 0.15, 0.40
-#: glyph-like components lying in rows: warn / reject at this many.
+#: glyph-like components lying in rows: warn / reject at this many (on the anatomy region); a reject also
+#: needs the text to spread: those glyphs lie in at least this share of the picture's 8 × 8 tiles (a page
+#: or a screen, not the corner annotation of an endoscope or scanner).
 TEXT_WARN, TEXT_REJECT = 15, 40
+TEXT_SPREAD = 0.25
 TEXT_SIDE = 1024
 #: ``prompts`` rule: the zero-shot prompt of each modality (keys: :func:`modality_key`), the negatives, the
 #: CLIP softmax temperature and the negative probability above which the rule rejects (else it warns when
@@ -178,7 +181,12 @@ def metadata_verdict(path: str | Path, config: GateConfig) -> Verdict:
 
 
 def text_glyphs(picture: np.ndarray) -> int:
-    """How many glyph-like components of ``picture`` lie in rows of text.
+    """How many glyph-like components of ``picture`` lie in rows of text (:func:`text_glyph_centres`)."""
+    return len(text_glyph_centres(picture))
+
+
+def text_glyph_centres(picture: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` (row, column) centres, on ``picture``'s grid, of its glyph-like components in rows of text.
 
     The grey picture (long side at most :data:`TEXT_SIDE`) is split at its Otsu level, both polarities
     (dark ink on paper, light text on a screen); a glyph is a component 4–40 px high, at most 40 px wide,
@@ -186,12 +194,13 @@ def text_glyphs(picture: np.ndarray) -> int:
     more glyphs of similar height (within 1.5×) sit on the same line (centre rows within half a glyph
     height) within three glyph heights sideways.
     """
+    none = np.zeros((0, 2), dtype=np.float32)
     g = grey(to_working_grid(picture, TEXT_SIDE)) if max(picture.shape[:2]) > TEXT_SIDE else grey(picture)
     if g.max() == g.min():
-        return 0
+        return none
     level = threshold_otsu(g)
     if abs(float(g[g > level].mean()) - float(g[g <= level].mean())) < 60:  # low contrast: no ink on paper
-        return 0
+        return none
     boxes = []
     for ink in (g <= level, g > level):
         for r in regionprops(label(ink, connectivity=2)):
@@ -200,17 +209,50 @@ def text_glyphs(picture: np.ndarray) -> int:
             if 4 <= h <= 40 and w <= 40 and r.area >= 6 and 0.15 <= r.extent <= 0.95 and _on_flat(g, r):
                 boxes.append(((y0 + y1) / 2, (x0 + x1) / 2, h))
     if len(boxes) < 3:
-        return 0
+        return none
     b = np.asarray(boxes[:20000], dtype=np.float32)
     cy, cx, h = b[:, 0], b[:, 1], b[:, 2]
-    count = 0
+    counted = []
     for start in range(0, len(b), 2048):  # bounded memory: 2048 × n comparisons at a time
         sl = slice(start, start + 2048)
         same_line = np.abs(cy[sl, None] - cy[None]) <= h[sl, None] / 2
         similar = (h[None] <= 1.5 * h[sl, None]) & (h[sl, None] <= 1.5 * h[None])
         near = np.abs(cx[sl, None] - cx[None]) <= 3 * h[sl, None]
-        count += int(((same_line & similar & near).sum(axis=1) >= 3).sum())  # itself and two neighbours
-    return count
+        counted.append((same_line & similar & near).sum(axis=1) >= 3)  # itself and two neighbours
+    keep = np.concatenate(counted)
+    scale = np.array([picture.shape[0] / g.shape[0], picture.shape[1] / g.shape[1]], dtype=np.float32)
+    return b[keep, :2] * scale
+
+
+def _inside(region: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The ``(N, 2)`` centres that fall on True pixels of ``region`` ``(H, W)``."""
+    if not len(centres):
+        return centres
+    rows = np.clip(centres[:, 0].astype(np.int64), 0, region.shape[0] - 1)
+    cols = np.clip(centres[:, 1].astype(np.int64), 0, region.shape[1] - 1)
+    return centres[region[rows, cols]]
+
+
+def _spread(centres: np.ndarray, shape: tuple[int, ...], cells: int = 8) -> float:
+    """The share of the ``cells × cells`` tiles of a picture of ``shape`` holding one of the ``(N, 2)``
+    centres: text over a page or a screen fills many tiles, a corner annotation a few."""
+    if not len(centres):
+        return 0.0
+    rows = np.clip((centres[:, 0] * cells / shape[0]).astype(np.int64), 0, cells - 1)
+    cols = np.clip((centres[:, 1] * cells / shape[1]).astype(np.int64), 0, cells - 1)
+    return len(set(zip(rows.tolist(), cols.tolist(), strict=True))) / cells**2
+
+
+def anatomy_region(picture: np.ndarray) -> np.ndarray | None:
+    """The anatomy the pixel rules judge when no ROI is given: :func:`adaptclip_med.roi.anatomy_mask` with
+    ``modality="auto"``; None when it finds nothing (the whole picture is judged)."""
+    from adaptclip_med.roi.api import anatomy_mask
+
+    try:
+        region = anatomy_mask(picture, "auto")
+    except (AdaptCLIPError, ValueError):
+        return None
+    return region if region.any() else None
 
 
 def _on_flat(g: np.ndarray, region: object) -> bool:
@@ -232,7 +274,15 @@ def _on_flat(g: np.ndarray, region: object) -> bool:
 
 
 def pixel_verdict(picture: np.ndarray, roi: np.ndarray | None, config: GateConfig) -> Verdict:
-    """Layer 2, pixel sanity of the uint8 display ``picture`` (and its ``roi`` share, when given)."""
+    """Layer 2, pixel sanity of the uint8 display ``picture``.
+
+    Clipping and text are judged on the anatomy: ``roi`` when given, else :func:`anatomy_region`. Pixels
+    at 255 or rows of text *outside* it — white padding, the burned-in annotations of scanners and
+    endoscopes — only warn; inside it (a document, a screenshot, a blown-out image: the anatomy region is
+    then the whole picture) they warn and reject at the levels of :data:`SATURATED_WARN` / ``_REJECT``; text
+    warns from :data:`TEXT_WARN` glyphs anywhere and rejects from :data:`TEXT_REJECT` glyphs on the anatomy
+    spread over :data:`TEXT_SPREAD` of the picture. The ``roi-small`` rule takes the given ``roi`` only.
+    """
     verdict = Verdict()
     if not config.enabled:
         return verdict
@@ -241,18 +291,40 @@ def pixel_verdict(picture: np.ndarray, roi: np.ndarray | None, config: GateConfi
     if config.on("blank") and std < BLANK_STD:
         verdict.add("reject", "blank", f"near-constant picture (grey-level std {std:.2f} < {BLANK_STD})")
         return verdict  # nothing else to judge
-    top = float(np.count_nonzero(g >= 255)) / g.size
-    if config.on("saturated") and top >= SATURATED_WARN:
-        level = "reject" if top >= SATURATED_REJECT else "warn"
-        verdict.add(level, "saturated", f"{top:.0%} of the pixels at the top value 255 (clipped / saturated)")
+    anatomy = None
+    if config.on("saturated") or config.on("text"):
+        anatomy = roi if roi is not None and roi.any() else anatomy_region(picture)
+    if anatomy is None:
+        anatomy = np.ones(g.shape, dtype=bool)
+    if config.on("saturated"):
+        _saturated(g, anatomy, verdict)
     if config.on("roi-small") and roi is not None and roi.mean() < config.roi_floor:
         verdict.add("reject", "roi-small", f"anatomy ROI {roi.mean():.1%} of the image, below {config.roi_floor:.0%}")
     if config.on("text"):
-        glyphs = text_glyphs(picture)
-        if glyphs >= TEXT_WARN:
-            level = "reject" if glyphs >= TEXT_REJECT else "warn"
-            verdict.add(level, "text", f"{glyphs} glyph-like components in rows of text (a screenshot or document?)")
+        centres = text_glyph_centres(picture)
+        inside = _inside(anatomy, centres)
+        spread = _spread(inside, g.shape)
+        if len(inside) >= TEXT_REJECT and spread >= TEXT_SPREAD:
+            verdict.add("reject", "text", f"{len(inside)} glyph-like components in rows of text on the anatomy "
+                                          f"region, in {spread:.0%} of the picture's tiles (a screenshot or document?)")
+        elif len(centres) >= TEXT_WARN:
+            verdict.add("warn", "text", f"{len(centres)} glyph-like components in rows of text, {len(inside)} on the "
+                                        f"anatomy region, in {spread:.0%} of the picture's tiles (burned-in "
+                                        "annotation?)")
     return verdict
+
+
+def _saturated(g: np.ndarray, anatomy: np.ndarray, verdict: Verdict) -> None:
+    """The ``saturated`` rule: the share of the anatomy region at 255 decides; 255 outside it only warns."""
+    top = g >= 255
+    share = float(np.count_nonzero(top & anatomy)) / max(1, int(anatomy.sum()))
+    whole = float(np.count_nonzero(top)) / g.size
+    if share >= SATURATED_WARN:
+        level = "reject" if share >= SATURATED_REJECT else "warn"
+        verdict.add(level, "saturated", f"{share:.0%} of the anatomy region at the top value 255 (clipped / saturated)")
+    elif whole >= SATURATED_WARN:
+        verdict.add("warn", "saturated", f"{whole:.0%} of the picture at the top value 255, {share:.0%} of the "
+                                         "anatomy region (white padding?)")
 
 
 def nearest_distances(query: np.ndarray, normals: np.ndarray) -> np.ndarray:

@@ -174,8 +174,33 @@ def test_no_shared_medical_image_is_rejected(shared_datasets: Path) -> None:
         files = sorted(p for p in (shared_datasets / name).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
                        and "mask" not in str(p).lower())
         random.Random(1).shuffle(files)
-        for path in files[:8]:
+        # with the images a whole-picture rule rejected: burned-in text beside the head or over the endoscope's
+        # field (BrainMRI Y46, two Kvasir frames), a head on white padding (BrainMRI No16)
+        hard = [p for p in files if p.name in ("Y46.jpg", "No16.jpg", "cju1cu1u2474n0878tt7v4tdr.jpg",
+                                                 "cju7dlk532dsh0871zvr6qz0r.jpg")]
+        for path in [*files[:8], *hard]:
             picture = display_image(path)[0]
             v = metadata_verdict(path, config)
             v.extend(pixel_verdict(picture, anatomy_mask(picture, modality), config))
             assert v.status != "reject", (path.name, v.findings)
+
+
+def test_text_and_clipping_outside_the_anatomy_only_warn() -> None:
+    """A head with a burned-in caption in a corner and white padding warns; the same text over the whole
+    picture, or the anatomy itself clipped, rejects."""
+    head = (_head(256, seed=4).astype(np.float32) / 700 * 200).clip(0, 255).astype(np.uint8)
+    captioned = head.copy()
+    captioned[4:60, 4:120] = np.maximum(captioned[4:60, 4:120], _text_picture((116, 56), 235, 0, seed=3))
+    padded = np.full((256, 384), 255, np.uint8)
+    padded[:, 64:320] = head
+    config = GateConfig()
+    for picture in (captioned, padded):
+        v = pixel_verdict(picture, None, config)
+        assert v.status == "warn", v.findings
+    assert "(burned-in annotation?)" in pixel_verdict(captioned, None, config).reasons
+    assert "white padding" in pixel_verdict(padded, None, config).reasons
+    page = np.maximum(head, _text_picture((256, 256), 235, 0, seed=5))
+    assert pixel_verdict(page, None, config).rejected
+    clipped = head.copy()
+    clipped[head > 60] = 255
+    assert [r for level, r, _ in pixel_verdict(clipped, None, config).findings if level == "reject"] == ["saturated"]
