@@ -121,8 +121,15 @@ def main() -> None:
                str(args.image_size), "--batch", str(batch), "--shots", str(shots), "--repeats", str(args.repeats),
                "--device", args.device, "--precision", args.precision, "--engine", engine,
                *(["--int8", int8] if int8 else [])]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        r = json.loads(out)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:  # one configuration failed (e.g. killed for memory): say so, go on
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            killed = " (killed: out of memory?)" if done.returncode in (-9, 137) else ""
+            print(f"{mode:<10}{engine:<12}{int8 or args.precision:<13}{batch:>6}{shots:>6}  failed, exit status "
+                  f"{done.returncode}{killed}: {why[:160]}", flush=True)
+            continue
+        r = json.loads(lines[-1])
         print(f"{r['mode']:<10}{r['engine']:<12}{r['precision']:<13}{r['batch']:>6}{r['shots']:>6}"
               f"{r['ms_per_image']:>12.1f}{r['fit_ms_per_prompt']:>15.1f}{r['peak_rss_mib']:>14.0f}", flush=True)
 
