@@ -256,6 +256,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EvalConfig:
         roi=resolve_roi(labels, args.roi), gate=args.gate == "on",
         gate_off=tuple(sorted({n.strip() for n in args.gate_off.split(",") if n.strip()})),
         expect_modality=args.expect_modality, expect_body_part=args.expect_body_part, force=args.force,
+        roi_floor=args.roi_floor,
     )
 
 

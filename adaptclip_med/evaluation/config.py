@@ -125,6 +125,7 @@ class EvalConfig:
     expect_modality: str | None = None
     expect_body_part: str | None = None
     force: bool = False
+    roi_floor: float = 0.02
 
     def roi_for(self, dataset: str) -> str:
         """``--roi`` of one data set: ``"none"``, ``"auto"`` or a folder of masks."""
@@ -135,7 +136,7 @@ class EvalConfig:
         from adaptclip_med.roi.gate import gate_config
 
         return gate_config(self.gate, ",".join(self.gate_off), expect_modality=self.expect_modality,
-                           expect_body_part=self.expect_body_part, force=self.force)
+                           expect_body_part=self.expect_body_part, force=self.force, roi_floor=self.roi_floor)
 
     def root_for(self, dataset: str) -> Path:
         """The folder of one data set."""
@@ -166,6 +167,7 @@ class EvalConfig:
         fields["features"] = "float16 store" if self.feature_cache else "fp32"  # the store rounds them
         if self.roi_for(dataset) != "none":  # absent without --roi: today's keys unchanged
             fields["roi"] = _roi_setting(self.roi_for(dataset))
+            fields["roi_floor"] = self.roi_floor
         if self.gate:
             fields["gate"] = self.gate_config().to_dict()
         return fields

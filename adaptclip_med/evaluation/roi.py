@@ -3,10 +3,11 @@
 Two passes, both on the display picture the model sees (:func:`adaptclip_med.roi.source.display_image`):
 
 * at plan time (:func:`screen_group`, only with ``--roi`` or ``--gate on``), before anything is
-  encoded: each query's ROI is checked (a blank picture, a missing user mask or an empty ROI leaves the
-  image out, listed in ``skipped.csv`` with the reason) and the gate's metadata and pixel rules run
-  (:mod:`adaptclip_med.roi.gate`); a rejected image is left out of the metrics and listed with its
-  reasons unless ``--force``. Kept images carry their ``applicability`` cells into ``per_image.csv``.
+  encoded: each query's ROI is checked (a blank picture, a missing user mask, an empty ROI or a volume
+  slice whose ROI is below ``--roi-floor`` leaves the image out, listed in ``skipped.csv`` with the
+  reason) and the gate's metadata and pixel rules run (:mod:`adaptclip_med.roi.gate`); a rejected
+  image is left out of the metrics and listed with its reasons unless ``--force``. Kept images carry
+  their ``applicability`` cells into ``per_image.csv``.
 * per scored batch (:func:`batch_rois`, :func:`confine`): the ROI on the map's ``S × S`` grid (nearest
   neighbour, the model's input being the picture squashed to ``S × S``), the image score taken inside it
   by the fusion's own rule (:func:`adaptclip_med.model.fusion.score_with_peak`) and the kept maps set to
@@ -66,6 +67,8 @@ def _screen_one(rec: Record, mode: str, gate: GateConfig) -> tuple[str | None, d
         verdict.extend(pixel_verdict(picture, roi, gate))
     if roi is not None and not roi.any() and (verdict is None or not verdict.rejected):
         return "empty ROI: nothing to score", {}
+    if roi is not None and rec.slice_index is not None and roi.mean() < gate.roi_floor:
+        return f"ROI below the floor: anatomy {roi.mean():.1%} of the slice < {gate.roi_floor:.0%}", {}
     if verdict is None:
         return None, {}
     if verdict.rejected and not gate.force:

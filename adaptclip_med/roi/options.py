@@ -26,6 +26,9 @@ def add_gate_arguments(group: Any) -> None:
                        help="gate: DICOM BodyPartExamined expected (HEAD, CHEST, ...); others are rejected")
     group.add_argument("--force", action="store_true",
                        help="score images the gate rejects (their rows say so) instead of leaving them out")
+    group.add_argument("--roi-floor", type=float, default=0.02,
+                       help="smallest ROI share of an image that is scored; volume slices below are skipped "
+                            "(default: 0.02)")
 
 
 def add_score_arguments(group: Any) -> None:
@@ -39,6 +42,4 @@ def add_score_arguments(group: Any) -> None:
                        help="gate: conformal p-value (embedding vs --normals) below which to warn (default: 0.05)")
     group.add_argument("--gate-reject", type=float, default=0.01,
                        help="gate: conformal p-value below which to reject (default: 0.01)")
-    group.add_argument("--roi-floor", type=float, default=0.02,
-                       help="smallest ROI share of an image that is scored; volume slices below are skipped "
-                            "(default: 0.02)")
+

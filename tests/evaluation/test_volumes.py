@@ -91,3 +91,44 @@ def test_slice_maps_stream_to_disk_not_memory(tmp_path: Path) -> None:
     assert len(files) == 2  # one memmap per volume, on disk
     stored = np.concatenate([np.load(f) for f in files])
     np.testing.assert_array_equal(np.sort(stored.ravel()), np.sort(maps.astype(np.float16).ravel()))
+
+
+def _head_volume(n_slices: int = 4, speck: tuple[int, ...] = (0, 3)) -> np.ndarray:
+    """``(64, 64, n)``: an elliptic head with a brighter lesion-free texture, except slices ``speck``,
+    which hold only a 4 × 4 bright speck (anatomy far below a 2 % floor)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    head = (((yy - 32) / 26) ** 2 + ((xx - 32) / 20) ** 2 < 1)
+    vol = np.zeros((64, 64, n_slices), dtype=np.int16)
+    for z in range(n_slices):
+        if z in speck:
+            vol[30:34, 30:34, z] = 800
+        else:
+            vol[..., z] = np.where(head, 600 + rng.normal(0, 30, head.shape), 0).astype(np.int16)
+    return vol
+
+
+def test_roi_floor_skips_volume_slices_before_encoding(tmp_path: Path, tiny_args: list[str]) -> None:
+    from adaptclip_med.evaluate import main
+
+    root = tmp_path / "vols"
+    for i in range(2):
+        write_nifti(root / "normal" / f"n{i}.nii.gz", _head_volume())
+    write_nifti(root / "abnormal" / "a0.nii.gz", _head_volume())
+    label = np.zeros((64, 64, 4), dtype=np.uint8)
+    label[28:36, 28:36, 1] = 1
+    write_nifti(root / "masks" / "a0.nii.gz", label)
+    out = tmp_path / "run"
+    args = ["--datasets", "volume", "--root", str(root), "--shots", "0", *tiny_args, "--overlays", "0",
+            "--no-figures", "--bootstrap", "0", "--roi", "auto", "--out", str(out)]
+    assert main(args) == 0
+    skipped = pd.read_csv(out / "skipped.csv")
+    floor = skipped[skipped["reason"].str.startswith("ROI below the floor")]
+    assert len(floor) == 3 * 2, skipped  # slices 0 and 3 of each queried volume
+    assert floor["reason"].str.contains(r"of the slice < 2%").all()
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert len(per_image) == 3 * 2  # the head slices only
+    run = __import__("json").loads((out / "run.json").read_text())
+    assert run["encodes"]["images_encoded"] == len(per_image)  # the skipped slices cost no backbone pass
+    assert main([*args[:-1], str(tmp_path / "low"), "--roi-floor", "0"]) == 0  # floor 0: every slice is scored
+    assert len(pd.read_csv(tmp_path / "low" / "per_image.csv")) == 3 * 4
