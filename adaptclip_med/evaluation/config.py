@@ -79,6 +79,8 @@ class EvalConfig:
         gate / gate_off / expect_modality / expect_body_part / force: the applicability gate
             (:func:`adaptclip_med.roi.gate.gate_config`): on, the rules switched off, the DICOM values
             expected, and whether rejected images are scored anyway.
+        roi_floor: with ``roi``, volume slices whose ROI covers less than this share are skipped before
+            encoding (and, with the gate, a single image below it is rejected by ``roi-small``).
     """
 
     datasets: tuple[str, ...]
