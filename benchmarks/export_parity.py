@@ -3,13 +3,16 @@
 For each engine (ONNX Runtime, OpenVINO) and precision (fp32, int8 ``weights``, int8 ``full``) the same
 images go through ``load_model(engine=...)`` and through torch, zero-shot and 4-shot, and the script
 prints, per row: feature max-abs, anomaly-map max-abs and Pearson r, image-score max-abs and Spearman
-rho, and the share of decisions that agree at the threshold calibrated on the normal images (torch's
-score at ``--target-specificity`` on them). Tolerance tiers (docs/core.md, "Inference engines"): fp32
+rho, and the share of decisions that agree at the threshold calibrated on the normal images (the
+conformal threshold of torch's scores of them at ``--target-specificity``, as the operating point's;
+the decision rule is the package's, ``score > threshold``). Tolerance tiers (docs/core.md, "Inference engines"): fp32
 features and maps <= 1e-4, image scores <= 1e-5; int8 maps r >= 0.99, scores rho >= 0.99, decisions
 >= 99 %. Examples::
 
     python benchmarks/export_parity.py                                   # tiny random backbone, random images
     python benchmarks/export_parity.py --conformance ../shared/conformance --image-size 224
+    python benchmarks/export_parity.py --conformance ../shared/conformance --image-size 224 \
+        --images ../shared/datasets/covid19 --normals "../shared/datasets/covid19/COVID-19 Radiography Database/NORMAL"
     python benchmarks/export_parity.py --backbone ViT-L-14-336 --pretrained openai --checkpoint adaptclip-mvtec \\
         --images ../shared/datasets/br35h --normals ../shared/datasets/br35h/no --limit 64
 
@@ -27,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
+
+from adaptclip_med.metrics import conformal_threshold, is_anomalous
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -51,8 +56,10 @@ def _row(name: str, ref, model, queries: torch.Tensor, prompts: torch.Tensor | N
     score_abs = float((w.pred_score - g.pred_score).abs().max())
     r = pearsonr(w.anomaly_map.flatten().numpy(), g.anomaly_map.flatten().numpy())[0]
     rho = spearmanr(w.pred_score.numpy(), g.pred_score.numpy())[0] if len(queries) > 2 else float("nan")
-    threshold = float(np.quantile(normals_ref, target)) if len(normals_ref) else float(w.pred_score.median())
-    agree = float(((w.pred_score >= threshold) == (g.pred_score >= threshold)).float().mean())
+    threshold = (conformal_threshold(normals_ref, target).value if len(normals_ref)
+                 else float(w.pred_score.median()))
+    agree = float(np.mean(is_anomalous(w.pred_score.numpy(), threshold) == is_anomalous(g.pred_score.numpy(),
+                                                                                          threshold)))
     return (f"{name:<34}{feat:>10.2e}{map_abs:>10.2e}{r:>9.5f}{score_abs:>10.2e}{rho:>9.5f}{agree * 100:>8.1f}%"
             f"{threshold:>10.4f}")
 
@@ -63,7 +70,8 @@ def main() -> None:
     p.add_argument("--pretrained", default=None)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--conformance", default=None, metavar="DIR",
-                   help="use the conformance fixture's CLIP and adapters (../shared/conformance) and its images")
+                   help="use the conformance fixture's CLIP and adapters (../shared/conformance) and, without "
+                        "--images, its images")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--images", default=None, metavar="DIR", help="query images (default: random)")
     p.add_argument("--normals", default=None, metavar="DIR", help="normal images: prompts, calibration, threshold")
@@ -84,7 +92,7 @@ def main() -> None:
     ref = load_model(**kwargs)
     size = ref.image_size
     gen = torch.Generator().manual_seed(0)
-    if args.conformance:
+    if args.conformance and not args.images:
         from safetensors.torch import load_file
 
         from adaptclip_med.data.transforms.clip_input import ClipNormalize
@@ -112,7 +120,8 @@ def main() -> None:
         model = load_model(**kwargs, engine=engine, precision="int8" if int8 else "fp32", int8=int8,
                            calibration=normals if int8 == "full" else None)
         for shots, bank in ((0, None), (4, prompts)):
-            normal_scores = ref.predict(normals, bank).pred_score.numpy()
+            held_out = normals[4:] if bank is not None and len(normals) > 4 else normals  # not the bank itself
+            normal_scores = ref.predict(held_out, bank).pred_score.numpy()
             print(_row(f"{engine} {('int8-' + int8) if int8 else 'fp32'} {shots}-shot", ref, model, queries, bank,
                        normal_scores, args.target_specificity), flush=True)
 

@@ -115,9 +115,11 @@ def test_ctrl_c_is_one_line_and_exit_130(score_inputs: dict[str, Path], tmp_path
         (folder / f"copy_{i}.png").write_bytes((folder / f"copy_{i}.png").read_bytes() + bytes([i]))  # not dupes
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # a job started in the background by a shell without job control inherits SIGINT ignored (and Python
+    # then installs no handler): give the child the default disposition, as a terminal's process has
     proc = subprocess.Popen([sys.executable, "-m", "adaptclip_med.score", str(folder), "--out", str(out),
                              "--batch-size", "1", *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((out / "overlays").glob("*.png")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # progress: the first overlay is on disk (about 0.25 s each, 40 to go)
