@@ -17,7 +17,8 @@ features and maps <= 1e-4, image scores <= 1e-5; int8 maps r >= 0.99, scores rho
         --images ../shared/datasets/br35h --normals ../shared/datasets/br35h/no --limit 64
 
 ``--normals`` are the 4-shot prompts (the first 4), the int8 ``full`` calibration images and the
-threshold's normals; without them random images stand in (tiny fixture only).
+threshold's normals (held out from ``--images``: no query is a prompt or a calibration image); without
+them random images stand in (tiny fixture only).
 """
 
 from __future__ import annotations
@@ -105,10 +106,15 @@ def main() -> None:
         pics = torch.cat([pics, pics.flip(-1), pics.flip(-2)])
         queries, normals = pics[:-4], pics[-4:]
     else:
-        queries = (_images(ref, _files(args.images, args.limit)) if args.images else
+        normal_files = _files(args.normals, max(4, args.limit)) if args.normals else []
+        taken = {f.resolve() for f in normal_files}  # a query that is also a prompt or a calibration normal
+        query_files = [f for f in _files(args.images, 0) if f.resolve() not in taken] if args.images else []
+        step = max(1, len(query_files) // args.limit) if args.limit else 1
+        query_files = query_files[::step][:args.limit] if args.limit else query_files
+        queries = (_images(ref, query_files) if args.images else
                    torch.nn.functional.interpolate(torch.randn(args.limit, 3, size // 8, size // 8, generator=gen),
                                                    size=size, mode="bilinear"))
-        normals = (_images(ref, _files(args.normals, max(4, args.limit))) if args.normals else
+        normals = (_images(ref, normal_files) if args.normals else
                    torch.nn.functional.interpolate(torch.randn(8, 3, size // 8, size // 8, generator=gen),
                                                    size=size, mode="bilinear"))
     prompts = normals[:4]

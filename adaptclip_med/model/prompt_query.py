@@ -220,5 +220,9 @@ class PromptQueryAdapter(nn.Module):
         flat = fused.flatten(2)
         pooled = 0.5 * (flat.mean(dim=-1) + top_k_mean(flat, min(TOP_K_POOL, n)))
         logits = self.score_head(pooled)
-        align = patch_grid_to_map(distance.unsqueeze(1), size)[:, 0]
+        # 1 − cos is ≥ 0; rounding makes it about ±1e-7 where a query patch equals a prompt patch (a query
+        # that is also a prompt, a duplicate image), and the harmonic mean over the layers (n / Σ 1/x) of
+        # such mixed-sign values is unbounded (it reached 4.0 and image scores moved by 0.28 between torch
+        # and an exported engine); clamped, it is 0 there, as with exact zeros
+        align = patch_grid_to_map(distance.clamp_min(0.0).unsqueeze(1), size)[:, 0]
         return logits, maps, align

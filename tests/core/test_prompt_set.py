@@ -71,3 +71,21 @@ def test_top_k_mean_equals_topk(n):
     assert torch.equal(ours, ref)
     (grad,) = torch.autograd.grad(ours.sum(), values)
     assert torch.equal(grad, torch.autograd.grad(ref.sum(), values)[0])  # training's gradients unchanged
+
+
+def test_a_query_that_is_a_prompt_is_stable_under_rounding(tiny_model, encoded):
+    """A query equal to a prompt has ``1 − cos`` ≈ 0 at every patch, with either sign after rounding; the
+    alignment distance is clamped at 0, so the harmonic mean over the layers stays 0 instead of
+    ``n / Σ 1/x`` of mixed-sign ±1e-7 values (which reached 4.0 between torch and an engine)."""
+    from adaptclip_med.model.backbone import ImageFeatures
+
+    _, prompts = encoded
+    bank = tiny_model.bank_from_features(prompts)
+    same = prompts[0]
+    gen = torch.Generator().manual_seed(0)
+    nudged = ImageFeatures(same.global_, [p + 1e-6 * torch.randn(p.shape, generator=gen) for p in same.patches])
+    exact, rounded = tiny_model.predict_features(same, bank), tiny_model.predict_features(nudged, bank)
+    assert float(exact.maps["align"].max()) < 1e-6 and float(rounded.maps["align"].max()) < 1e-5
+    assert float(rounded.maps["align"].min()) >= 0.0
+    assert abs(float(exact.pred_score[0]) - float(rounded.pred_score[0])) < 1e-4
+    assert float((exact.anomaly_map - rounded.anomaly_map).abs().max()) < 1e-4
