@@ -59,10 +59,10 @@ def _row(name: str, ref, model, queries: torch.Tensor, prompts: torch.Tensor | N
     rho = spearmanr(w.pred_score.numpy(), g.pred_score.numpy())[0] if len(queries) > 2 else float("nan")
     threshold = (conformal_threshold(normals_ref, target).value if len(normals_ref)
                  else float(w.pred_score.median()))
-    agree = float(np.mean(is_anomalous(w.pred_score.numpy(), threshold) == is_anomalous(g.pred_score.numpy(),
-                                                                                          threshold)))
+    same = is_anomalous(w.pred_score.numpy(), threshold) == is_anomalous(g.pred_score.numpy(), threshold)
+    agree = float(np.mean(same))
     return (f"{name:<34}{feat:>10.2e}{map_abs:>10.2e}{r:>9.5f}{score_abs:>10.2e}{rho:>9.5f}{agree * 100:>8.1f}%"
-            f"{threshold:>10.4f}")
+            f"{threshold:>10.4f}{int(same.sum()):>6}/{same.size}")
 
 
 def main() -> None:
@@ -120,7 +120,7 @@ def main() -> None:
     prompts = normals[:4]
     print(f"backbone={kwargs['backbone']} size={size} queries={len(queries)} normals={len(normals)}")
     print(f"{'engine / precision / shots':<34}{'feat|d|':>10}{'map|d|':>10}{'map r':>9}{'score|d|':>10}"
-          f"{'rho':>9}{'agree':>9}{'thresh':>10}")
+          f"{'rho':>9}{'agree':>9}{'thresh':>10}{'agree/n':>10}")
     variants = [(e, None) for e in args.engine] + [(e, m) for e in args.engine for m in args.int8]
     for engine, int8 in variants:
         model = load_model(**kwargs, engine=engine, precision="int8" if int8 else "fp32", int8=int8,
