@@ -126,7 +126,8 @@ def main() -> None:
         if done.returncode != 0 or not lines:  # one configuration failed (e.g. killed for memory): say so, go on
             why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
             killed = " (killed: out of memory?)" if done.returncode in (-9, 137) else ""
-            print(f"{mode:<10}{engine:<12}{int8 or args.precision:<13}{batch:>6}{shots:>6}  failed, exit status "
+            label = f"int8-{int8}" if int8 else args.precision
+            print(f"{mode:<10}{engine:<12}{label:<13}{batch:>6}{shots:>6}  failed, exit status "
                   f"{done.returncode}{killed}: {why[:160]}", flush=True)
             continue
         r = json.loads(lines[-1])

@@ -1,5 +1,6 @@
-"""``evaluate --engine onnxruntime`` and ``score --engine openvino`` equal their torch runs; the engine and
-int8 mode are part of the feature store's key; an engine's allocation failure halves the batch."""
+"""``evaluate --engine onnxruntime`` and ``score --engine openvino`` equal their torch runs (synthetic and
+shared BrainMRI / COVID-19 images); the engine and int8 mode are part of the feature store's key; an
+engine's allocation failure halves the batch."""
 
 from __future__ import annotations
 
@@ -37,15 +38,37 @@ def test_evaluate_with_onnxruntime_equals_torch(folder: Path, tmp_path: Path) ->
     assert (got["score"] - want["score"]).abs().max() <= 1e-5
 
 
-def test_score_with_openvino_equals_torch(folder: Path, tmp_path: Path) -> None:
+def _shared_evaluate(root: Path, out: Path, *extra: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from adaptclip_med.evaluate import main
+
+    args = ["--datasets", "brain_mri", "--root", str(root), "--limit", "6", "--shots", "0", "2", "--seeds", "1",
+            "--overlays", "0", "--no-figures", "--bootstrap", "0", *TINY, "--out", str(out), *extra]
+    assert main(args) == 0
+    return pd.read_csv(out / "per_image.csv"), pd.read_csv(out / "summary.csv")
+
+
+def test_evaluate_on_shared_brain_mri_with_onnxruntime_equals_torch(shared_datasets: Path, tmp_path: Path) -> None:
+    """The publisher's BrainMRI folder (masks none): the same images, scores within the fp32 tier (1e-5)."""
+    root = shared_datasets / "brain_mri"
+    want, want_summary = _shared_evaluate(root, tmp_path / "torch")
+    got, got_summary = _shared_evaluate(root, tmp_path / "ort", "--engine", "onnxruntime")
+    assert list(got["path"]) == list(want["path"]) and len(got) >= 8
+    assert (got["score"] - want["score"]).abs().max() <= 1e-5
+    assert (got_summary["I-AUROC"] - want_summary["I-AUROC"]).abs().max() <= 1e-12  # same ranking, same metric
+
+
+def test_score_with_openvino_equals_torch(folder: Path, tmp_path: Path, shared_datasets: Path) -> None:
+    """Synthetic PNGs and shared COVID-19 chest X-rays (JPEG, other sizes) through ``score``."""
     from adaptclip_med.score import main
 
-    images = sorted(str(p) for p in folder.rglob("*.png") if "mask" not in str(p))[:4]
+    xrays = sorted((shared_datasets / "covid19").rglob("*.jp*g"))[:3]
+    images = sorted(str(p) for p in folder.rglob("*.png") if "mask" not in str(p))[:3] + [str(p) for p in xrays]
     outs = {}
     for name, extra in (("torch", []), ("ov", ["--engine", "openvino"])):
         assert main([*images, *TINY, "--overlays", "none", "--out", str(tmp_path / name), *extra]) == 0
         outs[name] = pd.read_csv(tmp_path / name / "scores.csv")
     score = next(c for c in outs["torch"].columns if c in ("score", "pred_score", "image_score"))
+    assert len(outs["ov"]) == len(outs["torch"]) == 6 and outs["ov"][score].notna().all()
     assert (outs["torch"][score] - outs["ov"][score]).abs().max() <= 1e-5
 
 
