@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import weakref
 from collections.abc import Sequence
@@ -288,9 +289,12 @@ def open_engine(backbone: FrozenCLIPVision, image_size: int, engine: str, int8: 
         root = Path(tempfile.mkdtemp(prefix="adaptclip-engine-"))
     folder = root / key.short
     if not (folder / "manifest.json").is_file():
-        building = Path(tempfile.mkdtemp(prefix=f".{key.short}-", dir=_made(root)))
+        clear_abandoned_builds(_made(root), key.short)
+        building = Path(tempfile.mkdtemp(prefix=f".{key.short}-", dir=root))
+        (building / BUILDER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
         try:
             export_graph(backbone, image_size, engine, int8, building, calibration=calibration, source=source)
+            (building / BUILDER_FILE).unlink()  # the finished graph holds only the graph and its manifest
             try:
                 building.replace(folder)
             except OSError:
@@ -302,6 +306,45 @@ def open_engine(backbone: FrozenCLIPVision, image_size: int, engine: str, int8: 
     if temporary:
         weakref.finalize(encoder, shutil.rmtree, root, True)
     return encoder
+
+
+#: File in a graph's build folder naming the process building it (``host pid``).
+BUILDER_FILE = "builder"
+
+
+def clear_abandoned_builds(root: Path, key_short: str) -> list[Path]:
+    """Remove the build folders of ``key_short`` under ``root`` whose builder died (e.g. killed for memory
+    while quantising: its ``finally`` never ran, and a ViT-L build folder holds 1.2 GB).
+
+    Only folders this module made (``.<key>-*`` holding :data:`BUILDER_FILE`) of a process on this host that
+    no longer runs are removed; a live builder's, another host's or an unmarked folder is left alone.
+
+    Returns:
+        the folders removed.
+    """
+    removed = []
+    for folder in sorted(root.glob(f".{key_short}-*")):
+        try:
+            host, pid = (folder / BUILDER_FILE).read_text(encoding="utf-8").split()
+        except (OSError, ValueError):
+            continue
+        if host == socket.gethostname() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host (one we may not signal counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _made(folder: Path) -> Path:

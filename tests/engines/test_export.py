@@ -55,3 +55,31 @@ def test_export_refuses_full_without_calibration_and_calibration_without_full(tm
     assert main(["--format", "onnx", *extra, *ARGS, "--out", str(tmp_path)]) == 2
     assert "calibrat" in capsys.readouterr().err
 
+
+
+def test_a_killed_build_is_cleared_by_the_next(tmp_path: Path) -> None:
+    """A build folder left by a builder that died (SIGKILL skips its clean-up) is removed by the next build
+    of the same graph; a live builder's folder and folders the module did not make are left alone."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from adaptclip_med import load_model
+    from adaptclip_med.engines.session import BUILDER_FILE, engine_key, open_engine
+
+    model = load_model(backbone="adaptclip-tiny", pretrained=None, allow_random_backbone=True, checkpoint=None,
+                       image_size=112)
+    key = engine_key(model.backbone, 112, "onnxruntime", None, None).short
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    folders = {name: tmp_path / f".{key}-{name}" for name in ("dead", "live", "unmarked")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"partial")
+    (folders["dead"] / BUILDER_FILE).write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")
+    (folders["live"] / BUILDER_FILE).write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    encoder = open_engine(model.backbone, 112, "onnxruntime", root=tmp_path)
+    assert not folders["dead"].exists()
+    assert folders["live"].is_dir() and folders["unmarked"].is_dir()
+    assert sorted(p.name for p in encoder.folder.iterdir()) == ["manifest.json", "model.onnx"]
