@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from .conftest import REPO
 
@@ -26,6 +27,8 @@ SAME_FILES = ("per_image.csv", "summary.csv", "metrics_long.csv", "clinical.csv"
 #: ``argv[1]`` and blocks on stdin (which the test never closes before its SIGKILL).
 _PAUSE_AFTER_FIRST_SHARD = """
 import os, sys
+import torch
+torch.set_num_threads(int(os.environ["ADAPTCLIP_TEST_THREADS"]))  # the parent's: same rounding as in-process
 import adaptclip_med.evaluation.run as run
 from adaptclip_med.evaluate import main
 
@@ -50,7 +53,8 @@ def _kill_after_first_shard(args: list[str], out: Path, log: Path) -> list[Path]
     with log.open("wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-c", _PAUSE_AFTER_FIRST_SHARD, str(write_fd), *args], cwd=REPO,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                                pass_fds=(write_fd,))
+                                pass_fds=(write_fd,),
+                                env={**os.environ, "ADAPTCLIP_TEST_THREADS": str(torch.get_num_threads())})
     os.close(write_fd)  # the child holds the only write end: end of file once it exits
     try:
         with os.fdopen(read_fd, "rb") as reports:
