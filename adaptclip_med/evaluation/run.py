@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from adaptclip_med.runtime.distributed import Dist, owner, together
 from adaptclip_med.runtime.errors import AdaptCLIPError
 from adaptclip_med.runtime.io import atomic_write_json
 from adaptclip_med.runtime.keys import Key
+from adaptclip_med.runtime.locks import hold
 
 
 @dataclass
@@ -333,51 +335,56 @@ def run_evaluation(config: EvalConfig, store: FeatureStore | None = None, ctx: D
     """
     ctx = ctx or Dist()
     out = Path(config.out)
-    clock = _Clock()
-    pseud = _pseudonymiser(config, ctx)
-    plan: Plan = plan_run(config, pseud)
-    clock.lap("plan")
-    model = load_model_for(config)
-    result = RunResult(out, timings=clock.laps)
-    hasher = ContentHasher()
-    content = model_content(model, hasher)
-    store = store if store is not None else open_store(config, model, hasher)
-    clock.lap("model")
-    if pseud is not None:  # parts named with another salt (or none) are never reused
-        content["pseudonym_salt_id"] = pseud.salt_id
-    fingerprints = {d: config.fingerprint(d, content) for d in config.datasets}
-    if ctx.is_main:
-        P.write_run_json(out, config, model, plan.parts, status="incomplete", extra={"fingerprints": fingerprints})
-    if ctx.active:
-        result.share_batches = together(ctx, lambda: encode_share(plan, model, config, out, content, hasher,
-                                                                  result, store, ctx))
-        clock.lap("share")
-        shared = ctx.total([result.encodes.encoded, result.encodes.from_store])  # rank 0 reports the job's
-        result.encodes = EncodeStats(*shared)
-        result.processes = ctx.world_size
-        if not ctx.is_main:
-            result.store_note = store.note() if isinstance(store, DiskStore) else ""
-            return result
-    records: list[dict] = []
-    methods = {DEFAULT_METHOD: model, **({"winclip": load_winclip(model)} if "winclip" in config.methods else {})}
-    for group in tqdm(plan.groups, desc="classes", unit="class", disable=None, file=sys.stderr):
-        own = group.method == DEFAULT_METHOD
-        records += score_group(group, methods[group.method], config, out, content, hasher, result,
-                               store if own else None)
-    clock.lap("score")
-    info = {"fingerprints": fingerprints, "key": content,
-            "encodes": {"images_encoded": result.encodes.encoded, "from_store": result.encodes.from_store,
-                        "batches_resumed": result.batches_reused, "processes": ctx.world_size,
-                        "device_batch": device_batch(model).effective(config.batch_size)},
-            "timings_s": {**clock.laps, "note": "wall seconds of rank 0 before writing the outputs"}}
-    result.store_note = store.note() if isinstance(store, DiskStore) else ""
-    result.skipped = write_outputs(out, config, model, plan, records, info)
-    result.warnings = plan.warnings
-    clock.lap("write")
-    if pseud is not None:
-        result.key_file = _write_key(config, pseud)
-        _audit(out, plan, config)
-    return result
+    with ExitStack() as locks:
+        clock = _Clock()
+        pseud = _pseudonymiser(config, ctx)
+        plan: Plan = plan_run(config, pseud)
+        clock.lap("plan")
+        model = load_model_for(config)
+        if ctx.is_main:  # one writer per folder: a second run into it (or into its store) stops with one line
+            locks.enter_context(hold(out))
+            if config.feature_cache and Path(config.feature_cache).resolve() != out.resolve():
+                locks.enter_context(hold(config.feature_cache))
+        result = RunResult(out, timings=clock.laps)
+        hasher = ContentHasher()
+        content = model_content(model, hasher)
+        store = store if store is not None else open_store(config, model, hasher)
+        clock.lap("model")
+        if pseud is not None:  # parts named with another salt (or none) are never reused
+            content["pseudonym_salt_id"] = pseud.salt_id
+        fingerprints = {d: config.fingerprint(d, content) for d in config.datasets}
+        if ctx.is_main:
+            P.write_run_json(out, config, model, plan.parts, status="incomplete", extra={"fingerprints": fingerprints})
+        if ctx.active:
+            result.share_batches = together(ctx, lambda: encode_share(plan, model, config, out, content, hasher,
+                                                                      result, store, ctx))
+            clock.lap("share")
+            shared = ctx.total([result.encodes.encoded, result.encodes.from_store])  # rank 0 reports the job's
+            result.encodes = EncodeStats(*shared)
+            result.processes = ctx.world_size
+            if not ctx.is_main:
+                result.store_note = store.note() if isinstance(store, DiskStore) else ""
+                return result
+        records: list[dict] = []
+        methods = {DEFAULT_METHOD: model, **({"winclip": load_winclip(model)} if "winclip" in config.methods else {})}
+        for group in tqdm(plan.groups, desc="classes", unit="class", disable=None, file=sys.stderr):
+            own = group.method == DEFAULT_METHOD
+            records += score_group(group, methods[group.method], config, out, content, hasher, result,
+                                   store if own else None)
+        clock.lap("score")
+        info = {"fingerprints": fingerprints, "key": content,
+                "encodes": {"images_encoded": result.encodes.encoded, "from_store": result.encodes.from_store,
+                            "batches_resumed": result.batches_reused, "processes": ctx.world_size,
+                            "device_batch": device_batch(model).effective(config.batch_size)},
+                "timings_s": {**clock.laps, "note": "wall seconds of rank 0 before writing the outputs"}}
+        result.store_note = store.note() if isinstance(store, DiskStore) else ""
+        result.skipped = write_outputs(out, config, model, plan, records, info)
+        result.warnings = plan.warnings
+        clock.lap("write")
+        if pseud is not None:
+            result.key_file = _write_key(config, pseud)
+            _audit(out, plan, config)
+        return result
 
 
 class _Clock:

@@ -101,3 +101,31 @@ def test_killed_run_resumes_to_identical_tables(synthetic_root: Path, synthetic_
     printed = capsys.readouterr().out
     assert "0 part(s) computed, 3 reused" in printed and "backbone encodes: 0 image(s)" in printed
     assert (out / "summary.csv").read_bytes() == (synthetic_run / "summary.csv").read_bytes()
+
+
+def test_a_second_run_into_a_busy_folder_stops_with_one_line(synthetic_root: Path, tmp_path: Path,
+                                                             syn_args: list[str], tiny_args: list[str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """While another process writes the run folder (or the feature store), evaluate stops at once with one
+    line naming it, before writing anything there."""
+    from adaptclip_med.evaluate import main
+
+    out, store = tmp_path / "busy", tmp_path / "store"
+    args = [*syn_args, "--root", str(synthetic_root), *tiny_args, "--overlays", "0", "--no-figures",
+            "--out", str(out), "--feature-cache", str(store)]
+    holding = ("import sys, time\nfrom adaptclip_med.runtime.locks import hold\n"
+               "with hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)")
+    for busy in (out, store):
+        holder = subprocess.Popen([sys.executable, "-c", holding, str(busy)], stdout=subprocess.PIPE, text=True,
+                                  cwd=REPO)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            capsys.readouterr()
+            assert main(args) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"another run is writing {busy}" in err[0] and f"pid {holder.pid}" in err[0]
+            assert not (out / "run.json").exists()
+        finally:
+            holder.kill()
+            holder.wait()
+    assert main(args) == 0  # both released: the run goes ahead
