@@ -251,13 +251,15 @@ def resolve_roots(datasets: tuple[str, ...] | list[str], root_args: list[str]) -
 
 
 def _roi_setting(mode: str) -> str:
-    """``auto``, or a mask folder by its content listing (names, sizes, times; never its path)."""
+    """``auto``, or a mask folder by its content: each file's name and bytes (never the folder's path)."""
     if mode == "auto":
         return mode
     import hashlib
 
+    from adaptclip_med.runtime.io import sha256_file
+
     files = sorted(p for p in Path(mode).iterdir() if p.is_file())
-    listing = "\n".join(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files)
+    listing = "\n".join(f"{p.name} {sha256_file(p)}" for p in files)
     return f"folder {hashlib.sha256(listing.encode()).hexdigest()[:16]}"
 
 

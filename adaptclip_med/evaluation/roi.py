@@ -28,7 +28,7 @@ import torch
 from adaptclip_med.data.records import Record
 from adaptclip_med.model.fusion import score_with_peak
 from adaptclip_med.roi import anatomy_mask, detect_modality
-from adaptclip_med.roi.gate import GateConfig, metadata_verdict, pixel_verdict
+from adaptclip_med.roi.gate import GateConfig, below_floor, metadata_verdict, pixel_verdict
 from adaptclip_med.roi.morphology import decorate, to_source_grid
 from adaptclip_med.roi.source import display_image, user_mask
 from adaptclip_med.runtime.errors import ImageReadError
@@ -68,13 +68,12 @@ def _screen_one(rec: Record, mode: str, gate: GateConfig) -> tuple[str | None, d
     if roi is not None and not roi.any() and (verdict is None or not verdict.rejected):
         return "empty ROI: nothing to score", {}
     if roi is not None and rec.slice_index is not None and roi.mean() < gate.roi_floor:
-        return f"ROI below the floor: anatomy {roi.mean():.1%} of the slice < {gate.roi_floor:.0%}", {}
+        return below_floor(roi.mean(), gate.roi_floor), {}
     if verdict is None:
         return None, {}
     if verdict.rejected and not gate.force:
         return f"applicability reject: {verdict.reasons}", {}
-    reasons = f"scored under --force; {verdict.reasons}" if verdict.rejected else verdict.reasons
-    return None, {"applicability": verdict.status, "applicability_reasons": reasons}
+    return None, verdict.cells(gate.force)
 
 
 def screen_group(group: Any, mode: str, gate: GateConfig) -> list[Skip]:

@@ -132,6 +132,17 @@ class Verdict:
     def rejected(self) -> bool:
         return self.status == "reject"
 
+    def cells(self, force: bool) -> dict[str, str]:
+        """The ``applicability`` / ``applicability_reasons`` cells of a scored image (a rejected one is only
+        scored under ``--force``, and its reasons say so)."""
+        reasons = f"scored under --force; {self.reasons}" if self.rejected and force else self.reasons
+        return {"applicability": self.status, "applicability_reasons": reasons}
+
+
+def below_floor(share: float, floor: float) -> str:
+    """The skip reason of a volume slice whose ROI covers ``share`` of it, below ``floor``."""
+    return f"ROI below the floor: anatomy {share:.1%} of the slice < {floor:.0%}"
+
 
 def _read_header(path: str | Path) -> object | None:
     """The DICOM data set without pixels, or None for another format."""

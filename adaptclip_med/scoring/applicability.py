@@ -29,6 +29,7 @@ from adaptclip_med.roi.gate import (
     NEGATIVE_PROMPTS,
     GateConfig,
     Verdict,
+    below_floor,
     feature_verdict,
     gate_config,
     metadata_verdict,
@@ -158,12 +159,7 @@ class StudyPlan:
     def columns(self, k: int) -> dict[str, str]:
         """The ``applicability`` / ``applicability_reasons`` cells of unit ``k`` ({} with the gate off)."""
         verdict = self.verdicts[k] if k < len(self.verdicts) else None
-        if verdict is None:
-            return {}
-        reasons = verdict.reasons
-        if verdict.rejected and self.gate.force:
-            reasons = f"scored under --force; {reasons}"
-        return {"applicability": verdict.status, "applicability_reasons": reasons}
+        return {} if verdict is None else verdict.cells(self.gate.force)
 
     def volume_columns(self, ks: list[int]) -> dict[str, str]:
         """A volume row's cells: the worst of its scored slices, with counts."""
@@ -205,7 +201,7 @@ def plan_study(study: Study, roi: str, gate: GateConfig) -> StudyPlan:
         plan.rois.append(mask)
         plan.modalities.append(modality)
         if mask is not None and volume and mask.mean() < gate.roi_floor:
-            plan.skip[k] = f"ROI below the floor: anatomy {mask.mean():.1%} of the slice < {gate.roi_floor:.0%}"
+            plan.skip[k] = below_floor(mask.mean(), gate.roi_floor)
         elif mask is not None and not mask.any():
             plan.skip[k] = "empty ROI: nothing to score"
         elif verdict is not None and verdict.rejected and not gate.force:
