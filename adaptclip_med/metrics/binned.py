@@ -142,12 +142,10 @@ class BinnedPixelHistogram:
 
     def update(self, maps: np.ndarray, masks: np.ndarray, weights: np.ndarray, n_regions: int) -> None:
         """Add maps ``(B, H, W)``, binary masks and PRO weights ``(B, H, W)`` (see ``region_weights``)."""
-        idx = self.bin_index(maps)
-        m = np.asarray(masks).astype(bool).ravel()
-        self.pos += np.bincount(idx[m], minlength=self.n_bins + 1)
-        self.neg += np.bincount(idx[~m], minlength=self.n_bins + 1)
-        w = np.asarray(weights, dtype=np.float64).ravel()
-        self.pro += np.bincount(idx, weights=w, minlength=self.n_bins + 1)
+        pos, neg, pro = _bin_counts(self.bin_index(maps), masks, weights, self.n_bins + 1)
+        self.pos += pos
+        self.neg += neg
+        self.pro += pro
         self.n_regions += int(n_regions)
 
     def _descending(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,9 +188,9 @@ class BinnedPixelHistogram:
 class PerImagePixelCounts:
     """Each image's positive / negative pixel counts and PRO weights on one shared dyadic bin grid.
 
-    The grid starts at ``value_range`` and doubles (folding every stored row) whenever an image holds a
-    score outside it, as :class:`BinnedPixelHistogram`'s does. Summing the rows of any multiset of images
-    gives exactly the histogram of those images' pooled pixels, so a bootstrap replicate costs one
+    The grid is a :class:`BinnedPixelHistogram`'s: it starts at ``value_range`` and doubles whenever an
+    image holds a score outside it, folding every stored row with it. Summing the rows of any multiset of
+    images gives exactly the histogram of those images' pooled pixels, so a bootstrap replicate costs one
     weighted sum, and its metrics carry the binning bound of :meth:`BinnedPixelHistogram.compute`.
 
     Args:
@@ -201,15 +199,26 @@ class PerImagePixelCounts:
 
     Attributes:
         ids: the images' ids, in the order added.
-        n_bins, low, width: the grid.
     """
 
     def __init__(self, n_bins: int = PER_IMAGE_BINS, value_range: tuple[float, float] = (0.0, 1.0)) -> None:
-        grid = BinnedPixelHistogram(n_bins, value_range)  # validates the arguments
-        self.n_bins, self.low, self.width = grid.n_bins, grid.low, grid.width
+        self._grid = _RowsGrid(self, n_bins, value_range)
         self.ids: list[int] = []
         self._rows: list[np.ndarray] = []  # per image (3, n_bins + 1): positives, negatives, PRO weights
         self._regions: list[int] = []
+        self._stacked: np.ndarray | None = None
+
+    @property
+    def n_bins(self) -> int:
+        return self._grid.n_bins
+
+    @property
+    def low(self) -> float:
+        return self._grid.low
+
+    @property
+    def width(self) -> float:
+        return self._grid.width
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -220,34 +229,23 @@ class PerImagePixelCounts:
         Raises:
             ValueError: NaN or infinite scores.
         """
-        a = np.asarray(amap, dtype=np.float64).ravel()
-        m = np.asarray(mask).astype(bool)
-        weights, n_regions = region_weights(m)
-        vmin, vmax = float(a.min()), float(a.max())
-        if not (math.isfinite(vmin) and math.isfinite(vmax)):
-            raise ValueError("pixel metrics: anomaly maps contain NaN or inf; expected finite values")
-        while vmax > self.low + self.width:
-            self._double(downward=False)
-        while vmin < self.low:
-            self._double(downward=True)
-        idx = np.clip(np.floor((a - self.low) * (self.n_bins / self.width)).astype(np.int64), 0, self.n_bins)
-        flat = m.ravel()
-        size = self.n_bins + 1
-        self._rows.append(np.stack([np.bincount(idx[flat], minlength=size), np.bincount(idx[~flat], minlength=size),
-                                    np.bincount(idx, weights=weights.ravel(), minlength=size)]).astype(np.float64))
+        idx = self._grid.bin_index(amap)  # widens the grid (and folds the rows) to cover the map
+        weights, n_regions = region_weights(mask)
+        self._rows.append(np.stack(_bin_counts(idx, mask, weights, self.n_bins + 1)))
         self._regions.append(int(n_regions))
         self.ids.append(int(image_id))
+        self._stacked = None
 
-    def _double(self, downward: bool) -> None:
+    def fold(self, downward: bool) -> None:
+        """Fold every row onto the doubled grid (called by the grid when it doubles)."""
         self._rows = [_doubled(r, downward) for r in self._rows]
-        if downward:
-            self.low -= self.width
-        self.width *= 2.0
+        self._stacked = None
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """``(counts (M, 3, n_bins + 1), regions (M,))``: positives, negatives, PRO weights; region counts."""
-        counts = np.stack(self._rows) if self._rows else np.zeros((0, 3, self.n_bins + 1))
-        return counts, np.asarray(self._regions, dtype=np.int64)
+        if self._stacked is None:
+            self._stacked = np.stack(self._rows) if self._rows else np.zeros((0, 3, self.n_bins + 1))
+        return self._stacked, np.asarray(self._regions, dtype=np.int64)
 
     def pooled(self, times: np.ndarray | None = None) -> BinnedPixelHistogram:
         """The histogram of every image taken ``times[i]`` times ``(M,)`` (each once: None)."""
@@ -273,12 +271,8 @@ class PerImagePixelCounts:
         """Read what :meth:`save` wrote."""
         with np.load(path) as z:
             low, width, n_bins = (float(x) for x in z["grid"])
-            out = cls(int(n_bins))
-            out.low, out.width = low, width
-            out.ids = z["ids"].tolist()
-            out._rows = list(z["counts"])
-            out._regions = z["regions"].tolist()
-        return out
+            return cls._on_grid(int(n_bins), low, width, z["ids"].tolist(), list(z["counts"]),
+                                z["regions"].tolist())
 
     def select(self, ids: list[int]) -> PerImagePixelCounts:
         """The images with these ids, in this order (same grid).
@@ -287,12 +281,38 @@ class PerImagePixelCounts:
             KeyError: an id that was not added.
         """
         at = {i: j for j, i in enumerate(self.ids)}
-        out = PerImagePixelCounts(self.n_bins)
-        out.low, out.width = self.low, self.width
-        out.ids = list(ids)
-        out._rows = [self._rows[at[i]] for i in ids]
-        out._regions = [self._regions[at[i]] for i in ids]
+        return self._on_grid(self.n_bins, self.low, self.width, list(ids), [self._rows[at[i]] for i in ids],
+                             [self._regions[at[i]] for i in ids])
+
+    @classmethod
+    def _on_grid(cls, n_bins: int, low: float, width: float, ids: list[int], rows: list[np.ndarray],
+                 regions: list[int]) -> PerImagePixelCounts:
+        out = cls(n_bins)
+        out._grid.low, out._grid.width = low, width
+        out.ids, out._rows, out._regions = ids, rows, regions
         return out
+
+
+class _RowsGrid(BinnedPixelHistogram):
+    """The grid of a :class:`PerImagePixelCounts`: a histogram whose doublings also fold the owner's rows."""
+
+    def __init__(self, owner: PerImagePixelCounts, n_bins: int, value_range: tuple[float, float]) -> None:
+        super().__init__(n_bins, value_range)
+        self.owner = owner
+
+    def _double(self, downward: bool) -> None:
+        self.owner.fold(downward)
+        super()._double(downward)
+
+
+def _bin_counts(idx: np.ndarray, masks: np.ndarray, weights: np.ndarray, size: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positive and negative pixel counts and PRO weight per bin ``(size,)`` each, from the pixels' bin
+    indices ``(P,)``, their masks and weights (any shape of ``P`` elements)."""
+    m = np.asarray(masks).astype(bool).ravel()
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    return (np.bincount(idx[m], minlength=size).astype(np.float64), np.bincount(idx[~m], minlength=size)
+            .astype(np.float64), np.bincount(idx, weights=w, minlength=size))
 
 
 def _doubled(counts: np.ndarray, downward: bool) -> np.ndarray:
