@@ -54,7 +54,7 @@ from adaptclip_med.runtime.keys import (
 from adaptclip_med.runtime.privacy import CACHE_OFF, user_cache_dir
 
 #: Bumped when the cached folder's layout or the exported graph's interface changes.
-GRAPH_FORMAT = 1
+GRAPH_FORMAT = 2
 #: Engine libraries whose versions are part of the key and the manifest.
 ENGINE_LIBRARIES = ("onnx", "onnxruntime", "openvino", "nncf")
 #: The preprocessing the graph expects (the caller's ``build_transforms`` / ``ModelInput``).

@@ -6,7 +6,7 @@ Shapes: ``B`` batch, ``G`` grid side, ``N = 1 + G²`` tokens (CLS first), ``W`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +74,15 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Fused scaled-dot-product attention over ``heads`` heads: ``(B, N, W)`` ×3 → ``(B, N, W)``."""
+    return _merge_heads(F.scaled_dot_product_attention(*(_split_heads(t, heads) for t in (q, k, v))))
+
+
+#: An attention kernel with :func:`attend`'s signature (an exporter may swap in one that it writes as one node).
+Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
 class FrozenCLIPVision(nn.Module):
     """The open_clip ViT image tower, frozen, with the AdaptCLIP V-V path.
 
@@ -136,26 +145,26 @@ class FrozenCLIPVision(nn.Module):
         return v.ln_pre(x)
 
     def _block(
-        self, block: nn.Module, x: torch.Tensor, vv: torch.Tensor | None
+        self, block: nn.Module, x: torch.Tensor, vv: torch.Tensor | None, attention: Attention
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One block of both paths: returns the original path's output and the updated V-V state."""
         attn: nn.MultiheadAttention = block.attn
         h = block.ln_1(x)
         qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = (_split_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))
-        out = _merge_heads(F.scaled_dot_product_attention(q, k, v))
-        x_next = x + block.ls_1(attn.out_proj(out))
+        q, k, v = qkv.chunk(3, dim=-1)
+        x_next = x + block.ls_1(attn.out_proj(attention(q, k, v, self.heads)))
         x_next = x_next + block.ls_2(block.mlp(block.ln_2(x_next)))
         if vv is not None:
-            vv_out = _merge_heads(F.scaled_dot_product_attention(v, v, v))
-            vv = vv + attn.out_proj(vv_out)
+            vv = vv + attn.out_proj(attention(v, v, v, self.heads))
         return x_next, vv
 
-    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
+    def encode_image(self, images: torch.Tensor, attention: Attention = attend) -> ImageFeatures:
         """Run both paths.
 
         Args:
             images: ``(B, 3, S, S)`` CLIP-normalised, ``S`` a multiple of the patch size.
+            attention: the attention kernel (:func:`attend`; the ONNX Runtime export passes one that it
+                writes as a single fused node).
 
         Returns:
             :class:`ImageFeatures` with ``global_`` ``(B, D)`` and ``L`` patch tensors ``(B, N, D)``.
@@ -167,7 +176,7 @@ class FrozenCLIPVision(nn.Module):
         for index, block in enumerate(v.transformer.resblocks, start=1):
             if index == self.vv_start:
                 vv = x
-            x, vv = self._block(block, x, vv)
+            x, vv = self._block(block, x, vv, attention)
             if index in self.feature_layers:
                 taps[index] = v.ln_post(vv) @ v.proj
         global_ = x[:, 0] @ v.proj

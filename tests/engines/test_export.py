@@ -33,6 +33,9 @@ def test_onnx_export_has_a_dynamic_batch_and_matches_torch(tmp_path: Path, torch
     onnx.checker.check_model(graph)
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert [o.name for o in graph.graph.output] == ["global", "layer_2", "layer_4", "layer_6", "layer_8"]
+    # each attention is one fused node: 8 blocks of the original path + 7 of the V-V path (blocks 2..8)
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("MultiHeadAttention") == 15 and "Softmax" not in ops
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     ref = torch_model.encode(images[:3])
     for b in (1, 3):  # one graph, any batch
@@ -48,6 +51,19 @@ def test_openvino_int8_weights_export(tmp_path: Path) -> None:
     assert "compress_weights" in info["method"]
     assert (tmp_path / "model.xml").is_file() and (tmp_path / "model.bin").is_file()
     assert not (tmp_path / "fp32.onnx").exists()
+
+
+def test_onnxruntime_int8_weights_quantises_every_weight_product(tmp_path: Path) -> None:
+    """The V-V path's output projection shares the original path's weight; it is quantised too."""
+    import onnx
+
+    assert main(["--format", "onnx", "--int8", "weights", *ARGS, "--out", str(tmp_path)]) == 0
+    info = _manifest(tmp_path)
+    assert info["precision"] == "int8" and "quantize_dynamic" in info["method"]
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    # 8 blocks × (qkv, out, fc1, fc2) + 7 V-V output projections + 4 taps and the global feature × proj
+    assert ops.count("MatMulInteger") == 44 and "MatMul" not in ops and "Identity" not in ops
+    assert ops.count("MultiHeadAttention") == 15
 
 
 @pytest.mark.parametrize("extra", [["--int8", "full"], ["--calibration", "x"]])
