@@ -12,10 +12,11 @@ graph (its own transformations fuse the attention).
 
 int8 (:data:`adaptclip_med.engines.INT8_MODES`):
 
-* ``weights`` — OpenVINO: NNCF ``compress_weights`` (int8 asymmetric weights of every MatMul/Conv,
-  activations stay fp32). ONNX Runtime has no int8 weight-only MatMul kernel on CPUs, so its
-  ``weights`` graph is ONNX Runtime's dynamic quantisation (``quantize_dynamic``: int8 per-channel
-  weights, each activation quantised at run time from its own range): no calibration either.
+* ``weights`` — OpenVINO: NNCF ``compress_weights`` (int8 asymmetric weights of every MatMul/Conv; its
+  CPU plugin quantises the activations at run time, in groups of
+  :data:`~adaptclip_med.engines.session.OPENVINO_ACTIVATION_GROUP` channels). ONNX Runtime: its dynamic
+  quantisation (``quantize_dynamic``: int8 per-channel weights, each activation quantised at run time
+  from its own range). Neither needs calibration.
 * ``full`` — post-training quantisation of weights and activations with ranges calibrated on normal
   images: OpenVINO: NNCF ``quantize`` (transformer preset); ONNX Runtime: ``quantize_static`` (QDQ,
   int8 per-channel weights and uint8 activations of the MatMul, Gemm and Conv nodes only, min-max
@@ -51,7 +52,8 @@ METHODS = {
     ("openvino", None): "fp32 graph (inference precision hint f32)",
     ("onnxruntime", "weights"): "onnxruntime.quantization.quantize_dynamic: int8 per-channel weights, "
                                 "activations quantised at run time",
-    ("openvino", "weights"): "nncf.compress_weights INT8_ASYM: int8 weights, fp32 activations",
+    ("openvino", "weights"): "nncf.compress_weights INT8_ASYM: int8 weights; the CPU plugin quantises the "
+                             "activations at run time (engines.session.OPENVINO_ACTIVATION_GROUP channels a group)",
     ("onnxruntime", "full"): "onnxruntime.quantization.quantize_static: QDQ on MatMul/Gemm/Conv, int8 "
                              "per-channel weights, uint8 activations, min-max ranges from the calibration images",
     ("openvino", "full"): "nncf.quantize (ModelType.TRANSFORMER): int8 weights and activations, ranges from "

@@ -68,3 +68,10 @@ def test_int8_default_mode_is_weight_only(tiny) -> None:
     model = tiny(engine="openvino", precision="int8")
     assert model.backbone.engine.identity()["int8"] == "weights"
     assert model.describe()["engine"]["precision"] == "int8"
+
+
+def test_openvino_int8_weights_quantises_activations_at_run_time(tiny) -> None:
+    from adaptclip_med.engines.session import OPENVINO_ACTIVATION_GROUP
+
+    runtime = tiny(engine="openvino", precision="int8").backbone.engine.runtime
+    assert int(runtime.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) == OPENVINO_ACTIVATION_GROUP
