@@ -145,7 +145,7 @@ class FrozenCLIPVision(nn.Module):
         return v.ln_pre(x)
 
     def _block(
-        self, block: nn.Module, x: torch.Tensor, vv: torch.Tensor | None, attention: Attention
+        self, block: nn.Module, x: torch.Tensor, vv: torch.Tensor | None, attention: Attention = attend
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One block of both paths: returns the original path's output and the updated V-V state."""
         attn: nn.MultiheadAttention = block.attn
