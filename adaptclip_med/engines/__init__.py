@@ -1,8 +1,9 @@
 """Exported inference engines for the frozen backbone: ONNX Runtime and OpenVINO, fp32 and int8.
 
 The frozen backbone's feature graph (image batch → the global feature and the ``L`` V-V feature-layer
-tokens the adapters consume) is exported once (:mod:`.graph`: ONNX opset 17 through the TorchScript
-exporter, OpenVINO IR converted from it, int8 weight-only or fully quantised with a calibration set) and
+tokens the adapters consume) is exported once per engine (:mod:`.graph`: ONNX opset 17 through the
+TorchScript exporter — ONNX Runtime's with its fused attention node, OpenVINO IR converted from the
+standard-op export — int8 weight-only or fully quantised with a calibration set) and
 run by :class:`.session.EngineEncoder`, which ``load_model(engine=...)`` attaches to the backbone. The
 adapters, the prompt bank and the scoring stay in torch. Built graphs are cached on disk under the user
 cache folder, keyed like the feature store (:func:`.session.engine_key`). Usage and tolerances:
