@@ -16,6 +16,14 @@ features and maps <= 1e-4, image scores <= 1e-5; int8 maps r >= 0.99, scores rho
     python benchmarks/export_parity.py --backbone ViT-L-14-336 --pretrained openai --checkpoint adaptclip-mvtec \\
         --images ../shared/datasets/br35h --normals ../shared/datasets/br35h/no --limit 64
 
+``--dataset NAME --images ROOT`` reads a registered data set in its publisher's layout instead of a bare
+folder: the queries are its test records with their labels and masks, and each row also prints the
+I-AUROC and P-AUROC change of the engine against torch (with real weights, the change a user would see
+in the evaluation's tables; sets without masks print only I-AUROC; sets of one label print neither)::
+
+    python benchmarks/export_parity.py --conformance ../shared/conformance --dataset brain_mri \
+        --images ../shared/datasets/brain_mri --normals ../shared/datasets/brain_mri/no --limit 100
+
 ``--normals`` are the 4-shot prompts (the first 4), the int8 ``full`` calibration images and the
 threshold's normals (held out from ``--images``: no query is a prompt or a calibration image); without
 them random images stand in (tiny fixture only).
@@ -32,7 +40,7 @@ import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
 
-from adaptclip_med.metrics import conformal_threshold, is_anomalous
+from adaptclip_med.metrics import auroc, conformal_threshold, is_anomalous
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -56,7 +64,50 @@ class _Run:
                                                                                          model.fit_prompts(prompts))}
 
 
-def _row(name: str, ref: _Run, got: _Run, shots: int, normals_ref: np.ndarray, target: float) -> str:
+class _Truth:
+    """Labels ``(B,)`` and, when every anomalous query has one, masks ``(B, S, S)`` of the queries."""
+
+    def __init__(self, labels: np.ndarray, masks: np.ndarray | None) -> None:
+        self.labels, self.masks = labels, masks
+
+    def metrics(self, out) -> tuple[float, float]:
+        """(I-AUROC, P-AUROC) of one model's outputs; NaN where the queries cannot give it."""
+        both = len(set(self.labels.tolist())) == 2
+        image = auroc(out.pred_score.numpy(), self.labels) if both else float("nan")
+        pixel = (auroc(out.anomaly_map.numpy().ravel(), self.masks.ravel())
+                 if self.masks is not None and 0 < self.masks.sum() < self.masks.size else float("nan"))
+        return image, pixel
+
+
+def _dataset(name: str, root: str, size: int, limit: int, normals_folder: str | None
+             ) -> tuple[torch.Tensor, torch.Tensor | None, _Truth]:
+    """Queries, normals (the set's prompt pool unless ``--normals``) and their truth, from a registered set."""
+    from adaptclip_med.data import build_transforms, load_dataset
+
+    index = load_dataset(name, root)
+    pipe = build_transforms(size, keep_original=False)
+    if normals_folder is None:
+        pool = [r for cls in sorted(index.prompt_pool) for r in index.prompt_pool[cls]][:max(4, limit)]
+        normal_files = [Path(r.image) for r in pool]
+    else:
+        normal_files = _files(normals_folder, max(4, limit))
+    taken = {f.resolve() for f in normal_files}  # no query is a prompt or a calibration normal
+    records = [r for r in index.records if Path(r.image).resolve() not in taken]
+    step = max(1, len(records) // limit) if limit else 1
+    records = records[::step][:limit] if limit else records
+    samples = [pipe(r.as_dict()) for r in records]
+    queries = torch.stack([torch.as_tensor(s["image"]) for s in samples])
+    labels = np.array([r.label for r in records])
+    has_masks = all(r.mask is not None for r in records if r.label == 1)
+    masks = (np.stack([np.asarray(s["mask"]) if "mask" in s else np.zeros((size, size), np.uint8) for s in samples])
+             if has_masks else None)
+    normals = (torch.stack([torch.as_tensor(pipe({"image": str(f), "mask": None})["image"]) for f in normal_files])
+               if normal_files else None)
+    return queries, normals, _Truth(labels, masks)
+
+
+def _row(name: str, ref: _Run, got: _Run, shots: int, normals_ref: np.ndarray, target: float,
+         truth: _Truth | None = None) -> str:
     fw, fg = ref.feats, got.feats
     feat = max(float((a - b).abs().max()) for a, b in zip([fw.global_, *fw.patches], [fg.global_, *fg.patches],
                                                           strict=True))
@@ -69,8 +120,13 @@ def _row(name: str, ref: _Run, got: _Run, shots: int, normals_ref: np.ndarray, t
                  else float(w.pred_score.median()))
     same = is_anomalous(w.pred_score.numpy(), threshold) == is_anomalous(g.pred_score.numpy(), threshold)
     agree = float(np.mean(same))
-    return (f"{name:<34}{feat:>10.2e}{map_abs:>10.2e}{r:>9.5f}{score_abs:>10.2e}{rho:>9.5f}{agree * 100:>8.1f}%"
+    line = (f"{name:<34}{feat:>10.2e}{map_abs:>10.2e}{r:>9.5f}{score_abs:>10.2e}{rho:>9.5f}{agree * 100:>8.1f}%"
             f"{threshold:>10.4f}{int(same.sum()):>6}/{same.size}")
+    if truth is not None:
+        (i_ref, p_ref), (i_got, p_got) = truth.metrics(w), truth.metrics(g)
+        line += f"  I-AUROC {i_ref:.4f}→{i_got:.4f} ({i_got - i_ref:+.4f})  P-AUROC {p_ref:.4f}→{p_got:.4f} " \
+                f"({p_got - p_ref:+.4f})"
+    return line
 
 
 def main() -> None:
@@ -83,6 +139,8 @@ def main() -> None:
                         "--images, its images")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--images", default=None, metavar="DIR", help="query images (default: random)")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="--images is this registered data set's folder: labelled queries, I-AUROC / P-AUROC change")
     p.add_argument("--normals", default=None, metavar="DIR", help="normal images: prompts, calibration, threshold")
     p.add_argument("--limit", type=int, default=16, help="at most this many queries (and normals)")
     p.add_argument("--engine", nargs="+", default=["onnxruntime", "openvino"])
@@ -101,6 +159,7 @@ def main() -> None:
     ref = load_model(**kwargs)
     size = ref.image_size
     gen = torch.Generator().manual_seed(0)
+    truth: _Truth | None = None
     if args.conformance and not args.images:
         from safetensors.torch import load_file
 
@@ -113,6 +172,12 @@ def main() -> None:
         pics = torch.nn.functional.interpolate(full, size=size, mode="bilinear", antialias=True)
         pics = torch.cat([pics, pics.flip(-1), pics.flip(-2)])
         queries, normals = pics[:-4], pics[-4:]
+    elif args.dataset:
+        if not args.images:
+            p.error("--dataset needs --images (the data set's folder)")
+        queries, normals, truth = _dataset(args.dataset, args.images, size, args.limit, args.normals)
+        if normals is None:
+            p.error(f"{args.dataset} has no prompt pool of normal images: pass --normals DIR")
     else:
         normal_files = _files(args.normals, max(4, args.limit)) if args.normals else []
         taken = {f.resolve() for f in normal_files}  # a query that is also a prompt or a calibration normal
@@ -139,7 +204,7 @@ def main() -> None:
         run = _Run(model, queries, prompts)
         for shots in (0, 4):
             print(_row(f"{engine} {('int8-' + int8) if int8 else 'fp32'} {shots}-shot", reference, run, shots,
-                       normal_scores[shots], args.target_specificity), flush=True)
+                       normal_scores[shots], args.target_specificity, truth), flush=True)
 
 
 if __name__ == "__main__":
