@@ -19,10 +19,10 @@ features and maps <= 1e-4, image scores <= 1e-5; int8 maps r >= 0.99, scores rho
 ``--dataset NAME --images ROOT`` reads a registered data set in its publisher's layout instead of a bare
 folder: the queries are its test records with their labels and masks, and each row also prints the
 I-AUROC and P-AUROC change of the engine against torch (with real weights, the change a user would see
-in the evaluation's tables; sets without masks print only I-AUROC; sets of one label print neither)::
+in the evaluation's tables; "-" where the queries cannot give it: no masks, or one label only)::
 
-    python benchmarks/export_parity.py --conformance ../shared/conformance --dataset brain_mri \
-        --images ../shared/datasets/brain_mri --normals ../shared/datasets/brain_mri/no --limit 100
+    python benchmarks/export_parity.py --conformance ../shared/conformance --dataset brain_mri \\
+        --images ../shared/datasets/brain_mri --masks ../shared/datasets/brain_mri_masks_derived --limit 100
 
 ``--normals`` are the 4-shot prompts (the first 4), the int8 ``full`` calibration images and the
 threshold's normals (held out from ``--images``: no query is a prompt or a calibration image); without
@@ -79,12 +79,12 @@ class _Truth:
         return image, pixel
 
 
-def _dataset(name: str, root: str, size: int, limit: int, normals_folder: str | None
+def _dataset(name: str, root: str, size: int, limit: int, normals_folder: str | None, masks: str | None
              ) -> tuple[torch.Tensor, torch.Tensor | None, _Truth]:
     """Queries, normals (the set's prompt pool unless ``--normals``) and their truth, from a registered set."""
     from adaptclip_med.data import build_transforms, load_dataset
 
-    index = load_dataset(name, root)
+    index = load_dataset(name, root, **({"masks": Path(masks)} if masks else {}))
     pipe = build_transforms(size, keep_original=False)
     if normals_folder is None:
         pool = [r for cls in sorted(index.prompt_pool) for r in index.prompt_pool[cls]][:max(4, limit)]
@@ -124,8 +124,8 @@ def _row(name: str, ref: _Run, got: _Run, shots: int, normals_ref: np.ndarray, t
             f"{threshold:>10.4f}{int(same.sum()):>6}/{same.size}")
     if truth is not None:
         (i_ref, p_ref), (i_got, p_got) = truth.metrics(w), truth.metrics(g)
-        line += f"  I-AUROC {i_ref:.4f}→{i_got:.4f} ({i_got - i_ref:+.4f})  P-AUROC {p_ref:.4f}→{p_got:.4f} " \
-                f"({p_got - p_ref:+.4f})"
+        for label, a, b in (("I-AUROC", i_ref, i_got), ("P-AUROC", p_ref, p_got)):
+            line += f"  {label} {a:.4f}→{b:.4f} ({b - a:+.4f})" if np.isfinite(a) else f"  {label} -"
     return line
 
 
@@ -141,6 +141,8 @@ def main() -> None:
     p.add_argument("--images", default=None, metavar="DIR", help="query images (default: random)")
     p.add_argument("--dataset", default=None, metavar="NAME",
                    help="--images is this registered data set's folder: labelled queries, I-AUROC / P-AUROC change")
+    p.add_argument("--masks", default=None, metavar="DIR", help="with --dataset: its loader's masks folder "
+                   "(e.g. brain_mri_masks_derived for brain_mri)")
     p.add_argument("--normals", default=None, metavar="DIR", help="normal images: prompts, calibration, threshold")
     p.add_argument("--limit", type=int, default=16, help="at most this many queries (and normals)")
     p.add_argument("--engine", nargs="+", default=["onnxruntime", "openvino"])
@@ -175,7 +177,7 @@ def main() -> None:
     elif args.dataset:
         if not args.images:
             p.error("--dataset needs --images (the data set's folder)")
-        queries, normals, truth = _dataset(args.dataset, args.images, size, args.limit, args.normals)
+        queries, normals, truth = _dataset(args.dataset, args.images, size, args.limit, args.normals, args.masks)
         if normals is None:
             p.error(f"{args.dataset} has no prompt pool of normal images: pass --normals DIR")
     else:
