@@ -65,17 +65,19 @@ class _Run:
 
 
 class _Truth:
-    """Labels ``(B,)`` and, when every anomalous query has one, masks ``(B, S, S)`` of the queries."""
+    """Labels ``(B,)`` and masks ``(B, S, S)`` of the queries; ``known`` ``(B,)``: the images whose mask is known
+    (normal ones, all zeros, and anomalous ones with a mask file): P-AUROC pools their pixels only."""
 
-    def __init__(self, labels: np.ndarray, masks: np.ndarray | None) -> None:
-        self.labels, self.masks = labels, masks
+    def __init__(self, labels: np.ndarray, masks: np.ndarray, known: np.ndarray) -> None:
+        self.labels, self.masks, self.known = labels, masks, known
 
     def metrics(self, out) -> tuple[float, float]:
         """(I-AUROC, P-AUROC) of one model's outputs; NaN where the queries cannot give it."""
         both = len(set(self.labels.tolist())) == 2
         image = auroc(out.pred_score.numpy(), self.labels) if both else float("nan")
-        pixel = (auroc(out.anomaly_map.numpy().ravel(), self.masks.ravel())
-                 if self.masks is not None and 0 < self.masks.sum() < self.masks.size else float("nan"))
+        masks = self.masks[self.known]
+        pixel = (auroc(out.anomaly_map.numpy()[self.known].ravel(), masks.ravel())
+                 if 0 < masks.sum() < masks.size else float("nan"))
         return image, pixel
 
 
@@ -98,12 +100,11 @@ def _dataset(name: str, root: str, size: int, limit: int, normals_folder: str | 
     samples = [pipe(r.as_dict()) for r in records]
     queries = torch.stack([torch.as_tensor(s["image"]) for s in samples])
     labels = np.array([r.label for r in records])
-    has_masks = all(r.mask is not None for r in records if r.label == 1)
-    masks = (np.stack([np.asarray(s["mask"]) if "mask" in s else np.zeros((size, size), np.uint8) for s in samples])
-             if has_masks else None)
+    known = np.array([r.label == 0 or r.mask is not None for r in records])
+    masks = np.stack([np.asarray(s["mask"]) if "mask" in s else np.zeros((size, size), np.uint8) for s in samples])
     normals = (torch.stack([torch.as_tensor(pipe({"image": str(f), "mask": None})["image"]) for f in normal_files])
                if normal_files else None)
-    return queries, normals, _Truth(labels, masks)
+    return queries, normals, _Truth(labels, masks, known)
 
 
 def _row(name: str, ref: _Run, got: _Run, shots: int, normals_ref: np.ndarray, target: float,
