@@ -44,13 +44,15 @@ def _onnxruntime(path: Path, x: np.ndarray, threads: int) -> tuple[float, collec
     return ms, per_type
 
 
-def _openvino(path: Path, x: np.ndarray, threads: int, group: int | None) -> tuple[float, collections.Counter]:
+def _openvino(path: Path, x: np.ndarray, threads: int, int8: str | None, group: int | None
+              ) -> tuple[float, collections.Counter]:
     import openvino as ov
 
-    from adaptclip_med.engines.session import OPENVINO_ACTIVATION_GROUP
+    from adaptclip_med.engines.session import openvino_config
 
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True,
-              "DYNAMIC_QUANTIZATION_GROUP_SIZE": OPENVINO_ACTIVATION_GROUP if group is None else group}
+    config = {**openvino_config(int8, threads), "PERF_COUNT": True}  # the settings the package runs it with
+    if group is not None:
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = group
     request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
     request.infer({0: x})
     start = time.perf_counter()
@@ -77,7 +79,7 @@ def main() -> None:
     if manifest["engine"] == "onnxruntime":
         ms, per_type = _onnxruntime(path, x, args.threads)
     else:
-        ms, per_type = _openvino(path, x, args.threads, args.activation_group)
+        ms, per_type = _openvino(path, x, args.threads, manifest["int8"], args.activation_group)
     total = sum(per_type.values()) or 1.0
     print(f"{manifest['engine']} {manifest['precision']} int8={manifest['int8']} size={size} batch={args.batch} "
           f"threads={args.threads}: {ms / args.batch:.1f} ms/image")

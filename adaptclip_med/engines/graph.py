@@ -83,10 +83,6 @@ class FusedAttention(torch.autograd.Function):
         return out
 
 
-def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    return FusedAttention.apply(q, k, v, heads)
-
-
 class FeatureGraph(nn.Module):
     """``encode_image`` as a module with tensor outputs (what the exporter traces).
 
@@ -97,7 +93,7 @@ class FeatureGraph(nn.Module):
     def __init__(self, backbone: FrozenCLIPVision, fused_attention: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
-        self.attention = _fused_attention if fused_attention else attend
+        self.attention = FusedAttention.apply if fused_attention else attend
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats = self.backbone.encode_image(images, self.attention)

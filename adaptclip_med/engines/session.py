@@ -199,6 +199,17 @@ def engine_cache_root() -> Path | None:
     return user_cache_dir() / "engines"
 
 
+def openvino_config(int8: str | None, threads: int | None = None) -> dict[str, Any]:
+    """The CPU plugin's compile settings of a graph: fp32 inference precision (not bf16 on CPUs that have
+    it), :data:`OPENVINO_ACTIVATION_GROUP` for a weight-only int8 graph, and the thread count when given."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if int8 == "weights":
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = OPENVINO_ACTIVATION_GROUP
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
 def _is_out_of_memory(err: BaseException) -> bool:
     text = str(err).lower()
     return any(s in text for s in ("failed to allocate", "bad_alloc", "out of memory", "cannot allocate"))
@@ -237,12 +248,7 @@ class EngineEncoder(nn.Module):
         else:
             import openvino as ov
 
-            config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}  # not bf16 on CPUs that have it
-            if self.int8 == "weights":
-                config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = OPENVINO_ACTIVATION_GROUP
-            if threads:
-                config["INFERENCE_NUM_THREADS"] = threads
-            compiled = ov.Core().compile_model(path, "CPU", config)
+            compiled = ov.Core().compile_model(path, "CPU", openvino_config(self.int8, threads))
             self.runtime = compiled
             ports = [compiled.output(name) for name in self.names]
             self._run = lambda x: (lambda res: [res[p] for p in ports])(compiled(x))

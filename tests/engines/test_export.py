@@ -72,7 +72,6 @@ def test_export_refuses_full_without_calibration_and_calibration_without_full(tm
     assert "calibrat" in capsys.readouterr().err
 
 
-
 def test_a_killed_build_is_cleared_by_the_next(tmp_path: Path) -> None:
     """A build folder left by a builder that died (SIGKILL skips its clean-up) is removed by the next build
     of the same graph; a live builder's folder and folders the module did not make are left alone."""
